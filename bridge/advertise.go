@@ -1,0 +1,328 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Container is what address detection needs to know about one running
+// container.
+type Container struct {
+	ID       string
+	Names    []string // without the leading "/"
+	Networks []ContainerNetwork
+	Ports    []PublishedPort
+}
+
+// ContainerNetwork is a container's endpoint on one Docker network.
+type ContainerNetwork struct {
+	Name    string
+	IP      netip.Addr // the container's address on the network; invalid for "host" and "none"
+	Gateway netip.Addr // the host's address on the network
+	Aliases []string   // DNS names of the container on this network (compose service names)
+}
+
+// PublishedPort is a container port published on the host.
+type PublishedPort struct {
+	HostIP        netip.Addr // unspecified or invalid means every host address
+	HostPort      uint16
+	ContainerPort uint16
+}
+
+// ContainerLister lists the running containers of the Docker daemon.
+type ContainerLister interface {
+	RunningContainers(ctx context.Context) ([]Container, error)
+}
+
+// AdvertiseOptions are the inputs of Advertise besides Clair's URL.
+type AdvertiseOptions struct {
+	// Containers, when set, lets Advertise find Clair's container. When it
+	// fails, Advertise logs why and falls back to the route to Clair's host.
+	Containers ContainerLister
+	// LocalAddrs returns this host's (or this container's) addresses.
+	// The default reads the network interfaces.
+	LocalAddrs func() ([]netip.Addr, error)
+	// RouteAddr returns the local address the kernel would use to reach
+	// host:port. The default "connects" a UDP socket, which sends nothing.
+	RouteAddr func(ctx context.Context, hostport string) (netip.Addr, error)
+	// Logger receives one debug line per decision.
+	Logger *slog.Logger
+}
+
+// Address is the decision of Advertise: the IP to listen on and to put in the
+// layer URLs handed to Clair, and why.
+type Address struct {
+	IP        netip.Addr
+	Reason    string // one sentence, for --log-level debug and doctor
+	Container string // Clair's container, when it was found
+	Network   string // the Docker network Clair reaches the bridge on, if any
+}
+
+// ErrNoSharedNetwork means layerbridge runs in a container that shares no
+// Docker network with Clair's container, so Clair cannot reach it.
+var ErrNoSharedNetwork = errors.New("layerbridge's container shares no docker network with clair's container")
+
+// Advertise picks the address Clair can reach the bridge on.
+//
+//   - Clair's URL names a container (by name, network alias, ID or IP on a
+//     Docker network), or a port that a container publishes on this host:
+//     the bridge's own address on a network it shares with that container
+//     when layerbridge runs in a container too, otherwise the gateway (the
+//     host's address) of Clair's network.
+//   - Otherwise the local address of the route to Clair's host: loopback
+//     for a Clair on loopback.
+func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Address, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.LocalAddrs == nil {
+		opts.LocalAddrs = interfaceAddrs
+	}
+	if opts.RouteAddr == nil {
+		opts.RouteAddr = routeAddr
+	}
+	host := clair.Hostname()
+	if host == "" {
+		return Address{}, fmt.Errorf("advertise: clair url %q has no host", clair)
+	}
+	port, err := urlPort(clair)
+	if err != nil {
+		return Address{}, fmt.Errorf("advertise: %w", err)
+	}
+	local, err := opts.LocalAddrs()
+	if err != nil {
+		return Address{}, fmt.Errorf("advertise: list local addresses: %w", err)
+	}
+	hostIP, hostIsIP := parseIP(host)
+
+	if opts.Containers != nil {
+		containers, err := opts.Containers.RunningContainers(ctx)
+		if err != nil {
+			log.Debug("advertise: cannot list docker containers; using the route to clair's host", "err", err)
+		} else {
+			addr, found, err := advertiseForContainer(host, hostIP, hostIsIP, port, local, containers, log)
+			if err != nil || found {
+				return addr, err
+			}
+		}
+	}
+
+	if host == "localhost" || (hostIsIP && hostIP.IsLoopback()) {
+		ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if hostIsIP && hostIP.Is6() {
+			ip = netip.IPv6Loopback()
+		}
+		return Address{IP: ip, Reason: fmt.Sprintf("clair's url %s is on loopback and no container publishes port %d, so clair runs on this host", clair.Host, port)}, nil
+	}
+	ip, err := opts.RouteAddr(ctx, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	if err != nil {
+		return Address{}, fmt.Errorf("advertise: find the route to clair at %s: %w", clair.Host, err)
+	}
+	return Address{IP: ip, Reason: fmt.Sprintf("%s is the local address of the route to clair's host %s", ip, host)}, nil
+}
+
+func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []Container, log *slog.Logger) (Address, bool, error) {
+	clairC, how := findClair(host, hostIP, hostIsIP, port, local, containers)
+	if clairC == nil {
+		log.Debug("advertise: clair's host is not a container of this docker daemon", "host", host, "containers", len(containers))
+		return Address{}, false, nil
+	}
+	name := clairC.displayName()
+	log.Debug("advertise: found clair's container", "container", name, "matched", how)
+
+	if slices.ContainsFunc(clairC.Networks, func(n ContainerNetwork) bool { return n.Name == "host" }) {
+		return Address{
+			IP:        netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+			Reason:    fmt.Sprintf("clair's container %s uses the host network, so it reaches this host on loopback", name),
+			Container: name, Network: "host",
+		}, true, nil
+	}
+
+	self := findSelf(local, containers)
+	if self != nil && self.ID == clairC.ID {
+		return Address{
+			IP:        netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+			Reason:    fmt.Sprintf("layerbridge runs in clair's own container %s", name),
+			Container: name,
+		}, true, nil
+	}
+	if self != nil {
+		for _, cn := range clairC.Networks {
+			for _, sn := range self.Networks {
+				if sn.Name == cn.Name && sn.IP.IsValid() {
+					return Address{
+						IP:        sn.IP,
+						Reason:    fmt.Sprintf("layerbridge runs in container %s, which shares network %s with clair's container %s", self.displayName(), cn.Name, name),
+						Container: name, Network: cn.Name,
+					}, true, nil
+				}
+			}
+		}
+		return Address{}, true, fmt.Errorf("advertise: %w: layerbridge is in %s (networks %s), clair is in %s (networks %s)",
+			ErrNoSharedNetwork, self.displayName(), networkNames(self), name, networkNames(clairC))
+	}
+	// layerbridge runs on the host: Clair reaches the host through the
+	// gateway of one of its networks. Prefer the network Clair's URL named.
+	nets := slices.Clone(clairC.Networks)
+	slices.SortStableFunc(nets, func(a, b ContainerNetwork) int {
+		return boolRank(hostIsIP && a.IP == hostIP) - boolRank(hostIsIP && b.IP == hostIP)
+	})
+	for _, n := range nets {
+		if n.Gateway.IsValid() && !n.Gateway.IsUnspecified() {
+			return Address{
+				IP:        n.Gateway,
+				Reason:    fmt.Sprintf("clair runs in container %s on network %s and layerbridge on the host, which clair reaches at that network's gateway %s", name, n.Name, n.Gateway),
+				Container: name, Network: n.Name,
+			}, true, nil
+		}
+	}
+	return Address{}, true, fmt.Errorf("advertise: clair's container %s has no network with a gateway (networks %s); pass --advertise", name, networkNames(clairC))
+}
+
+func boolRank(b bool) int {
+	if b {
+		return -1
+	}
+	return 0
+}
+
+// findClair returns the container Clair's URL points at and how it matched.
+func findClair(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []Container) (*Container, string) {
+	for i := range containers {
+		c := &containers[i]
+		if hostIsIP {
+			for _, n := range c.Networks {
+				if n.IP.IsValid() && n.IP == hostIP {
+					return c, "ip on network " + n.Name
+				}
+			}
+			continue
+		}
+		if slices.Contains(c.Names, host) {
+			return c, "container name"
+		}
+		if len(host) >= 12 && strings.HasPrefix(c.ID, host) {
+			return c, "container id"
+		}
+		for _, n := range c.Networks {
+			if slices.Contains(n.Aliases, host) {
+				return c, "alias on network " + n.Name
+			}
+		}
+	}
+	// A port published on this host: Clair's URL names the host itself.
+	onHost := host == "localhost" || (hostIsIP && (hostIP.IsLoopback() || hostIP.IsUnspecified() || slices.Contains(local, hostIP)))
+	if !onHost {
+		return nil, ""
+	}
+	for i := range containers {
+		c := &containers[i]
+		for _, p := range c.Ports {
+			if p.HostPort != port {
+				continue
+			}
+			if !p.HostIP.IsValid() || p.HostIP.IsUnspecified() || p.HostIP.IsLoopback() || (hostIsIP && p.HostIP == hostIP) {
+				return c, fmt.Sprintf("publishes host port %d", port)
+			}
+		}
+	}
+	return nil, ""
+}
+
+// findSelf returns the container layerbridge runs in: the one whose network
+// address is one of this process's local addresses.
+func findSelf(local []netip.Addr, containers []Container) *Container {
+	for i := range containers {
+		for _, n := range containers[i].Networks {
+			if n.IP.IsValid() && !n.IP.IsLoopback() && slices.Contains(local, n.IP) {
+				return &containers[i]
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Container) displayName() string {
+	if len(c.Names) > 0 {
+		return c.Names[0]
+	}
+	if len(c.ID) > 12 {
+		return c.ID[:12]
+	}
+	return c.ID
+}
+
+func networkNames(c *Container) string {
+	names := make([]string, 0, len(c.Networks))
+	for _, n := range c.Networks {
+		names = append(names, n.Name)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func urlPort(u *url.URL) (uint16, error) {
+	p := u.Port()
+	if p == "" {
+		switch u.Scheme {
+		case "https":
+			return 443, nil
+		case "http":
+			return 80, nil
+		default:
+			return 0, fmt.Errorf("clair url %q: unknown scheme %q", u, u.Scheme)
+		}
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("clair url %q: bad port: %w", u, err)
+	}
+	return uint16(n), nil
+}
+
+func parseIP(host string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}
+
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out, nil
+}
+
+func routeAddr(ctx context.Context, hostport string) (netip.Addr, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", hostport)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer c.Close()
+	ap, err := netip.ParseAddrPort(c.LocalAddr().String())
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ap.Addr().Unmap(), nil
+}

@@ -1,0 +1,12 @@
+// Package bridge is the HTTP side of layerbridge: it serves the blobs that a
+// scan registered, under an unguessable per-scan capability path, so that
+// Clair can download exactly the bytes whose digests it was given; and it
+// decides which address Clair can reach it on (Advertise).
+//
+// Inputs: a BlobOpener (the dockersave store satisfies it) and, for address
+// detection, a ContainerLister (the Docker daemon's view of containers).
+// Output: an http.Handler; the caller owns the http.Server.
+//
+// bridge reads blobs but knows nothing of Clair's APIs: it must not import
+// clairv2, clairv4, report or dockersave.
+package bridge

@@ -1,0 +1,319 @@
+package bridge
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// BlobOpener opens a stored blob by digest. The returned file must hold
+// exactly the blob's bytes; an absent blob is reported with an error wrapping
+// fs.ErrNotExist. Each call must return a new *os.File: the server seeks it.
+type BlobOpener interface {
+	OpenBlob(d digest.Digest) (*os.File, error)
+}
+
+// Fetch describes one request for a layer, as the server answered it.
+type Fetch struct {
+	Grant    string        // the grant's label (for example the image reference)
+	Digest   digest.Digest // the requested digest ("" when the path named none)
+	Remote   string        // client address
+	Method   string
+	Status   int
+	Bytes    int64 // body bytes written
+	Duration time.Duration
+	Err      error // why the request failed, nil on success
+}
+
+// Server serves registered blobs. Create it with New; it is an http.Handler
+// and is safe for concurrent use.
+type Server struct {
+	blobs   BlobOpener
+	log     *slog.Logger
+	observe func(Fetch)
+	router  *mux.Router
+	now     func() time.Time
+	mu      sync.RWMutex
+	grants  map[string]*Grant // by capability
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger that records every fetch. The default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithFetchObserver calls fn after every layer request, successful or not.
+// fn runs on the request's goroutine and must not block.
+func WithFetchObserver(fn func(Fetch)) Option { return func(s *Server) { s.observe = fn } }
+
+// New returns a server for blobs. It serves nothing until Register is called.
+func New(blobs BlobOpener, opts ...Option) *Server {
+	s := &Server{
+		blobs:  blobs,
+		log:    slog.New(slog.DiscardHandler),
+		router: newRouter(),
+		now:    time.Now,
+		grants: make(map[string]*Grant),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.router.Get(RouteLayer).Handler(http.HandlerFunc(s.serveLayer))
+	s.router.Get(RouteHealthz).HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	s.router.NotFoundHandler = http.HandlerFunc(notFound)
+	s.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	})
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Router exposes the server's router so that other handlers (the sidecar
+// API, the registry view) can share its listener.
+func (s *Server) Router() *mux.Router { return s.router }
+
+// Grant is a capability to download a fixed set of blobs. Its URLs stop
+// working when it is revoked.
+type Grant struct {
+	label      string
+	capability string
+	blobs      map[digest.Digest]ocispec.Descriptor
+	server     *Server
+	urls       urlBuilder
+
+	mu      sync.Mutex
+	fetches []Fetch
+}
+
+// Register grants access to descs (by digest) under a new unguessable
+// capability, with URLs rooted at base (the advertised address). label names
+// the grant in logs. Call Revoke when the scan ends.
+func (s *Server) Register(base *url.URL, label string, descs []ocispec.Descriptor) (*Grant, error) {
+	if base == nil || base.Scheme == "" || base.Host == "" {
+		return nil, fmt.Errorf("register %s: advertised url %q is not absolute", label, base)
+	}
+	capability, err := newCapability()
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", label, err)
+	}
+	g := &Grant{
+		label:      label,
+		capability: capability,
+		blobs:      make(map[digest.Digest]ocispec.Descriptor, len(descs)),
+		server:     s,
+		urls:       urlBuilder{base: base, router: s.router},
+	}
+	for _, d := range descs {
+		if err := d.Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("register %s: %w", label, err)
+		}
+		if d.Digest.Algorithm() != digest.SHA256 {
+			return nil, fmt.Errorf("register %s: blob %s: only sha256 blobs can be served", label, d.Digest)
+		}
+		g.blobs[d.Digest] = d
+	}
+	s.mu.Lock()
+	s.grants[capability] = g
+	s.mu.Unlock()
+	s.log.Debug("registered blobs", "grant", label, "blobs", len(descs), "base", base.String())
+	return g, nil
+}
+
+func newCapability() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("make capability: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// URL returns the URL at which the blob d can be downloaded under g.
+func (g *Grant) URL(d digest.Digest) (string, error) {
+	if _, ok := g.blobs[d]; !ok {
+		return "", fmt.Errorf("blob %s is not registered for %s", d, g.label)
+	}
+	return g.urls.layerURL(g.capability, d)
+}
+
+// Revoke ends the grant: its URLs answer 404 from now on. Requests already
+// being answered complete.
+func (g *Grant) Revoke() {
+	g.server.mu.Lock()
+	delete(g.server.grants, g.capability)
+	g.server.mu.Unlock()
+}
+
+// Fetches returns the layer requests made under g so far, oldest first.
+func (g *Grant) Fetches() []Fetch {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Fetch(nil), g.fetches...)
+}
+
+func (g *Grant) record(f Fetch) {
+	g.mu.Lock()
+	g.fetches = append(g.fetches, f)
+	g.mu.Unlock()
+}
+
+// errNotRegistered is the cause behind every 404: the same answer whether the
+// capability is unknown, revoked, or the blob is not part of it, so that a
+// client learns nothing about what exists.
+var errNotRegistered = errors.New("not registered")
+
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "not found", http.StatusNotFound)
+}
+
+func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+
+	vars := mux.Vars(r)
+	f := Fetch{Remote: r.RemoteAddr, Method: r.Method}
+	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+	var grant *Grant
+	defer func() {
+		f.Status, f.Bytes, f.Duration = cw.status, cw.n, s.now().Sub(start)
+		if grant != nil {
+			f.Grant = grant.label
+			grant.record(f)
+		}
+		s.logFetch(f)
+		if s.observe != nil {
+			s.observe(f)
+		}
+	}()
+
+	d, err := digest.Parse(vars["digest"])
+	if err != nil {
+		f.Err = err
+		notFound(cw, r)
+		return
+	}
+	f.Digest = d
+	s.mu.RLock()
+	grant = s.grants[vars["capability"]]
+	s.mu.RUnlock()
+	if grant == nil {
+		f.Err = fmt.Errorf("capability: %w", errNotRegistered)
+		notFound(cw, r)
+		return
+	}
+	desc, ok := grant.blobs[d]
+	if !ok {
+		f.Err = fmt.Errorf("blob: %w", errNotRegistered)
+		notFound(cw, r)
+		return
+	}
+	file, err := s.blobs.OpenBlob(d)
+	if err != nil {
+		f.Err = err
+		if errors.Is(err, fs.ErrNotExist) {
+			notFound(cw, r)
+			return
+		}
+		http.Error(cw, "cannot open blob", http.StatusInternalServerError)
+		return
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		f.Err = err
+		http.Error(cw, "cannot open blob", http.StatusInternalServerError)
+		return
+	}
+	if desc.Size > 0 && fi.Size() != desc.Size {
+		// A stored blob of the wrong size is corrupt: serving it would make
+		// Clair fail its digest check with a less useful message.
+		f.Err = fmt.Errorf("stored blob %s has %d bytes, descriptor says %d", d, fi.Size(), desc.Size)
+		http.Error(cw, "stored blob is corrupt", http.StatusInternalServerError)
+		return
+	}
+	ctype, err := layerContentType(file)
+	if err != nil {
+		f.Err = err
+		http.Error(cw, "cannot read blob", http.StatusInternalServerError)
+		return
+	}
+	h := cw.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Cache-Control", "private, no-transform")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// ServeContent handles HEAD, Range and If-* and sends the file with
+	// sendfile when the connection allows it. The zero modtime keeps
+	// Last-Modified out: the digest is the validator.
+	http.ServeContent(cw, r, "", time.Time{}, file)
+}
+
+func (s *Server) logFetch(f Fetch) {
+	attrs := []any{
+		"grant", f.Grant, "digest", f.Digest.String(), "client", f.Remote, "method", f.Method,
+		"status", f.Status, "bytes", f.Bytes, "duration", f.Duration.Round(time.Microsecond),
+	}
+	if f.Err != nil {
+		s.log.Warn("layer request refused", append(attrs, "err", f.Err)...)
+		return
+	}
+	s.log.Info("layer fetched", attrs...)
+}
+
+// countingWriter records the status and body size of a response. It keeps
+// io.ReaderFrom reachable so that ServeContent can still use sendfile.
+type countingWriter struct {
+	http.ResponseWriter
+	status      int
+	n           int64
+	wroteHeader bool
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if !c.wroteHeader {
+		c.status, c.wroteHeader = code, true
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.wroteHeader = true
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom forwards to the underlying writer's ReadFrom (sendfile on a TCP
+// connection) when it has one.
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	c.wroteHeader = true
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(r)
+		c.n += n
+		return n, err
+	}
+	n, err := io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
+	c.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
