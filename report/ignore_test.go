@@ -1,0 +1,309 @@
+package report_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/layerbridge/layerbridge/report"
+)
+
+func loadIgnore(t *testing.T, yaml string) *report.IgnoreRules {
+	t.Helper()
+	rules, err := report.LoadIgnore(strings.NewReader(yaml))
+	if err != nil {
+		t.Fatalf("LoadIgnore: %v", err)
+	}
+	return rules
+}
+
+func date(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+
+func TestLoadIgnoreShapes(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []report.IgnoreRule
+	}{
+		{"empty file", "", nil},
+		{"only a comment", "# nothing ignored yet\n", nil},
+		{"empty ignore list", "ignore:\n", nil},
+		{
+			name: "plain ids",
+			yaml: "ignore:\n  - CVE-2021-3449\n  - CVE-2020-1967\n",
+			want: []report.IgnoreRule{{ID: "CVE-2021-3449", Line: 2}, {ID: "CVE-2020-1967", Line: 3}},
+		},
+		{
+			name: "top-level list",
+			yaml: "- CVE-2021-3449\n- id: CVE-2020-1967\n  package: libssl1.1\n",
+			want: []report.IgnoreRule{{ID: "CVE-2021-3449", Line: 1}, {ID: "CVE-2020-1967", Package: "libssl1.1", Line: 2}},
+		},
+		{
+			name: "objects and strings mixed",
+			yaml: `ignore:
+  - CVE-2021-3449
+  - id: CVE-2020-28928
+    package: musl
+    expires: 2027-01-31
+    reason: "not reachable: no DNS resolver in this image"
+  - id: CVE-2021-23840
+    image: registry.example:5000/team/app
+    expires: 2026-05-01T12:30:00+02:00
+    reason: >
+      folded
+      reason
+`,
+			want: []report.IgnoreRule{
+				{ID: "CVE-2021-3449", Line: 2},
+				{ID: "CVE-2020-28928", Package: "musl", Expires: date(2027, 1, 31), Reason: "not reachable: no DNS resolver in this image", Line: 3},
+				{ID: "CVE-2021-23840", Image: "registry.example:5000/team/app", Expires: time.Date(2026, 5, 1, 10, 30, 0, 0, time.UTC), Reason: "folded reason", Line: 7},
+			},
+		},
+		{
+			name: "clair-scanner whitelist",
+			yaml: `generalwhitelist:
+  CVE-2017-6055: XML
+  CVE-2017-5969:
+images:
+  ubuntu:
+    CVE-2017-5230: Java
+`,
+			want: []report.IgnoreRule{
+				{ID: "CVE-2017-6055", Reason: "XML", Line: 2},
+				{ID: "CVE-2017-5969", Line: 3},
+				{ID: "CVE-2017-5230", Image: "ubuntu", Reason: "Java", Line: 6},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := loadIgnore(t, tt.yaml).Rules
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d rules %+v, want %d", len(got), got, len(tt.want))
+			}
+			for i := range got {
+				g, w := got[i], tt.want[i]
+				if !g.Expires.Equal(w.Expires) {
+					t.Errorf("rule %d: Expires = %v, want %v", i, g.Expires, w.Expires)
+				}
+				g.Expires, w.Expires = time.Time{}, time.Time{}
+				if !reflect.DeepEqual(g, w) {
+					t.Errorf("rule %d = %+v, want %+v", i, g, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadIgnoreErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // substring of the error, naming the line
+	}{
+		{"unknown entry key", "ignore:\n  - id: CVE-1\n    pakage: musl\n", `line 3: unknown key "pakage"`},
+		{"unknown top key", "ignore: []\nignored:\n  - CVE-1\n", `line 2: unknown key "ignored"`},
+		{"tab indentation", "ignore:\n  - id: CVE-1\n\tpackage: musl\n", "line 3: invalid YAML: found a tab character that violates indentation"},
+		{"bad indentation", "# rules\nignore:\n  - id: CVE-1\n   package: musl\n", "line 4: invalid YAML: did not find expected '-' indicator"},
+		{"unclosed flow list", "ignore: [CVE-1, CVE-2\n", "line 1: invalid YAML: did not find expected ',' or ']'"},
+		{"unclosed quote", "ignore:\n  - \"CVE-1\n  - CVE-2\n", "line 2: invalid YAML: found unexpected end of stream"},
+		{"entry without id", "ignore:\n  - package: musl\n    reason: x\n", "line 2: entry without an id"},
+		{"empty entry", "ignore:\n  - CVE-1\n  -\n", "line 3: empty entry"},
+		{"bad date", "ignore:\n  - id: CVE-1\n    expires: next tuesday\n", `line 3: expires: "next tuesday" is not a date`},
+		{"impossible date", "ignore:\n  - id: CVE-1\n    expires: 2027-02-30\n", "line 3: expires"},
+		{"list as value", "ignore:\n  - id: CVE-1\n    package: [a, b]\n", "line 3: package: want a single value, got a list"},
+		{"ignore not a list", "ignore: CVE-1\n", "line 1: ignore: want a list"},
+		{"nested list entry", "ignore:\n  - [CVE-1]\n", "line 2: want a vulnerability id or a mapping"},
+		{"repeated key", "ignore:\n  - id: CVE-1\n    id: CVE-2\n", `line 3: key "id" repeated`},
+		{"scalar document", "CVE-1\n", "line 1: want a mapping with an ignore list"},
+		{"alias", "base: &b CVE-1\nignore:\n  - *b\n", "line 1: unknown key \"base\""},
+		{"alias entry", "- &b CVE-1\n- *b\n", "line 2: want a vulnerability id or a mapping with id, got an alias"},
+		{"whitelist not a mapping", "generalwhitelist:\n  - CVE-1\n", "line 2: want a mapping of vulnerability id to reason"},
+		{"images not a mapping", "images: [ubuntu]\n", "line 1: images: want a mapping"},
+		{"two documents", "ignore: [CVE-1]\n---\nignore: [CVE-2]\n", "line 2: a second YAML document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rules, err := report.LoadIgnore(strings.NewReader(tt.yaml))
+			if err == nil {
+				t.Fatalf("LoadIgnore succeeded with %+v, want an error containing %q", rules, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestApply(t *testing.T) {
+	now := time.Date(2026, 6, 15, 9, 0, 0, 0, time.UTC)
+	const rules = `ignore:
+  - CVE-ALL
+  - id: CVE-MUSL
+    package: musl
+    reason: only musl
+  - id: cve-lower
+    reason: ids match ignoring case
+  - id: CVE-EXPIRED
+    expires: 2026-06-15
+    reason: expired this very morning
+  - id: CVE-FUTURE
+    expires: 2026-06-16
+    reason: still valid today
+  - id: CVE-OTHER-IMAGE
+    image: nginx
+  - id: CVE-THIS-IMAGE
+    image: registry.example:5000/team/app
+    reason: this image
+  - id: CVE-THIS-TAG
+    image: registry.example:5000/team/app:1.0
+  - id: CVE-OTHER-TAG
+    image: registry.example:5000/team/app:2.0
+generalwhitelist:
+  CVE-CS: clair-scanner general
+images:
+  registry.example:5000/team/app:
+    CVE-CS-IMAGE: clair-scanner per image
+`
+	tests := []struct {
+		name       string
+		f          report.Finding
+		wantReason string // "" = not ignored
+	}{
+		{"bare id, any package", finding("CVE-ALL", "anything", report.High), "-"},
+		{"package-limited, that package", finding("CVE-MUSL", "musl", report.High), "only musl"},
+		{"package-limited, other package", finding("CVE-MUSL", "musl-utils", report.High), ""},
+		{"case-insensitive id", finding("CVE-LOWER", "p", report.Low), "ids match ignoring case"},
+		{"expired at midnight today", finding("CVE-EXPIRED", "p", report.Critical), ""},
+		{"expires tomorrow", finding("CVE-FUTURE", "p", report.Critical), "still valid today"},
+		{"other image", finding("CVE-OTHER-IMAGE", "p", report.Low), ""},
+		{"this image by repository", finding("CVE-THIS-IMAGE", "p", report.Low), "this image"},
+		{"this image by tag", finding("CVE-THIS-TAG", "p", report.Low), "-"},
+		{"this repository, other tag", finding("CVE-OTHER-TAG", "p", report.Low), ""},
+		{"clair-scanner general", finding("CVE-CS", "p", report.Low), "clair-scanner general"},
+		{"clair-scanner image", finding("CVE-CS-IMAGE", "p", report.Low), "clair-scanner per image"},
+		{"not listed", finding("CVE-NOT-LISTED", "p", report.Low), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &report.Report{
+				Image:    report.Image{Ref: "registry.example:5000/team/app:1.0"},
+				Findings: []report.Finding{tt.f},
+			}
+			loadIgnore(t, rules).Apply(now, r)
+			if tt.wantReason == "" {
+				if len(r.Findings) != 1 || len(r.Ignored) != 0 {
+					t.Fatalf("finding was ignored: Findings %+v, Ignored %+v", r.Findings, r.Ignored)
+				}
+				return
+			}
+			if len(r.Findings) != 0 || len(r.Ignored) != 1 {
+				t.Fatalf("finding was not ignored: Findings %+v, Ignored %+v", r.Findings, r.Ignored)
+			}
+			want := tt.wantReason
+			if want == "-" {
+				want = ""
+			}
+			if r.Ignored[0].Finding != tt.f || r.Ignored[0].Reason != want {
+				t.Errorf("Ignored = %+v, want the finding with reason %q", r.Ignored[0], want)
+			}
+			if r.Fails(report.Unknown) {
+				t.Errorf("an ignored finding trips Fails")
+			}
+		})
+	}
+}
+
+func TestApplyWarnsForExpiredRules(t *testing.T) {
+	rules := loadIgnore(t, `ignore:
+  - id: CVE-2021-3449
+    package: libssl1.1
+    expires: 2025-01-31
+  - id: CVE-2020-1967
+    expires: 2025-12-31T18:00:00Z
+  - id: CVE-2021-3450
+    expires: 2030-01-01
+`)
+	r := &report.Report{
+		Findings: []report.Finding{finding("CVE-2021-3449", "libssl1.1", report.High)},
+		Warnings: []string{"earlier warning"},
+	}
+	rules.Apply(date(2026, 1, 1), r)
+	want := []string{
+		"earlier warning",
+		"ignore rule for CVE-2021-3449 in package libssl1.1 (line 2) expired on 2025-01-31: it no longer applies; renew or remove it",
+		"ignore rule for CVE-2020-1967 (line 5) expired on 2025-12-31T18:00:00Z: it no longer applies; renew or remove it",
+	}
+	if !reflect.DeepEqual(r.Warnings, want) {
+		t.Errorf("Warnings:\n got %q\nwant %q", r.Warnings, want)
+	}
+	if len(r.Findings) != 1 || len(r.Ignored) != 0 {
+		t.Errorf("an expired rule suppressed a finding: %+v", r.Ignored)
+	}
+}
+
+func TestApplyKeepsOrderAndFirstReason(t *testing.T) {
+	rules := loadIgnore(t, `ignore:
+  - id: CVE-1
+    package: a
+    reason: first, specific
+  - id: CVE-1
+    reason: second, general
+`)
+	r := &report.Report{Findings: report.Normalize([]report.Finding{
+		finding("CVE-1", "a", report.Low),
+		finding("CVE-1", "b", report.High),
+		finding("CVE-2", "a", report.Medium),
+		finding("CVE-3", "a", report.Critical),
+	})}
+	rules.Apply(date(2026, 1, 1), r)
+	var kept []string
+	for _, f := range r.Findings {
+		kept = append(kept, f.Name)
+	}
+	if !reflect.DeepEqual(kept, []string{"CVE-3", "CVE-2"}) {
+		t.Errorf("kept %q, want [CVE-3 CVE-2] in order", kept)
+	}
+	if len(r.Ignored) != 2 || r.Ignored[0].Package != "b" || r.Ignored[0].Reason != "second, general" ||
+		r.Ignored[1].Package != "a" || r.Ignored[1].Reason != "first, specific" {
+		t.Errorf("Ignored = %+v", r.Ignored)
+	}
+}
+
+func TestApplyNil(t *testing.T) {
+	r := &report.Report{Findings: []report.Finding{finding("CVE-1", "a", report.Low)}}
+	var rules *report.IgnoreRules
+	rules.Apply(time.Now(), r)
+	(&report.IgnoreRules{}).Apply(time.Now(), r)
+	if len(r.Findings) != 1 || len(r.Ignored) != 0 || len(r.Warnings) != 0 {
+		t.Errorf("empty rules changed the report: %+v", r)
+	}
+}
+
+func TestRuleMatchesImages(t *testing.T) {
+	tests := []struct {
+		image, ref string
+		want       bool
+	}{
+		{"alpine", "alpine:3.11", true},
+		{"alpine", "alpine", true},
+		{"alpine", "docker.io/library/alpine:3.11", true},
+		{"library/alpine", "alpine@sha256:b405b26c31194489ba0b8cb27061fe75a963223bf924dd3998c975ac6fef347a", true},
+		{"alpine:3.11", "alpine:3.11", true},
+		{"alpine:3.11", "docker.io/library/alpine:3.11", true},
+		{"alpine:3.11", "alpine:3.12", false},
+		{"alpine", "alpinex:1", false},
+		{"registry:5000/app", "registry:5000/app:1.0", true}, // clair-scanner #74: the port is no tag
+		{"registry:5000/app", "registry:5001/app:1.0", false},
+		{"registry", "registry:5000/app:1.0", false},
+		{"app", "registry:5000/app:1.0", false},
+		{"alpine", "", false},
+	}
+	for _, tt := range tests {
+		ru := report.IgnoreRule{ID: "CVE-1", Image: tt.image}
+		if got := ru.Matches(tt.ref, finding("CVE-1", "p", report.Low)); got != tt.want {
+			t.Errorf("rule image %q, ref %q: Matches = %v, want %v", tt.image, tt.ref, got, tt.want)
+		}
+	}
+}
