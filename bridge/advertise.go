@@ -53,6 +53,10 @@ type AdvertiseOptions struct {
 	// RouteAddr returns the local address the kernel would use to reach
 	// host:port. The default "connects" a UDP socket, which sends nothing.
 	RouteAddr func(ctx context.Context, hostport string) (netip.Addr, error)
+	// Resolve looks a host name up (for names that match no container by
+	// name or alias, such as a compose service name seen from another
+	// container). The default uses the system resolver.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Logger receives one debug line per decision.
 	Logger *slog.Logger
 }
@@ -90,6 +94,11 @@ func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Addr
 	if opts.RouteAddr == nil {
 		opts.RouteAddr = routeAddr
 	}
+	if opts.Resolve == nil {
+		opts.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
 	host := clair.Hostname()
 	if host == "" {
 		return Address{}, fmt.Errorf("advertise: clair url %q has no host", clair)
@@ -110,6 +119,20 @@ func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Addr
 			log.Debug("advertise: cannot list docker containers; using the route to clair's host", "err", err)
 		} else {
 			addr, found, err := advertiseForContainer(host, hostIP, hostIsIP, port, local, containers, log)
+			if !found && err == nil && !hostIsIP && host != "localhost" {
+				// A name Docker's container list does not show (a compose
+				// service alias): match the addresses it resolves to.
+				ips, rerr := opts.Resolve(ctx, host)
+				log.Debug("advertise: resolved clair's host name", "host", host, "addrs", ips, "err", rerr)
+				for _, ip := range ips {
+					if ip = ip.Unmap(); ip.IsValid() {
+						addr, found, err = advertiseForContainer(ip.String(), ip, true, port, local, containers, log)
+						if found || err != nil {
+							break
+						}
+					}
+				}
+			}
 			if err != nil || found {
 				return addr, err
 			}

@@ -80,6 +80,7 @@ func TestAdvertise(t *testing.T) {
 		{"in a container, clair by ip", "http://172.18.0.3:6060", fakeContainers{list: all}, inContainer, "", "172.18.0.4", "clair-network", nil},
 		{"in a container on another network", "http://clair:6060", fakeContainers{list: append(all, loneC)}, inLonely, "", "", "", ErrNoSharedNetwork},
 		{"clair on the host network", "http://clair-host:6060", fakeContainers{list: all}, hostAddrs, "", "127.0.0.1", "host", nil},
+		{"service name resolved by dns", "http://svc.example:6060", fakeContainers{list: all}, inContainer, "", "172.18.0.4", "clair-network", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +99,12 @@ func TestAdvertise(t *testing.T) {
 						return netip.Addr{}, errors.New("no route")
 					}
 					return netip.MustParseAddr(tt.route), nil
+				},
+				Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+					if host == "svc.example" {
+						return []netip.Addr{netip.MustParseAddr("172.18.0.3")}, nil
+					}
+					return nil, errors.New("no such host")
 				},
 			})
 			if tt.wantErr != nil {

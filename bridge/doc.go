@@ -3,8 +3,13 @@
 // Clair can download exactly the bytes whose digests it was given; and it
 // decides which address Clair can reach it on (Advertise).
 //
-// Inputs: a BlobOpener (the dockersave store satisfies it) and, for address
-// detection, a ContainerLister (the Docker daemon's view of containers).
+// With WithRegistry it also offers a read-only OCI distribution view of the
+// images a Catalog names, guarded by a Token (or, without one, open to
+// loopback clients only), so that unmodified registry clients can pull them.
+//
+// Inputs: a BlobOpener (the dockersave store satisfies it), a Catalog for the
+// registry view and, for address detection, a ContainerLister (the Docker
+// daemon's view of containers).
 // Output: an http.Handler; the caller owns the http.Server.
 //
 // bridge reads blobs but knows nothing of Clair's APIs: it must not import

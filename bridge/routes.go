@@ -13,6 +13,14 @@ import (
 const (
 	RouteLayer   = "layer"
 	RouteHealthz = "healthz"
+
+	// The registry view (registry.go): read-only OCI distribution endpoints.
+	// Writes reach the handlers only to be answered 405 UNSUPPORTED.
+	RouteRegistryBase     = "registry-base"     // GET /v2/
+	RouteRegistryManifest = "registry-manifest" // GET, HEAD /v2/<name>/manifests/<tag-or-digest>
+	RouteRegistryBlob     = "registry-blob"     // GET, HEAD /v2/<name>/blobs/<digest>
+	RouteRegistryTags     = "registry-tags"     // GET /v2/<name>/tags/list
+	RouteRegistryUpload   = "registry-upload"   // blob uploads and mounts: always 405 UNSUPPORTED
 )
 
 // capabilityPattern matches a capability: 43 characters of unpadded base64url
@@ -23,6 +31,14 @@ const capabilityPattern = `[A-Za-z0-9_-]{43}`
 // Only sha256 is stored, so only sha256 is routed.
 const digestPattern = `sha256:[a-f0-9]{64}`
 
+// namePattern is the distribution spec's repository name grammar
+// ("<name>"), with its groups made non-capturing: gorilla/mux rejects
+// capturing groups in a route variable.
+const namePattern = `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*`
+
+// tagPattern is the distribution spec's tag grammar: at most 128 characters.
+const tagPattern = `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
+
 type route struct {
 	name    string
 	path    string
@@ -32,6 +48,15 @@ type route struct {
 var routeTable = []route{
 	{RouteLayer, "/layers/{capability:" + capabilityPattern + "}/{digest:" + digestPattern + "}", []string{"GET", "HEAD"}},
 	{RouteHealthz, "/healthz", []string{"GET", "HEAD"}},
+
+	// The registry view is read-only: the write methods of the spec's
+	// endpoints are routed so that they get its UNSUPPORTED error rather
+	// than a bare 405.
+	{RouteRegistryBase, "/v2/", []string{"GET", "HEAD"}},
+	{RouteRegistryManifest, "/v2/{name:" + namePattern + "}/manifests/{reference:" + tagPattern + "|" + digestPattern + "}", []string{"GET", "HEAD", "PUT", "DELETE"}},
+	{RouteRegistryBlob, "/v2/{name:" + namePattern + "}/blobs/{digest:" + digestPattern + "}", []string{"GET", "HEAD", "DELETE"}},
+	{RouteRegistryTags, "/v2/{name:" + namePattern + "}/tags/list", []string{"GET"}},
+	{RouteRegistryUpload, "/v2/{name:" + namePattern + "}/blobs/uploads/{session:.*}", []string{"GET", "POST", "PATCH", "PUT", "DELETE"}},
 }
 
 // newRouter returns a router with every route of routeTable registered by
