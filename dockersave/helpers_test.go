@@ -1,0 +1,259 @@
+package dockersave
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	digest "github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+const fixturesDir = "../../shared/fixtures"
+
+var linuxAMD64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}
+
+// tarEntry is one entry of an archive built by a test.
+type tarEntry struct {
+	name string
+	typ  byte // tar.TypeReg when zero
+	body []byte
+	link string
+}
+
+func buildTar(t testing.TB, entries []tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: 0o644, Format: tar.FormatPAX}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if h.Typeflag == tar.TypeDir {
+			h.Mode = 0o755
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatalf("write header %s: %v", e.name, err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(e.body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// layerTar builds a filesystem layer holding the given files.
+func layerTar(t testing.TB, files map[string]string) []byte {
+	t.Helper()
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var entries []tarEntry
+	for _, n := range names {
+		entries = append(entries, tarEntry{name: n, body: []byte(files[n])})
+	}
+	return buildTar(t, entries)
+}
+
+// randomLayer is an incompressible layer of about n bytes.
+func randomLayer(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return buildTar(t, []tarEntry{{name: "data.bin", body: b}})
+}
+
+func gzipBytes(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func zstdBytes(t testing.TB, b []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(b, nil)
+}
+
+func hexOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// configFor is an image config over uncompressed layers.
+func configFor(t testing.TB, p ocispec.Platform, layers ...[]byte) []byte {
+	t.Helper()
+	img := ocispec.Image{Platform: p, RootFS: ocispec.RootFS{Type: "layers"}}
+	for _, l := range layers {
+		img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, digest.FromBytes(l))
+	}
+	return mustJSON(t, img)
+}
+
+// legacyArchive is a Docker <= 24 save of one image; when dupSymlink is set
+// the last layer repeats the first and is stored as a symlink to it.
+func legacyArchive(t testing.TB, tags []string, layers [][]byte, dupSymlink bool) (archive []byte, configHex string) {
+	t.Helper()
+	all := layers
+	if dupSymlink {
+		all = append(slices.Clone(layers), layers[0])
+	}
+	cfg := configFor(t, linuxAMD64, all...)
+	configHex = hexOf(cfg)
+	var entries []tarEntry
+	var paths []string
+	for i, l := range all {
+		id := hexOf([]byte{byte(i), 'v', '1'})
+		entries = append(entries,
+			tarEntry{name: id + "/", typ: tar.TypeDir},
+			tarEntry{name: id + "/VERSION", body: []byte("1.0")},
+			tarEntry{name: id + "/json", body: []byte(`{"id":"` + id + `"}`)})
+		if dupSymlink && i == len(all)-1 {
+			entries = append(entries, tarEntry{name: id + "/layer.tar", typ: tar.TypeSymlink, link: "../" + strings.TrimSuffix(paths[0], "/layer.tar") + "/layer.tar"})
+		} else {
+			entries = append(entries, tarEntry{name: id + "/layer.tar", body: l})
+		}
+		paths = append(paths, id+"/layer.tar")
+	}
+	entries = append(entries, tarEntry{name: configHex + ".json", body: cfg})
+	entries = append(entries, tarEntry{name: "manifest.json", body: mustJSON(t, []map[string]any{{"Config": configHex + ".json", "RepoTags": tags, "Layers": paths}})})
+	entries = append(entries, tarEntry{name: "repositories", body: []byte(`{}`)})
+	return buildTar(t, entries), configHex
+}
+
+func ociManifest(t testing.TB, cfg []byte, layerBlobs [][]byte, mediaTypes []string) []byte {
+	t.Helper()
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
+	}
+	for i, b := range layerBlobs {
+		m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: mediaTypes[i], Digest: digest.FromBytes(b), Size: int64(len(b))})
+	}
+	return mustJSON(t, m)
+}
+
+func blobEntry(b []byte) tarEntry { return tarEntry{name: "blobs/sha256/" + hexOf(b), body: b} }
+
+// openTestStore opens a store in a fresh directory.
+func openTestStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := OpenStore(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func writeFile(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// storeBlobs lists blobs/sha256 of a store.
+func storeBlobs(t testing.TB, s *Store) []string {
+	t.Helper()
+	var out []string
+	entries, err := os.ReadDir(filepath.Join(s.Dir(), blobsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// snapshotTree records every path under dir (relative) except lock files.
+func snapshotTree(t testing.TB, dir string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// untarInto extracts a trusted fixture tar into dir (test helper only).
+func untarInto(t testing.TB, r io.Reader, dir string) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(h.Name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(p, 0o755)
+		case tar.TypeReg:
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			b, _ := io.ReadAll(tr)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func digestOfBytes(b []byte) digest.Digest { return digest.FromBytes(b) }

@@ -1,0 +1,329 @@
+package dockersave
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Loader loads images from any source into a Store. It is safe for
+// concurrent use; concurrent loads of one daemon image export it once.
+type Loader struct {
+	store    *Store
+	log      *slog.Logger
+	progress func(int64)
+	host     ocispec.Platform
+	openEng  func() (EngineClient, Endpoint, error)
+
+	mu     sync.Mutex
+	engine EngineClient
+	ep     Endpoint
+	api    string
+}
+
+// LoaderOption configures a Loader.
+type LoaderOption func(*Loader)
+
+// WithEngine sets the Docker Engine client for daemon references and the
+// endpoint it talks to (used in errors: PermissionError names its socket).
+// Without WithEngine or WithEngineFunc, loading a daemon reference fails.
+func WithEngine(c EngineClient, ep Endpoint) LoaderOption {
+	return func(l *Loader) {
+		l.openEng = func() (EngineClient, Endpoint, error) { return c, ep, nil }
+	}
+}
+
+// WithEngineFunc defers building the engine client until the first daemon
+// reference is loaded, so archive and layout loads never resolve an endpoint.
+// open is called on the first daemon load, and again on later ones until the
+// client it returns has answered a ping; the Loader never closes it.
+func WithEngineFunc(open func() (EngineClient, Endpoint, error)) LoaderOption {
+	return func(l *Loader) { l.openEng = open }
+}
+
+// WithLogger sets where decisions are logged (at debug level): source, cache
+// hit or export, bytes and duration. The default discards.
+func WithLogger(log *slog.Logger) LoaderOption {
+	return func(l *Loader) {
+		if log != nil {
+			l.log = log
+		}
+	}
+}
+
+// WithProgress sets a callback receiving the number of bytes read from the
+// source so far in the current load. It is called often, from the loading
+// goroutine (concurrent loads call it concurrently): keep it fast.
+func WithProgress(fn func(bytes int64)) LoaderOption {
+	return func(l *Loader) { l.progress = fn }
+}
+
+// WithHostPlatform overrides the platform preferred when an archive holds
+// several images and none was requested. The default is the running program's.
+func WithHostPlatform(p ocispec.Platform) LoaderOption {
+	return func(l *Loader) { l.host = normalizePlatform(p) }
+}
+
+// NewLoader returns a Loader writing into store. The store must stay open
+// while the Loader is used.
+func NewLoader(store *Store, opts ...LoaderOption) *Loader {
+	l := &Loader{store: store, log: slog.New(slog.DiscardHandler), host: hostPlatform()}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Load makes sure the image ref (see ParseRef) is in the store and returns
+// it. platform, when not nil, selects among the platforms of a multi-platform
+// image or archive and is an error (*PlatformError) when the image has no
+// such platform; nil means the daemon's image as inspected, or for archives
+// the host platform, or the only image. Daemon images already stored for the
+// same (image ID, platform) are not exported again (Image.CacheHit).
+//
+// Errors: *NotFoundError, *UnreachableError, *PermissionError,
+// *APIVersionError, *PlatformError, *AmbiguousError, *ArchiveError (with the
+// sentinel errors of this package), or I/O errors wrapped with the reference.
+func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, error) {
+	r, err := ParseRef(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	if platform != nil {
+		p := normalizePlatform(*platform)
+		platform = &p
+	}
+	start := time.Now()
+	l.log.DebugContext(ctx, "load image", "ref", ref, "source", r.Kind, "platform", platformAttr(platform))
+	var img Image
+	switch r.Kind {
+	case SourceDaemon:
+		img, err = l.loadDaemon(ctx, ref, r.Name, platform)
+	case SourceOCILayout:
+		img, err = l.loadLayout(ctx, ref, r, platform)
+	default:
+		img, err = l.loadArchiveFile(ctx, ref, r, platform)
+	}
+	if err != nil {
+		l.log.DebugContext(ctx, "load failed", "ref", ref, "error", err, "duration", time.Since(start))
+		return Image{}, err
+	}
+	l.log.DebugContext(ctx, "image loaded", "ref", ref, "id", img.ID, "platform", FormatPlatform(img.Platform),
+		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "duration", time.Since(start))
+	return img, nil
+}
+
+func platformAttr(p *ocispec.Platform) string {
+	if p == nil {
+		return "any"
+	}
+	return FormatPlatform(*p)
+}
+
+// engineClient returns the engine and the negotiated API version, building
+// and pinging the client on first use.
+func (l *Loader) engineClient(ctx context.Context) (EngineClient, Endpoint, string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.engine != nil {
+		return l.engine, l.ep, l.api, nil
+	}
+	if l.openEng == nil {
+		return nil, Endpoint{}, "", fmt.Errorf("no docker engine configured for daemon images")
+	}
+	c, ep, err := l.openEng()
+	if err != nil {
+		return nil, Endpoint{}, "", err
+	}
+	p, err := ping(ctx, c, ep)
+	if err != nil {
+		return nil, Endpoint{}, "", err
+	}
+	l.log.DebugContext(ctx, "docker daemon", "host", ep.Host, "endpoint_source", ep.Source, "api_version", p.APIVersion, "os_type", p.OSType)
+	l.engine, l.ep, l.api = c, ep, p.APIVersion
+	return c, ep, p.APIVersion, nil
+}
+
+func apiAtLeast(api, want string) bool {
+	return api != "" && versions.GreaterThanOrEqualTo(api, want)
+}
+
+func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec.Platform) (Image, error) {
+	eng, ep, api, err := l.engineClient(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	ins, err := eng.ImageInspect(ctx, name)
+	if err != nil {
+		return Image{}, classifyEngineErr(err, ep, ref)
+	}
+	have := inspectPlatform(ins)
+	if want != nil && !platformMatches(*want, have) {
+		if !apiAtLeast(api, apiInspectPlatform) {
+			return Image{}, &PlatformError{Ref: ref, Want: *want, Available: []ocispec.Platform{have}}
+		}
+		ins, err = eng.ImageInspect(ctx, name, client.ImageInspectWithPlatform(want))
+		if err != nil {
+			return Image{}, &PlatformError{Ref: ref, Want: *want, Available: []ocispec.Platform{have}, Err: err}
+		}
+		if have = inspectPlatform(ins); !platformMatches(*want, have) {
+			return Image{}, &PlatformError{Ref: ref, Want: *want, Available: []ocispec.Platform{have}}
+		}
+	}
+	id, err := digest.Parse(ins.ID)
+	if err != nil {
+		return Image{}, fmt.Errorf("%s: daemon returned image id %q: %w", ref, ins.ID, err)
+	}
+	l.log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", FormatPlatform(have), "tags", ins.RepoTags)
+	hit := func() (Image, bool, error) {
+		img, ok, err := l.store.Lookup(id, have)
+		if err != nil || !ok {
+			return Image{}, ok, err
+		}
+		img.Ref, img.Source, img.RepoTags = ref, SourceDaemon, ins.RepoTags
+		l.log.DebugContext(ctx, "cache hit", "ref", ref, "id", id, "manifest", img.ManifestDigest)
+		return img, true, nil
+	}
+	if img, ok, err := hit(); err != nil || ok {
+		return img, err
+	}
+	lock, err := l.store.lockImage(ctx, id, have)
+	if err != nil {
+		return Image{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	defer lock.unlock()
+	// Another goroutine or process may have exported it while we waited.
+	if img, ok, err := hit(); err != nil || ok {
+		return img, err
+	}
+
+	var opts []client.ImageSaveOption
+	if apiAtLeast(api, apiSavePlatform) {
+		opts = append(opts, client.ImageSaveWithPlatforms(have))
+	}
+	start := time.Now()
+	l.log.DebugContext(ctx, "export", "ref", ref, "id", id, "with_platform", len(opts) > 0, "api_version", api)
+	rc, err := eng.ImageSave(ctx, []string{id.String()}, opts...)
+	if err != nil {
+		return Image{}, classifyEngineErr(err, ep, ref)
+	}
+	defer rc.Close()
+	st := newStager(l.store, l.progress)
+	defer st.cleanup()
+	a, err := readArchive(ctx, rc, st, ref)
+	if err != nil {
+		return Image{}, err
+	}
+	v, err := interpret(a, a.meta, &have, l.host)
+	if err != nil {
+		return Image{}, err
+	}
+	if err := checkAgainstInspect(ref, id, ins.RootFS.Layers, v); err != nil {
+		return Image{}, err
+	}
+	img := imageOf(ref, SourceDaemon, id, have, ins.RepoTags, v)
+	if err := l.store.commit(ctx, img, v); err != nil {
+		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
+	}
+	l.log.DebugContext(ctx, "exported", "ref", ref, "bytes", st.total, "duration", time.Since(start))
+	return img, nil
+}
+
+// checkAgainstInspect makes sure the daemon exported the image it described:
+// the ID is the config digest (graphdriver) or a manifest/index digest
+// (containerd store), and the diff IDs are those inspect listed.
+func checkAgainstInspect(ref string, id digest.Digest, layers []string, v *verified) error {
+	ids := append([]digest.Digest{v.config.digest}, v.parents...)
+	if v.manifestBlob != nil {
+		ids = append(ids, v.manifestBlob.digest)
+	}
+	if !slices.Contains(ids, id) {
+		return archiveErr(ref, "", fmt.Errorf("%w: image id %s is neither the config nor a manifest of the export", ErrExportMismatch, id))
+	}
+	if len(layers) == 0 {
+		return nil
+	}
+	if len(layers) != len(v.diffIDs) {
+		return archiveErr(ref, "", fmt.Errorf("%w: inspect lists %d layers, export %d", ErrExportMismatch, len(layers), len(v.diffIDs)))
+	}
+	for i, l := range layers {
+		if digest.Digest(l) != v.diffIDs[i] {
+			return archiveErr(ref, "", fmt.Errorf("%w: layer %d is %s, inspect says %s", ErrExportMismatch, i, v.diffIDs[i], l))
+		}
+	}
+	return nil
+}
+
+func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, tags []string, v *verified) Image {
+	return Image{
+		Ref:            ref,
+		Source:         kind,
+		ID:             id,
+		Platform:       normalizePlatform(p),
+		RepoTags:       tags,
+		ManifestDigest: v.manifestDigest,
+		ManifestSize:   int64(len(v.manifestBytes)),
+		Manifest:       v.manifest,
+		DiffIDs:        v.diffIDs,
+	}
+}
+
+// loadArchiveFile reads docker-archive: and oci-archive: files, gzip or zstd
+// compressed or not (sniffed), with the same reader as daemon exports.
+func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *ocispec.Platform) (Image, error) {
+	f, err := os.Open(r.Name)
+	if err != nil {
+		return Image{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	magic, _ := br.Peek(4)
+	var in io.Reader = br
+	comp := detectCompression(magic)
+	switch comp {
+	case compressionGzip:
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: gzip: %v", ErrTruncated, err))
+		}
+		in = gz
+	case compressionZstd:
+		zd, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: zstd: %v", ErrTruncated, err))
+		}
+		defer zd.Close()
+		in = zd
+	}
+	l.log.DebugContext(ctx, "read archive", "ref", ref, "path", r.Name, "compression", comp)
+	start := time.Now()
+	st := newStager(l.store, l.progress)
+	defer st.cleanup()
+	a, err := readArchive(ctx, in, st, ref)
+	if err != nil {
+		return Image{}, err
+	}
+	v, err := interpret(a, a.meta, want, l.host)
+	if err != nil {
+		return Image{}, err
+	}
+	img := imageOf(ref, r.Kind, v.config.digest, v.platform, v.repoTags, v)
+	if err := l.store.commit(ctx, img, v); err != nil {
+		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
+	}
+	l.log.DebugContext(ctx, "archive stored", "ref", ref, "bytes", st.total, "duration", time.Since(start))
+	return img, nil
+}

@@ -1,0 +1,97 @@
+package dockersave
+
+import (
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func TestParseRef(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Ref
+		err  bool
+	}{
+		{in: "alpine:3.11", want: Ref{SourceDaemon, "alpine:3.11"}},
+		{in: "localhost:5000/app@sha256:" + hexOf([]byte("x")), want: Ref{SourceDaemon, "localhost:5000/app@sha256:" + hexOf([]byte("x"))}},
+		{in: "sha256:" + hexOf([]byte("x")), want: Ref{SourceDaemon, "sha256:" + hexOf([]byte("x"))}},
+		{in: "docker-daemon:oci:latest", want: Ref{SourceDaemon, "oci:latest"}},
+		{in: "docker-archive:/tmp/a.tar", want: Ref{SourceDockerArchive, "/tmp/a.tar"}},
+		{in: "docker-archive:rel/a:b.tar", want: Ref{SourceDockerArchive, "rel/a:b.tar"}},
+		{in: "oci-archive:x.tar", want: Ref{SourceOCIArchive, "x.tar"}},
+		{in: "oci:./layout", want: Ref{SourceOCILayout, "./layout"}},
+		{in: "", err: true},
+		{in: "docker-archive:", err: true},
+		{in: "oci:", err: true},
+		{in: "app name", err: true},
+		{in: "docker-daemon:", err: true},
+	}
+	for _, tc := range cases {
+		got, err := ParseRef(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseRef(%q) = %+v, %v; want %+v, err %v", tc.in, got, err, tc.want, tc.err)
+		}
+		if err == nil && got.Kind != SourceDaemon {
+			if again, _ := ParseRef(got.String()); again != got {
+				t.Errorf("String() of %+v does not round-trip: %q", got, got.String())
+			}
+		}
+	}
+}
+
+func TestParsePlatform(t *testing.T) {
+	cases := []struct {
+		in   string
+		want ocispec.Platform
+		err  bool
+	}{
+		{in: "linux/amd64", want: ocispec.Platform{OS: "linux", Architecture: "amd64"}},
+		{in: "linux/arm64/v8", want: ocispec.Platform{OS: "linux", Architecture: "arm64"}},
+		{in: "linux/aarch64", want: ocispec.Platform{OS: "linux", Architecture: "arm64"}},
+		{in: "Linux/X86_64", want: ocispec.Platform{OS: "linux", Architecture: "amd64"}},
+		{in: "linux/arm", want: ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
+		{in: "linux/arm/v6", want: ocispec.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}},
+		{in: "windows/amd64", want: ocispec.Platform{OS: "windows", Architecture: "amd64"}},
+		{in: "linux", err: true},
+		{in: "linux/", err: true},
+		{in: "linux/amd64/v2/x", err: true},
+		{in: "linux/am d64", err: true},
+		{in: "", err: true},
+	}
+	for _, tc := range cases {
+		got, err := ParsePlatform(tc.in)
+		if (err != nil) != tc.err || (err == nil && (got.OS != tc.want.OS || got.Architecture != tc.want.Architecture || got.Variant != tc.want.Variant)) {
+			t.Errorf("ParsePlatform(%q) = %+v, %v; want %+v, err %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestPlatformMatches(t *testing.T) {
+	p := func(s string) ocispec.Platform {
+		t.Helper()
+		v, err := ParsePlatform(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	cases := []struct {
+		want, have string
+		ok         bool
+	}{
+		{"linux/amd64", "linux/amd64", true},
+		{"linux/arm64", "linux/arm64/v8", true},
+		{"linux/arm", "linux/arm/v7", true},
+		{"linux/arm/v6", "linux/arm/v7", false},
+		{"linux/arm64", "linux/amd64", false},
+		{"windows/amd64", "linux/amd64", false},
+	}
+	for _, tc := range cases {
+		if got := platformMatches(p(tc.want), p(tc.have)); got != tc.ok {
+			t.Errorf("platformMatches(%s, %s) = %v", tc.want, tc.have, got)
+		}
+	}
+	if !platformMatches(ocispec.Platform{OS: "linux", Architecture: "amd64"}, ocispec.Platform{OS: "linux", Architecture: "amd64", Variant: "v3"}) {
+		t.Error("a variant-less request must match any variant")
+	}
+}
