@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+// daemon opens the Docker Engine client once, on first use, and remembers
+// which endpoint it chose and why.
+type daemon struct {
+	once func() (connection, error)
+}
+
+type connection struct {
+	client   *client.Client
+	endpoint dockersave.Endpoint
+}
+
+func newDaemon(flagHost string, e env, log *slog.Logger) *daemon {
+	return &daemon{once: sync.OnceValues(func() (connection, error) {
+		ep, err := dockersave.ResolveEndpoint(flagHost, e.getenv, dockersave.DockerConfigDir(e.getenv, e.home))
+		if err != nil {
+			return connection{endpoint: ep}, fmt.Errorf("choose the docker daemon: %w", err)
+		}
+		log.Debug("docker daemon", "host", ep.Host, "chosen_by", ep.Source, "tls", ep.TLS != nil)
+		c, err := dockersave.NewEngineClient(ep)
+		if err != nil {
+			return connection{endpoint: ep}, fmt.Errorf("docker client for %s: %w", ep.Host, err)
+		}
+		return connection{c, ep}, nil
+	})}
+}
+
+func (d *daemon) open() (*client.Client, dockersave.Endpoint, error) {
+	c, err := d.once()
+	return c.client, c.endpoint, err
+}
+
+func (d *daemon) engine() (dockersave.EngineClient, dockersave.Endpoint, error) {
+	c, ep, err := d.open()
+	if err != nil {
+		return nil, ep, err
+	}
+	return c, ep, nil
+}
+
+func (d *daemon) containers() scan.DockerContainers {
+	return scan.DockerContainers{Open: func() (scan.ContainerListAPI, error) {
+		c, _, err := d.open()
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}}
+}
+
+// openStore opens the image cache and a loader writing to it.
+func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(int64)) (*dockersave.Store, *dockersave.Loader, error) {
+	store, err := dockersave.OpenStore(sf.cacheDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open image cache: %w", err)
+	}
+	log.Debug("image cache", "dir", sf.cacheDir)
+	opts := []dockersave.LoaderOption{dockersave.WithEngineFunc(d.engine), dockersave.WithLogger(log)}
+	if progress != nil {
+		opts = append(opts, dockersave.WithProgress(progress))
+	}
+	return store, dockersave.NewLoader(store, opts...), nil
+}
+
+// progressPrinter writes a one-line export progress indicator to a
+// terminal, at most a few times a second, and clears it when done.
+type progressPrinter struct {
+	w     io.Writer
+	label string
+	start time.Time
+	mu    sync.Mutex
+	last  time.Time
+	shown bool
+}
+
+func newProgress(w io.Writer, label string) *progressPrinter {
+	return &progressPrinter{w: w, label: label, start: time.Now()}
+}
+
+func (p *progressPrinter) update(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if now.Sub(p.last) < 250*time.Millisecond {
+		return
+	}
+	p.last = now
+	rate := float64(n) / now.Sub(p.start).Seconds()
+	fmt.Fprintf(p.w, "\r\033[Kexporting %s: %s (%s/s)", p.label, humanBytes(float64(n)), humanBytes(rate))
+	p.shown = true
+}
+
+func (p *progressPrinter) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func humanBytes(n float64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB"}
+	i := 0
+	for n >= 1000 && i < len(units)-1 {
+		n /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+// withTimeout bounds ctx by d when d > 0.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

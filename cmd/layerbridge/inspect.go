@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/dockersave"
+)
+
+const inspectHelp = `Usage:
+    layerbridge inspect [flags] IMAGE
+
+Stores IMAGE in the image cache (exporting it from the Docker daemon only if
+the cache does not already hold that image ID and platform) and prints what
+was stored: reference, image ID, platform, manifest digest, and per layer
+the digest, size, media type and diff ID.
+
+IMAGE is a daemon reference or image ID, or docker-archive:PATH,
+oci-archive:PATH or oci:DIR (see "layerbridge scan --help").
+
+Flags:
+    --format FORMAT         table or json (default table)
+    --platform OS/ARCH[/VARIANT]  platform of a multi-platform image
+    --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
+                            current docker context, then
+                            unix:///var/run/docker.sock)
+    --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
+    --log-level LEVEL       debug, info, warn or error (default info)
+    -h, --help              show this help
+
+The json format is
+    {"ref","id","platform","manifest_digest",
+     "layers":[{"digest","size","media_type","diff_id"}]}
+`
+
+type inspectOptions struct {
+	format   string
+	platform string
+	store    storeFlags
+	log      logFlags
+}
+
+// inspectOutput is the json format of inspect.
+type inspectOutput struct {
+	Ref            string             `json:"ref"`
+	ID             string             `json:"id"`
+	Platform       string             `json:"platform"`
+	ManifestDigest string             `json:"manifest_digest"`
+	Layers         []dockersave.Layer `json:"layers"`
+}
+
+func runInspect(ctx context.Context, name string, args []string, e env, stdout, stderr io.Writer) error {
+	o := &inspectOptions{}
+	fs := newFlagSet(name, inspectHelp, stdout)
+	fs.StringVar(&o.format, "format", "table", "")
+	fs.StringVar(&o.platform, "platform", "", "")
+	o.store.register(fs, e)
+	o.log.register(fs, e)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		ue := usageErrorf("inspect takes one IMAGE, got %d arguments", fs.NArg())
+		ue.hints = append(ue.hints, "for example: layerbridge inspect alpine:3.11")
+		return ue
+	}
+	if o.format != "table" && o.format != "json" {
+		return usageErrorf("--format %q: want table or json", o.format)
+	}
+	platform, err := parsePlatformFlag(o.platform)
+	if err != nil {
+		return err
+	}
+	log, err := o.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	ref := fs.Arg(0)
+	var progress *progressPrinter
+	var onProgress func(int64)
+	if e.isTTY(stderr) {
+		progress = newProgress(stderr, ref)
+		onProgress = progress.update
+	}
+	store, loader, err := openStore(o.store, newDaemon(o.store.dockerHost, e, log), log, onProgress)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	img, err := loader.Load(ctx, ref, platform)
+	if progress != nil {
+		progress.done()
+	}
+	if err != nil {
+		return err
+	}
+	out := inspectOutput{
+		Ref:            ref,
+		ID:             img.ID.String(),
+		Platform:       dockersave.FormatPlatform(img.Platform),
+		ManifestDigest: img.ManifestDigest.String(),
+		Layers:         img.Layers(),
+	}
+	if o.format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Ref:\t%s\n", out.Ref)
+	fmt.Fprintf(tw, "ID:\t%s\n", out.ID)
+	fmt.Fprintf(tw, "Platform:\t%s\n", out.Platform)
+	fmt.Fprintf(tw, "Manifest:\t%s\n", out.ManifestDigest)
+	if len(img.RepoTags) > 0 {
+		fmt.Fprintf(tw, "Tags:\t%s\n", strings.Join(img.RepoTags, ", "))
+	}
+	cached := "exported"
+	if img.CacheHit {
+		cached = "cache hit, not exported again"
+	}
+	fmt.Fprintf(tw, "Source:\t%s (%s)\n", img.Source, cached)
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tDIGEST\tSIZE\tMEDIA TYPE\tDIFF ID")
+	for i, l := range out.Layers {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", i+1, l.Digest, l.Size, l.MediaType, l.DiffID)
+	}
+	return tw.Flush()
+}
+
+func parsePlatformFlag(s string) (*ocispec.Platform, error) {
+	if s == "" {
+		return nil, nil
+	}
+	p, err := dockersave.ParsePlatform(s)
+	if err != nil {
+		return nil, usageErrorf("--platform %q: %v (want OS/ARCH[/VARIANT], for example linux/arm64/v8)", s, err)
+	}
+	return &p, nil
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes, the one table that README and --help repeat.
+const (
+	exitOK          = 0   // success; for scan: no finding at or above --fail-on
+	exitError       = 1   // the command failed
+	exitUsage       = 2   // bad flags or arguments
+	exitFindings    = 3   // scan: a finding at or above --fail-on
+	exitInterrupted = 130 // interrupted (SIGINT); 143 for SIGTERM
+)
+
+// env is the process environment as the commands see it; tests replace it.
+type env struct {
+	getenv func(string) string
+	home   string
+	isTTY  func(w any) bool
+}
+
+func osEnv() env {
+	home, _ := os.UserHomeDir()
+	return env{getenv: os.Getenv, home: home, isTTY: isTerminal}
+}
+
+// command is one subcommand: its name, one line of help, and its entry point.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, name string, args []string, e env, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"scan", "export a local image, serve its layers to Clair and report its vulnerabilities", runScan},
+		{"inspect", "export a local image into the cache and print its layers", runInspect},
+		{"version", "print the version", runVersion},
+	}
+}
+
+const usageHeader = `layerbridge lets Clair scan images that exist only in a local Docker daemon.
+
+Usage:
+    layerbridge <command> [flags] [arguments]
+
+Commands:
+`
+
+const usageFooter = `
+Run "layerbridge <command> --help" for a command's flags.
+
+Exit codes:
+    0    success (scan: no finding at or above --fail-on)
+    1    the command failed
+    2    bad flags or arguments
+    3    scan: a finding at or above --fail-on
+    130  interrupted (143 on SIGTERM)
+`
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString(usageHeader)
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "    %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "    %-9s %s\n", "help", "show this help, or a command's")
+	b.WriteString(usageFooter)
+	return b.String()
+}
+
+// run routes args to a command and turns its error into an exit code and a
+// message on stderr. It is the whole program but for signal handling.
+func run(ctx context.Context, args []string, e env, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		io.WriteString(stderr, usage())
+		return exitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "--help":
+		if len(rest) > 0 {
+			return run(ctx, []string{rest[0], "--help"}, e, stdout, stderr)
+		}
+		io.WriteString(stdout, usage())
+		return exitOK
+	case "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return exitWith(ctx, c.run(ctx, "layerbridge "+name, rest, e, stdout, stderr), stderr)
+		}
+	}
+	err := usageErrorf("unknown command %q", name)
+	if near := nearest(name); near != "" {
+		err.hints = append(err.hints, fmt.Sprintf("did you mean %q?", near))
+	}
+	err.hints = append(err.hints, `run "layerbridge help" for the list of commands`)
+	return exitWith(ctx, err, stderr)
+}
+
+// exitWith prints err in the program's format and returns its exit code.
+//
+//	layerbridge: error: <what failed>
+//	layerbridge: hint: <what to do next>
+func exitWith(ctx context.Context, err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	var fe *findingsError
+	if errors.As(err, &fe) {
+		fmt.Fprintf(stderr, "layerbridge: %s\n", fe.Error())
+		return exitFindings
+	}
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+		fmt.Fprintf(stderr, "layerbridge: interrupted: %v\n", cause)
+		if strings.Contains(cause.Error(), "terminated") {
+			return 143
+		}
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "layerbridge: error: %v\n", err)
+	for _, h := range hintsFor(err) {
+		fmt.Fprintf(stderr, "layerbridge: hint: %s\n", h)
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct {
+	msg   string
+	hints []string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) *usageError {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// findingsError reports that a scan found vulnerabilities at or above the
+// --fail-on threshold: exit code 3, not a failure of the tool.
+type findingsError struct {
+	count     int
+	threshold string
+}
+
+func (e *findingsError) Error() string {
+	return fmt.Sprintf("%d finding(s) at or above %s (--fail-on)", e.count, e.threshold)
+}
+
+// nearest returns the command name closest to s, or "" when none is close.
+func nearest(s string) string {
+	type cand struct {
+		name string
+		d    int
+	}
+	var cs []cand
+	for _, c := range append(commands(), command{name: "help"}) {
+		cs = append(cs, cand{c.name, editDistance(s, c.name)})
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].d < cs[j].d })
+	if len(cs) == 0 || cs[0].d > 2 && !strings.HasPrefix(cs[0].name, s) {
+		return ""
+	}
+	return cs[0].name
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/pflag"
+
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/report"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+const scanHelp = `Usage:
+    layerbridge scan [flags] IMAGE
+
+Exports IMAGE from the local Docker daemon (or reads it from an archive),
+serves its layers over HTTP on an address Clair can reach, asks Clair to
+index and match them, and prints the vulnerability report.
+
+IMAGE is a daemon reference or image ID (alpine:3.11, sha256:…), or
+    docker-archive:PATH   a "docker save" tar, optionally gzip-compressed
+    oci-archive:PATH      a tar of an OCI image layout
+    oci:DIR               an OCI image layout directory
+
+Clair:
+    --clair URL             Clair's address (default $CLAIR_ADDR, else
+                            http://localhost:6060)
+    --clair-api API         auto, v4 or v2 (default auto: probe Clair)
+    --clair-psk KEY         base64 pre-shared key of Clair 4's auth.psk
+                            (default $LAYERBRIDGE_CLAIR_PSK)
+    --clair-psk-issuer ISS  issuer claim, one of auth.psk.iss (default layerbridge)
+    --timeout DURATION      give up after this long (default 30m)
+
+Layer server:
+    --listen HOST:PORT      address to listen on (default: the advertised
+                            address, on a free port)
+    --advertise URL         base URL Clair downloads layers from (default:
+                            detected: the bridge's address on Clair's Docker
+                            network, or the route to Clair's host)
+
+Report:
+    -f, --format FORMAT     table, json, clair, html, sarif or junit (default table)
+    -o, --output FILE       write the report to FILE instead of stdout
+    --ignore FILE           YAML list of vulnerabilities to ignore
+    --fail-on SEVERITY      exit 3 when a finding is at or above SEVERITY:
+                            Unknown, Negligible, Low, Medium, High, Critical,
+                            Defcon1 (default: never)
+
+Image:
+    --platform OS/ARCH[/VARIANT]  platform of a multi-platform image
+    --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
+                            current docker context, then
+                            unix:///var/run/docker.sock)
+    --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
+
+Other:
+    --log-level LEVEL       debug, info, warn or error (default info);
+                            debug explains every decision
+    -h, --help              show this help
+
+Examples:
+    layerbridge scan alpine:3.11
+    layerbridge scan --clair http://clair:6060 --fail-on High myapp:latest
+    layerbridge scan -f json -o report.json docker-archive:image.tar
+`
+
+// scanOptions are the flags of "layerbridge scan".
+type scanOptions struct {
+	clair     string
+	clairAPI  string
+	psk       string
+	pskIssuer string
+	timeout   time.Duration
+
+	listen    string
+	advertise string
+
+	format  string
+	output  string
+	ignore  string
+	failOn  string
+	image   string
+	log     logFlags
+	store   storeFlags
+	platfrm string
+}
+
+func setupScanFlags(name string, e env, stdout io.Writer) (*pflag.FlagSet, *scanOptions) {
+	o := &scanOptions{}
+	fs := newFlagSet(name, scanHelp, stdout)
+	fs.StringVar(&o.clair, "clair", envOr(e, "CLAIR_ADDR", "http://localhost:6060"), "")
+	fs.StringVar(&o.clairAPI, "clair-api", "auto", "")
+	fs.StringVar(&o.psk, "clair-psk", e.getenv("LAYERBRIDGE_CLAIR_PSK"), "")
+	fs.StringVar(&o.pskIssuer, "clair-psk-issuer", "layerbridge", "")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "")
+	fs.StringVar(&o.listen, "listen", "", "")
+	fs.StringVar(&o.advertise, "advertise", "", "")
+	fs.StringVarP(&o.format, "format", "f", "table", "")
+	fs.StringVarP(&o.output, "output", "o", "", "")
+	fs.StringVar(&o.ignore, "ignore", "", "")
+	fs.StringVar(&o.failOn, "fail-on", "", "")
+	fs.StringVar(&o.platfrm, "platform", "", "")
+	o.store.register(fs, e)
+	o.log.register(fs, e)
+	return fs, o
+}
+
+// validate checks everything that can be checked before any I/O.
+func (o *scanOptions) validate(args []string) error {
+	switch len(args) {
+	case 0:
+		ue := usageErrorf("scan needs an IMAGE")
+		ue.hints = append(ue.hints, "for example: layerbridge scan alpine:3.11")
+		return ue
+	case 1:
+		o.image = args[0]
+	default:
+		ue := usageErrorf("scan takes one IMAGE, got %d arguments: %s", len(args), strings.Join(args, " "))
+		ue.hints = append(ue.hints, "put flags before or after IMAGE; scan one image per run")
+		return ue
+	}
+	u, err := url.Parse(o.clair)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		ue := usageErrorf("--clair %q is not an http(s) URL", o.clair)
+		ue.hints = append(ue.hints, "for example: --clair http://localhost:6060 (or set CLAIR_ADDR)")
+		return ue
+	}
+	if !slices.Contains([]string{"auto", "v4", "v2"}, o.clairAPI) {
+		return usageErrorf("--clair-api %q: want auto, v4 or v2", o.clairAPI)
+	}
+	if o.psk != "" && o.clairAPI == "v2" {
+		return usageErrorf("--clair-psk is for Clair 4's auth.psk; --clair-api v2 has no authentication")
+	}
+	if err := report.CheckFormat(o.format); err != nil {
+		return usageErrorf("-f/--format: %v", err)
+	}
+	if o.advertise != "" {
+		u, err := url.Parse(o.advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ue := usageErrorf("--advertise %q is not an http(s) URL", o.advertise)
+			ue.hints = append(ue.hints, "give the base URL Clair should download layers from, for example --advertise http://172.18.0.1:8080")
+			return ue
+		}
+	}
+	if o.listen != "" {
+		if _, _, err := net.SplitHostPort(o.listen); err != nil {
+			return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", o.listen, err)
+		}
+	}
+	if o.timeout < 0 {
+		return usageErrorf("--timeout %s is negative", o.timeout)
+	}
+	if o.output != "" {
+		if fi, err := os.Stat(o.output); err == nil && fi.IsDir() {
+			return usageErrorf("-o/--output %s is a directory", o.output)
+		}
+		if _, err := os.Stat(filepath.Dir(o.output)); err != nil {
+			return usageErrorf("-o/--output %s: %v", o.output, err)
+		}
+	}
+	return nil
+}
+
+func runScan(ctx context.Context, name string, args []string, e env, stdout, stderr io.Writer) error {
+	fs, o := setupScanFlags(name, e, stdout)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate(fs.Args()); err != nil {
+		return err
+	}
+	log, err := o.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	var failOn *report.Severity
+	if o.failOn != "" {
+		sev, err := report.ParseSeverity(o.failOn)
+		if err != nil {
+			return usageErrorf("--fail-on: %v", err)
+		}
+		failOn = &sev
+	}
+	var ignore *report.IgnoreRules
+	if o.ignore != "" {
+		if ignore, err = loadIgnoreFile(o.ignore); err != nil {
+			return err
+		}
+	}
+	platform, err := parsePlatformFlag(o.platfrm)
+	if err != nil {
+		return err
+	}
+	clairURL, _ := url.Parse(o.clair)
+	var advertise *url.URL
+	if o.advertise != "" {
+		advertise, _ = url.Parse(o.advertise)
+	}
+
+	var progress *progressPrinter
+	var onProgress func(int64)
+	if e.isTTY(stderr) {
+		progress = newProgress(stderr, o.image)
+		onProgress = progress.update
+	}
+	d := newDaemon(o.store.dockerHost, e, log)
+	store, loader, err := openStore(o.store, d, log, onProgress)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	scanCtx, cancel := withTimeout(ctx, o.timeout)
+	defer cancel()
+	res, err := scan.Run(scanCtx, scan.Config{
+		Image:      o.image,
+		Platform:   platform,
+		Loader:     progressDone{loader, progress},
+		Blobs:      store,
+		Clair:      clairURL,
+		API:        o.clairAPI,
+		PSK:        o.psk,
+		PSKIssuer:  o.pskIssuer,
+		Listen:     o.listen,
+		Advertise:  advertise,
+		Containers: d.containers(),
+		Logger:     log,
+	})
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(scanCtx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("gave up after --timeout %s: %w", o.timeout, err)
+		}
+		return err
+	}
+	rep := res.Report
+	ignore.Apply(time.Now(), rep)
+	rep.Normalize()
+	for _, w := range rep.Warnings {
+		log.Warn(w)
+	}
+	ropts := report.Options{FailOn: failOn, ToolVersion: version}
+	if o.output == "" {
+		ropts.Color = o.format == "table" && e.isTTY(stdout) && e.getenv("NO_COLOR") == ""
+		if err := ropts.Render(stdout, o.format, rep); err != nil {
+			return fmt.Errorf("write %s report: %w", o.format, err)
+		}
+	} else {
+		if err := writeFileAtomic(o.output, func(w io.Writer) error { return ropts.Render(w, o.format, rep) }); err != nil {
+			return fmt.Errorf("write %s report to %s: %w", o.format, o.output, err)
+		}
+		log.Info("report written", "file", o.output, "format", o.format, "findings", len(rep.Findings))
+	}
+	if failOn != nil && rep.Fails(*failOn) {
+		n := 0
+		for _, f := range rep.Findings {
+			if f.Severity >= *failOn {
+				n++
+			}
+		}
+		return &findingsError{count: n, threshold: failOn.String()}
+	}
+	return nil
+}
+
+// progressDone clears the progress line once the image is loaded, before
+// anything else is logged.
+type progressDone struct {
+	loader *dockersave.Loader
+	p      *progressPrinter
+}
+
+func (l progressDone) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error) {
+	img, err := l.loader.Load(ctx, ref, platform)
+	if l.p != nil {
+		l.p.done()
+	}
+	return img, err
+}
+
+func loadIgnoreFile(path string) (*report.IgnoreRules, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		ue := usageErrorf("--ignore: %v", err)
+		return nil, ue
+	}
+	defer f.Close()
+	rules, err := report.LoadIgnore(f)
+	if err != nil {
+		return nil, usageErrorf("--ignore %s: %v", path, err)
+	}
+	return rules, nil
+}
+
+// writeFileAtomic writes a file through a temporary file in the same
+// directory, so that a failed run never leaves a partial report behind.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

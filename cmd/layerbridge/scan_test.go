@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/layerbridge/layerbridge/internal/fakeclair"
+)
+
+const (
+	samples       = "../../../shared/clair-samples"
+	alpineArchive = "docker-archive:../../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+)
+
+func TestScanCommand(t *testing.T) {
+	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer v4.Close()
+	v2 := httptest.NewServer(&fakeclair.V2{Samples: samples})
+	defer v2.Close()
+	down := httptest.NewServer(nil)
+	downURL := down.URL
+	down.Close()
+
+	dir := t.TempDir()
+	ignoreFile := filepath.Join(dir, "ignore.yaml")
+	os.WriteFile(ignoreFile, []byte("ignore:\n  - id: CVE-2021-30139\n    reason: apk is not used at runtime\n"), 0o644)
+
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		wantStderr []string
+	}{
+		{"table by default", nil, []string{"--clair", v4.URL}, 0,
+			[]string{"Summary: Unknown: 17", "CVE-2021-3450", "libssl1.1"}, nil},
+		{"CLAIR_ADDR when --clair is absent", map[string]string{"CLAIR_ADDR": v4.URL}, nil, 0,
+			[]string{"Clair:    " + v4.URL + " (API v4)"}, nil},
+		{"fail-on at the findings' severity exits 3", nil, []string{"--clair", v4.URL, "--fail-on", "unknown"}, 3,
+			[]string{"CVE-2021-3450"}, []string{"layerbridge: 17 finding(s) at or above Unknown (--fail-on)"}},
+		{"fail-on above the findings exits 0", nil, []string{"--clair", v4.URL, "--fail-on", "High"}, 0, nil, nil},
+		{"ignored findings never fail", nil, []string{"--clair", v4.URL, "--ignore", ignoreFile, "-f", "json"}, 0,
+			[]string{`"name": "CVE-2021-30139"`, `"reason": "apk is not used at runtime"`}, nil},
+		{"clair v2", nil, []string{"--clair", v2.URL, "-f", "json"}, 0, []string{`"api": "v2"`, `"CVE-2020-28928"`}, nil},
+		{"v2 client against clair 4", nil, []string{"--clair", v4.URL, "--clair-api", "v2"}, 1, nil,
+			[]string{"speaks the v4 API", "hint: use --clair-api v4"}},
+		{"v4 client against clair 2", nil, []string{"--clair", v2.URL, "--clair-api", "v4"}, 1, nil,
+			[]string{"speaks the v2 API (/v1/layers), not v4", "hint: use --clair-api v2"}},
+		{"clair down", nil, []string{"--clair", downURL}, 1, nil,
+			[]string{"cannot reach clair at " + downURL, "hint: is Clair running at"}},
+		{"clair cannot reach the advertised address", nil, []string{"--clair", v4.URL, "--listen", "127.0.0.1:0", "--advertise", "http://127.0.0.1:1"}, 1, nil,
+			[]string{"clair could not download the layers from http://127.0.0.1:1 (no request from clair reached layerbridge)", "hint: Clair never reached layerbridge at http://127.0.0.1:1", "--advertise"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"scan", "--cache-dir", filepath.Join(dir, "cache")}, tt.args...)
+			args = append(args, alpineArchive)
+			code, stdout, stderr := runCLI(t, testEnv(t, tt.env), args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstderr:\n%s", code, tt.wantCode, stderr)
+			}
+			for _, w := range tt.wantStdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestScanOutputFile(t *testing.T) {
+	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer v4.Close()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "report.json")
+	code, stdout, stderr := runCLI(t, testEnv(t, nil), "scan", "--cache-dir", filepath.Join(dir, "cache"), "--clair", v4.URL, "-f", "json", "-o", out, alpineArchive)
+	if code != 0 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+	var rep struct {
+		Image           struct{ Ref, ManifestDigest string }
+		Vulnerabilities []struct{ Name, Package string }
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Vulnerabilities) != 17 {
+		t.Errorf("%d vulnerabilities in the json report, want 17", len(rep.Vulnerabilities))
+	}
+
+	// A failed scan leaves no report file behind.
+	v4.Close()
+	failed := filepath.Join(dir, "failed.json")
+	if code, _, _ := runCLI(t, testEnv(t, nil), "scan", "--cache-dir", filepath.Join(dir, "cache"), "--clair", v4.URL, "-o", failed, alpineArchive); code != 1 {
+		t.Fatalf("exit %d against a stopped clair, want 1", code)
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Errorf("a failed scan left %s behind (err %v)", failed, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("temporary file %s left behind", e.Name())
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	"github.com/layerbridge/layerbridge/clairv2"
+	"github.com/layerbridge/layerbridge/clairv4"
+)
+
+// DetectAPI returns which API Clair at u speaks, "v4" or "v2". want is
+// APIAuto (probe v4, then v2), APIv4 or APIv2; an explicit want that Clair
+// does not speak is an *APIMismatchError when Clair speaks the other one.
+// withPSK says whether the v4 client sends a token (to tell "auth required"
+// from "auth rejected").
+func DetectAPI(ctx context.Context, u *url.URL, want string, v4 *clairv4.Client, v2 *clairv2.Client, withPSK bool) (string, error) {
+	probeV4 := func() (bool, error) {
+		err := v4.Probe(ctx)
+		switch {
+		case err == nil:
+			return true, nil
+		case clairv4.IsUnauthorized(err):
+			return true, &AuthError{URL: redact(u), Rejected: withPSK, Err: err}
+		case clairv4.IsUnreachable(err):
+			return false, &ClairUnreachableError{URL: redact(u), Err: err}
+		}
+		return false, err
+	}
+	probeV2 := func() (bool, error) {
+		err := v2.Probe(ctx)
+		switch {
+		case err == nil:
+			return true, nil
+		case clairv2.IsUnreachable(err):
+			return false, &ClairUnreachableError{URL: redact(u), Err: err}
+		}
+		return false, err
+	}
+	switch orAuto(want) {
+	case APIv4:
+		ok, err := probeV4()
+		if ok || isUnreachable(err) {
+			return APIv4, err
+		}
+		if ok2, _ := probeV2(); ok2 {
+			return "", &APIMismatchError{URL: redact(u), Want: APIv4, Found: APIv2}
+		}
+		return "", &NoClairError{URL: redact(u), Err: err}
+	case APIv2:
+		ok, err := probeV2()
+		if ok || isUnreachable(err) {
+			return APIv2, err
+		}
+		if ok4, _ := probeV4(); ok4 {
+			return "", &APIMismatchError{URL: redact(u), Want: APIv2, Found: APIv4}
+		}
+		return "", &NoClairError{URL: redact(u), Err: err}
+	case APIAuto:
+		ok, err := probeV4()
+		if ok || isUnreachable(err) {
+			return APIv4, err
+		}
+		ok2, err2 := probeV2()
+		if ok2 {
+			return APIv2, nil
+		}
+		return "", &NoClairError{URL: redact(u), Err: fmt.Errorf("v4 probe: %v; v2 probe: %w", err, err2)}
+	default:
+		return "", fmt.Errorf("unknown clair api %q: want auto, v4 or v2", want)
+	}
+}
+
+func isUnreachable(err error) bool {
+	_, ok := err.(*ClairUnreachableError)
+	return ok
+}

@@ -1,0 +1,346 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/clairv2"
+	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/report"
+)
+
+// The Clair API generations.
+const (
+	APIAuto = "auto"
+	APIv4   = "v4"
+	APIv2   = "v2"
+)
+
+// ImageLoader loads an image into the store; *dockersave.Loader is one.
+type ImageLoader interface {
+	Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error)
+}
+
+// Config is everything one scan needs. Loader, Blobs and Clair are required.
+type Config struct {
+	Image    string            // reference, as dockersave.ParseRef reads it
+	Platform *ocispec.Platform // nil: the image's own / the host's
+	Loader   ImageLoader
+	Blobs    bridge.BlobOpener // the store the loader writes to
+
+	Clair      *url.URL
+	API        string // APIAuto (default), APIv4 or APIv2
+	PSK        string // base64 key of Clair 4's auth.psk; "" for none
+	PSKIssuer  string
+	HTTPClient *http.Client // for requests to Clair; nil: a client without timeout
+
+	// Listen is the layer server's HOST:PORT. "" listens on the advertised
+	// address on a free port.
+	Listen string
+	// Advertise is the base URL handed to Clair. nil: detected with
+	// bridge.Advertise.
+	Advertise *url.URL
+	// Containers lets address detection find Clair's container; nil skips it.
+	Containers bridge.ContainerLister
+
+	// Backoff overrides the Clair clients' wait between polls (tests).
+	Backoff func(ctx context.Context, attempt int) error
+
+	Logger *slog.Logger
+}
+
+// Result is what a scan produced besides its report.
+type Result struct {
+	Report     *report.Report
+	Image      dockersave.Image
+	API        string
+	Advertised *url.URL
+	Reason     string         // why that address
+	Fetches    []bridge.Fetch // every layer request Clair made
+}
+
+// Run performs one scan. On error the Result may be partially filled (the
+// image and the advertised address, when known) for diagnostics.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Loader == nil || cfg.Blobs == nil || cfg.Clair == nil {
+		return nil, errors.New("scan: Loader, Blobs and Clair are required")
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	v4, v2 := newClients(cfg, hc, log)
+
+	res := &Result{}
+	api, err := DetectAPI(ctx, cfg.Clair, cfg.API, v4, v2, cfg.PSK != "")
+	if err != nil {
+		return res, err
+	}
+	res.API = api
+	log.DebugContext(ctx, "clair api", "url", redact(cfg.Clair), "api", api, "asked", orAuto(cfg.API))
+
+	img, err := cfg.Loader.Load(ctx, cfg.Image, cfg.Platform)
+	if err != nil {
+		return res, err
+	}
+	res.Image = img
+	if img.CacheHit {
+		log.InfoContext(ctx, "image found in the cache, not exported again", "ref", cfg.Image, "id", img.ID)
+	}
+	if len(img.Manifest.Layers) == 0 {
+		return res, fmt.Errorf("scan %s: the image has no layers, so clair has nothing to index", cfg.Image)
+	}
+
+	srv := bridge.New(cfg.Blobs, bridge.WithLogger(log))
+	base, reason, ln, err := listen(ctx, cfg, log)
+	if err != nil {
+		return res, err
+	}
+	res.Advertised, res.Reason = base, reason
+	stop := serve(ln, srv, log)
+	defer stop()
+
+	grant, err := srv.Register(base, cfg.Image, img.Manifest.Layers)
+	if err != nil {
+		return res, err
+	}
+	defer grant.Revoke()
+
+	var rep *report.Report
+	switch api {
+	case APIv4:
+		rep, err = scanV4(ctx, v4, img, grant, log)
+	case APIv2:
+		rep, err = scanV2(ctx, v2, img, grant, log)
+	}
+	res.Fetches = grant.Fetches()
+	if err != nil {
+		if clairv4.IsLayerFetchError(err) || clairv2.IsLayerFetchError(err) {
+			err = &LayerFetchError{Advertised: base.String(), Reason: reason, Fetches: res.Fetches, Err: err}
+		}
+		return res, fmt.Errorf("scan %s: %w", cfg.Image, err)
+	}
+	rep.Image = report.Image{
+		Ref:            cfg.Image,
+		ID:             img.ID.String(),
+		Platform:       dockersave.FormatPlatform(img.Platform),
+		ManifestDigest: img.ManifestDigest.String(),
+	}
+	rep.Clair = report.Clair{URL: redact(cfg.Clair), API: api}
+	rep.Normalize()
+	res.Report = rep
+	return res, nil
+}
+
+func orAuto(s string) string {
+	if s == "" {
+		return APIAuto
+	}
+	return s
+}
+
+func newClients(cfg Config, hc *http.Client, log *slog.Logger) (*clairv4.Client, *clairv2.Client) {
+	o4 := []clairv4.Option{clairv4.WithHTTPClient(hc), clairv4.WithLogger(log)}
+	o2 := []clairv2.Option{clairv2.WithHTTPClient(hc), clairv2.WithLogger(log)}
+	if cfg.PSK != "" {
+		o4 = append(o4, clairv4.WithPSK(cfg.PSK, cfg.PSKIssuer))
+	}
+	if cfg.Backoff != nil {
+		o4 = append(o4, clairv4.WithBackoff(clairv4.Backoff(cfg.Backoff)))
+		o2 = append(o2, clairv2.WithBackoff(clairv2.Backoff(cfg.Backoff)))
+	}
+	return clairv4.New(cfg.Clair, o4...), clairv2.New(cfg.Clair, o2...)
+}
+
+// listen decides the advertised base URL and opens the listener.
+func listen(ctx context.Context, cfg Config, log *slog.Logger) (*url.URL, string, net.Listener, error) {
+	var lc net.ListenConfig
+	if cfg.Advertise != nil {
+		addr := cfg.Listen
+		if addr == "" {
+			addr = ":" + portOf(cfg.Advertise)
+		}
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("listen on %s for --advertise %s: %w", addr, cfg.Advertise, err)
+		}
+		reason := "given with --advertise"
+		log.DebugContext(ctx, "advertised address", "url", cfg.Advertise.String(), "listen", ln.Addr().String(), "why", reason)
+		return cfg.Advertise, reason, ln, nil
+	}
+	addr, err := bridge.Advertise(ctx, cfg.Clair, bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ip, reason := addr.IP, addr.Reason
+	listenAddr := net.JoinHostPort(ip.String(), "0")
+	if cfg.Listen != "" {
+		listenAddr = cfg.Listen
+		if h, _, err := net.SplitHostPort(cfg.Listen); err == nil && h != "" {
+			if lip, err := netip.ParseAddr(h); err == nil && !lip.IsUnspecified() && lip != ip {
+				reason = fmt.Sprintf("--listen names %s; detection would have chosen %s (%s)", lip, ip, reason)
+				ip = lip
+			}
+		}
+	}
+	ln, err := lc.Listen(ctx, "tcp", listenAddr)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("listen on %s (the address clair can reach: %s): %w", listenAddr, reason, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	base := &url.URL{Scheme: "http", Host: net.JoinHostPort(ip.String(), strconv.Itoa(port))}
+	log.DebugContext(ctx, "advertised address", "url", base.String(), "listen", ln.Addr().String(), "why", reason)
+	return base, reason, ln, nil
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// serve runs the layer server on ln until the returned stop is called; stop
+// lets requests in flight finish (bounded) before closing.
+func serve(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("layer server stopped", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+		}
+		<-done
+	}
+}
+
+func layerURLs(g *bridge.Grant, layers []ocispec.Descriptor) ([]string, error) {
+	urls := make([]string, len(layers))
+	for i, l := range layers {
+		u, err := g.URL(l.Digest)
+		if err != nil {
+			return nil, err
+		}
+		urls[i] = u
+	}
+	return urls, nil
+}
+
+func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bridge.Grant, log *slog.Logger) (*report.Report, error) {
+	urls, err := layerURLs(g, img.Manifest.Layers)
+	if err != nil {
+		return nil, err
+	}
+	m := clairv4.Manifest{Hash: img.ManifestDigest}
+	for i, l := range img.Manifest.Layers {
+		m.Layers = append(m.Layers, clairv4.Layer{Hash: l.Digest, URI: urls[i]})
+	}
+	var warnings []string
+	present, err := c.VulnerabilityDataPresent(ctx)
+	switch {
+	case err != nil:
+		log.DebugContext(ctx, "cannot tell whether clair has vulnerability data", "err", err)
+	case !present:
+		warnings = append(warnings, "clair reports no finished vulnerability update: its database is empty or still loading, so this image may look cleaner than it is")
+		log.WarnContext(ctx, "clair's vulnerability database is empty: no updater has finished yet; the report waits for it")
+	}
+	start := time.Now()
+	ir, err := c.Index(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	log.InfoContext(ctx, "clair indexed the image", "manifest", img.ManifestDigest, "state", ir.State,
+		"packages", ir.Packages, "distributions", ir.Distributions, "duration", time.Since(start).Round(time.Millisecond))
+	if ir.Packages == 0 {
+		warnings = append(warnings, "clair found no packages in this image (no supported package database): an empty report does not mean the image is safe")
+	}
+	start = time.Now()
+	vr, err := c.VulnerabilityReport(ctx, img.ManifestDigest)
+	if err != nil {
+		if clairv4.IsNoVulnerabilityData(err) {
+			return nil, fmt.Errorf("%w: clair answered 202 until the scan gave up: %v", ErrNoVulnerabilityData, err)
+		}
+		return nil, err
+	}
+	log.InfoContext(ctx, "clair matched vulnerabilities", "findings", len(vr.Findings), "duration", time.Since(start).Round(time.Millisecond))
+	return &report.Report{Findings: vr.Findings, Raw: vr.Raw, Warnings: warnings}, nil
+}
+
+func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bridge.Grant, log *slog.Logger) (*report.Report, error) {
+	urls, err := layerURLs(g, img.Manifest.Layers)
+	if err != nil {
+		return nil, err
+	}
+	digests := make([]digest.Digest, len(img.Manifest.Layers))
+	for i, l := range img.Manifest.Layers {
+		digests[i] = l.Digest
+	}
+	names := clairv2.LayerNames(digests)
+	var warnings []string
+	if present, err := c.VulnerabilityDataPresent(ctx); err != nil {
+		log.DebugContext(ctx, "cannot tell whether clair has vulnerability data", "err", err)
+	} else if !present {
+		warnings = append(warnings, "clair v2 has no vulnerabilities in any namespace: its updaters have not run, so this image will look clean")
+		log.WarnContext(ctx, "clair v2's vulnerability database is empty: every image will look clean")
+	}
+	start := time.Now()
+	for i, name := range names {
+		l := clairv2.Layer{Name: name, Path: urls[i], Format: "Docker"}
+		if i > 0 {
+			l.ParentName = names[i-1]
+		}
+		if err := c.PostLayer(ctx, l); err != nil {
+			return nil, fmt.Errorf("layer %d of %d (%s): %w", i+1, len(names), digests[i], err)
+		}
+	}
+	log.InfoContext(ctx, "clair indexed the layers", "layers", len(names), "duration", time.Since(start).Round(time.Millisecond))
+	lr, err := c.LayerReport(ctx, names[len(names)-1])
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]string, len(names))
+	for i, n := range names {
+		byName[n] = digests[i].String()
+	}
+	for i := range lr.Findings {
+		if d, ok := byName[lr.Findings[i].Layer]; ok {
+			lr.Findings[i].Layer = d
+		}
+	}
+	if lr.Namespace == "" {
+		warnings = append(warnings, "clair v2 detected no operating system namespace in this image: an empty report does not mean the image is safe")
+	}
+	return &report.Report{Findings: lr.Findings, Raw: lr.Raw, Warnings: warnings}, nil
+}

@@ -1,0 +1,236 @@
+package scan
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/internal/fakeclair"
+)
+
+const samples = "../../shared/clair-samples"
+
+const alpineArchive = "docker-archive:../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+
+var testPSK = []byte("layerbridge-test-psk-0123456789ab")
+
+func noWait(ctx context.Context, _ int) error { return ctx.Err() }
+
+func newConfig(t *testing.T, clair string) Config {
+	t.Helper()
+	store, err := dockersave.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	u, err := url.Parse(clair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{
+		Image:   alpineArchive,
+		Loader:  dockersave.NewLoader(store),
+		Blobs:   store,
+		Clair:   u,
+		Backoff: noWait,
+	}
+}
+
+type pair struct{ pkg, vuln string }
+
+func pairs(res *Result) map[pair]bool {
+	out := map[pair]bool{}
+	for _, f := range res.Report.Findings {
+		out[pair{f.Package, f.Name}] = true
+	}
+	return out
+}
+
+func TestScanV4DownloadsAndReports(t *testing.T) {
+	fake := &fakeclair.V4{Samples: samples}
+	clair := httptest.NewServer(fake)
+	defer clair.Close()
+	res, err := Run(t.Context(), newConfig(t, clair.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.API != APIv4 {
+		t.Errorf("api = %q, want v4", res.API)
+	}
+	if got := len(pairs(res)); got != 17 {
+		t.Errorf("%d (package, vulnerability) pairs, want the 17 Clair 4.9 reports", got)
+	}
+	if fake.Downloads() != 1 || len(res.Fetches) != 1 || res.Fetches[0].Status != 200 {
+		t.Errorf("clair downloaded %d layers, bridge saw %+v; want one successful fetch", fake.Downloads(), res.Fetches)
+	}
+	if res.Report.Image.ManifestDigest != res.Image.ManifestDigest.String() || res.Report.Clair.API != "v4" {
+		t.Errorf("report header = %+v %+v", res.Report.Image, res.Report.Clair)
+	}
+	if len(res.Report.Raw) == 0 {
+		t.Error("clair's own response was not kept")
+	}
+	if len(res.Report.Warnings) != 0 {
+		t.Errorf("warnings = %q, want none", res.Report.Warnings)
+	}
+	if res.Advertised.Hostname() != "127.0.0.1" {
+		t.Errorf("advertised %s for a clair on loopback", res.Advertised)
+	}
+}
+
+func TestScanV2PostsLayersInOrder(t *testing.T) {
+	fake := &fakeclair.V2{Samples: samples}
+	clair := httptest.NewServer(fake)
+	defer clair.Close()
+	for _, api := range []string{APIAuto, APIv2} {
+		t.Run(api, func(t *testing.T) {
+			cfg := newConfig(t, clair.URL)
+			cfg.API = api
+			res, err := Run(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.API != APIv2 {
+				t.Errorf("api = %q, want v2", res.API)
+			}
+			if got := len(pairs(res)); got != 3 {
+				t.Errorf("%d pairs, want the 3 Clair v2.1.7 reports", got)
+			}
+			if len(res.Fetches) != 1 || res.Fetches[0].Status != 200 {
+				t.Errorf("fetches = %+v", res.Fetches)
+			}
+		})
+	}
+}
+
+func TestScanWithPSK(t *testing.T) {
+	fake := &fakeclair.V4{Samples: samples, PSK: testPSK}
+	clair := httptest.NewServer(fake)
+	defer clair.Close()
+	key := base64.StdEncoding.EncodeToString(testPSK)
+
+	cfg := newConfig(t, clair.URL)
+	cfg.PSK, cfg.PSKIssuer = key, "layerbridge"
+	if _, err := Run(t.Context(), cfg); err != nil {
+		t.Fatalf("with the right key: %v", err)
+	}
+
+	var ae *AuthError
+	cfg = newConfig(t, clair.URL)
+	if _, err := Run(t.Context(), cfg); !errors.As(err, &ae) || ae.Rejected {
+		t.Fatalf("without a key: err = %v, want an AuthError saying auth is required", err)
+	}
+	cfg.PSK, cfg.PSKIssuer = base64.StdEncoding.EncodeToString([]byte("wrong key")), "layerbridge"
+	if _, err := Run(t.Context(), cfg); !errors.As(err, &ae) || !ae.Rejected {
+		t.Fatalf("with a wrong key: err = %v, want an AuthError saying the token was rejected", err)
+	}
+	if fake.IndexPosts() != 1 {
+		t.Errorf("%d index requests reached clair, want only the authenticated one", fake.IndexPosts())
+	}
+}
+
+func TestScanWrongAPI(t *testing.T) {
+	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer v4.Close()
+	v2 := httptest.NewServer(&fakeclair.V2{Samples: samples})
+	defer v2.Close()
+	tests := []struct {
+		clair, api, found string
+	}{
+		{v4.URL, APIv2, APIv4},
+		{v2.URL, APIv4, APIv2},
+	}
+	for _, tt := range tests {
+		cfg := newConfig(t, tt.clair)
+		cfg.API = tt.api
+		var me *APIMismatchError
+		_, err := Run(t.Context(), cfg)
+		if !errors.As(err, &me) || me.Want != tt.api || me.Found != tt.found {
+			t.Errorf("--clair-api %s against clair %s: err = %v, want an APIMismatchError", tt.api, tt.found, err)
+		}
+	}
+}
+
+func TestScanClairCannotReachTheAdvertisedAddress(t *testing.T) {
+	fake := &fakeclair.V4{Samples: samples}
+	clair := httptest.NewServer(fake)
+	defer clair.Close()
+	cfg := newConfig(t, clair.URL)
+	// Listen on loopback but tell Clair an address where nothing listens.
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Advertise, _ = url.Parse("http://127.0.0.1:1")
+	_, err := Run(t.Context(), cfg)
+	var fe *LayerFetchError
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v, want a LayerFetchError", err)
+	}
+	if !fe.NeverReached() || fe.Advertised != "http://127.0.0.1:1" {
+		t.Errorf("LayerFetchError = %+v, want: never reached, advertised http://127.0.0.1:1", fe)
+	}
+}
+
+func TestScanClairDown(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	u := clair.URL
+	clair.Close()
+	_, err := Run(t.Context(), newConfig(t, u))
+	var cu *ClairUnreachableError
+	if !errors.As(err, &cu) {
+		t.Fatalf("err = %v, want ClairUnreachableError", err)
+	}
+}
+
+func TestScanWarnsAboutAnEmptyDatabase(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples, EmptyDB: true})
+	defer clair.Close()
+	res, err := Run(t.Context(), newConfig(t, clair.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Report.Warnings) == 0 {
+		t.Fatal("no warning for a clair whose vulnerability database was never updated")
+	}
+}
+
+func TestLayersAreNotServedAfterTheScan(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	res, err := Run(t.Context(), newConfig(t, clair.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := res.Advertised.JoinPath("/healthz").String()
+	if resp, err := clair.Client().Get(u); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the layer server still answers at %s after the scan", u)
+	}
+}
+
+func TestScanV2ChainsParents(t *testing.T) {
+	fake := &fakeclair.V2{Samples: samples}
+	clair := httptest.NewServer(fake)
+	defer clair.Close()
+	cfg := newConfig(t, clair.URL)
+	cfg.Image = "docker-archive:../../shared/fixtures/dive-test-docker-image.tar"
+	res, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(res.Image.Manifest.Layers)
+	posted, parents := fake.Posted()
+	if n < 2 || len(posted) != n || len(res.Fetches) != n {
+		t.Fatalf("image has %d layers; clair got %d posts, bridge saw %d fetches", n, len(posted), len(res.Fetches))
+	}
+	for i, name := range posted {
+		want := ""
+		if i > 0 {
+			want = posted[i-1]
+		}
+		if got := parents[name]; got != want {
+			t.Errorf("layer %d posted with parent %q, want %q", i, got, want)
+		}
+	}
+}
