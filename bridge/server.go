@@ -32,6 +32,7 @@ type Fetch struct {
 	Digest   digest.Digest // the requested digest ("" when the path named none)
 	Remote   string        // client address
 	Method   string
+	Path     string // request path; it holds the capability, so never log it
 	Status   int
 	Bytes    int64 // body bytes written
 	Duration time.Duration
@@ -188,7 +189,7 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 
 	vars := mux.Vars(r)
-	f := Fetch{Remote: r.RemoteAddr, Method: r.Method}
+	f := Fetch{Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.Path}
 	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
 	var grant *Grant
 	defer func() {

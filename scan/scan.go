@@ -56,11 +56,31 @@ type Config struct {
 	// Containers lets address detection find Clair's container; nil skips it.
 	Containers bridge.ContainerLister
 
+	// Server, when set, is a layer server that already runs (the sidecar's)
+	// and Base the URL Clair reaches it at; Run then registers the layers
+	// there instead of starting its own server. Listen and Advertise are
+	// ignored.
+	Server *bridge.Server
+	Base   *url.URL
+
+	// Stage, when set, is called as the scan enters each stage.
+	Stage func(Stage)
+
 	// Backoff overrides the Clair clients' wait between polls (tests).
 	Backoff func(ctx context.Context, attempt int) error
 
 	Logger *slog.Logger
 }
+
+// Stage is a step of a scan, in order.
+type Stage string
+
+// The stages Config.Stage reports.
+const (
+	StageExporting Stage = "exporting" // loading the image into the store
+	StageIndexing  Stage = "indexing"  // Clair downloads and indexes the layers
+	StageMatching  Stage = "matching"  // Clair matches vulnerabilities
+)
 
 // Result is what a scan produced besides its report.
 type Result struct {
@@ -96,6 +116,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.API = api
 	log.DebugContext(ctx, "clair api", "url", redact(cfg.Clair), "api", api, "asked", orAuto(cfg.API))
 
+	stage := cfg.Stage
+	if stage == nil {
+		stage = func(Stage) {}
+	}
+	stage(StageExporting)
 	img, err := cfg.Loader.Load(ctx, cfg.Image, cfg.Platform)
 	if err != nil {
 		return res, err
@@ -108,14 +133,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("scan %s: the image has no layers, so clair has nothing to index", cfg.Image)
 	}
 
-	srv := bridge.New(cfg.Blobs, bridge.WithLogger(log))
-	base, reason, ln, err := listen(ctx, cfg, log)
-	if err != nil {
-		return res, err
+	srv, base, reason := cfg.Server, cfg.Base, "the layer server's configured address"
+	if srv == nil {
+		srv = bridge.New(cfg.Blobs, bridge.WithLogger(log))
+		var ln net.Listener
+		base, reason, ln, err = listen(ctx, cfg, log)
+		if err != nil {
+			return res, err
+		}
+		stop := serve(ln, srv, log)
+		defer stop()
+	} else if base == nil {
+		return res, errors.New("scan: Config.Server needs Config.Base")
 	}
 	res.Advertised, res.Reason = base, reason
-	stop := serve(ln, srv, log)
-	defer stop()
 
 	grant, err := srv.Register(base, cfg.Image, img.Manifest.Layers)
 	if err != nil {
@@ -126,9 +157,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var rep *report.Report
 	switch api {
 	case APIv4:
-		rep, err = scanV4(ctx, v4, img, grant, log)
+		rep, err = scanV4(ctx, v4, img, grant, stage, log)
 	case APIv2:
-		rep, err = scanV2(ctx, v2, img, grant, log)
+		rep, err = scanV2(ctx, v2, img, grant, stage, log)
 	}
 	res.Fetches = grant.Fetches()
 	if err != nil {
@@ -258,7 +289,7 @@ func layerURLs(g *bridge.Grant, layers []ocispec.Descriptor) ([]string, error) {
 	return urls, nil
 }
 
-func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bridge.Grant, log *slog.Logger) (*report.Report, error) {
+func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), log *slog.Logger) (*report.Report, error) {
 	urls, err := layerURLs(g, img.Manifest.Layers)
 	if err != nil {
 		return nil, err
@@ -276,6 +307,7 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 		warnings = append(warnings, "clair reports no finished vulnerability update: its database is empty or still loading, so this image may look cleaner than it is")
 		log.WarnContext(ctx, "clair's vulnerability database is empty: no updater has finished yet; the report waits for it")
 	}
+	stage(StageIndexing)
 	start := time.Now()
 	ir, err := c.Index(ctx, m)
 	if err != nil {
@@ -286,6 +318,7 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 	if ir.Packages == 0 {
 		warnings = append(warnings, "clair found no packages in this image (no supported package database): an empty report does not mean the image is safe")
 	}
+	stage(StageMatching)
 	start = time.Now()
 	vr, err := c.VulnerabilityReport(ctx, img.ManifestDigest)
 	if err != nil {
@@ -298,7 +331,7 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 	return &report.Report{Findings: vr.Findings, Raw: vr.Raw, Warnings: warnings}, nil
 }
 
-func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bridge.Grant, log *slog.Logger) (*report.Report, error) {
+func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), log *slog.Logger) (*report.Report, error) {
 	urls, err := layerURLs(g, img.Manifest.Layers)
 	if err != nil {
 		return nil, err
@@ -315,6 +348,7 @@ func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bri
 		warnings = append(warnings, "clair v2 has no vulnerabilities in any namespace: its updaters have not run, so this image will look clean")
 		log.WarnContext(ctx, "clair v2's vulnerability database is empty: every image will look clean")
 	}
+	stage(StageIndexing)
 	start := time.Now()
 	for i, name := range names {
 		l := clairv2.Layer{Name: name, Path: urls[i], Format: "Docker"}
@@ -326,6 +360,7 @@ func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bri
 		}
 	}
 	log.InfoContext(ctx, "clair indexed the layers", "layers", len(names), "duration", time.Since(start).Round(time.Millisecond))
+	stage(StageMatching)
 	lr, err := c.LayerReport(ctx, names[len(names)-1])
 	if err != nil {
 		return nil, err

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"testing"
 
+	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 )
@@ -232,5 +234,39 @@ func TestScanV2ChainsParents(t *testing.T) {
 		if got := parents[name]; got != want {
 			t.Errorf("layer %d posted with parent %q, want %q", i, got, want)
 		}
+	}
+}
+
+func TestScanOnASharedLayerServer(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	cfg := newConfig(t, clair.URL)
+	var fetched []bridge.Fetch
+	cfg.Server = bridge.New(cfg.Blobs, bridge.WithFetchObserver(func(f bridge.Fetch) { fetched = append(fetched, f) }))
+	layers := httptest.NewServer(cfg.Server)
+	defer layers.Close()
+	cfg.Base, _ = url.Parse(layers.URL)
+	var stages []Stage
+	cfg.Stage = func(s Stage) { stages = append(stages, s) }
+
+	res, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Stage{StageExporting, StageIndexing, StageMatching}; !slices.Equal(stages, want) {
+		t.Errorf("stages = %v, want %v", stages, want)
+	}
+	if res.Advertised.String() != layers.URL || len(fetched) != 1 || fetched[0].Status != 200 {
+		t.Fatalf("advertised %s, shared server saw %+v", res.Advertised, fetched)
+	}
+	// The scan's capability ended with the scan; the server lives on.
+	grantURL := layers.URL + fetched[0].Path
+	resp, err := layers.Client().Get(grantURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("GET %s after the scan: %d, want 404", grantURL, resp.StatusCode)
 	}
 }
