@@ -1,0 +1,157 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	clairModule  = "github.com/quay/clair/v4"
+	clairPackage = clairModule + "/cmd/clair"
+)
+
+// ClairBuild describes the Clair binary BuildClair returned.
+type ClairBuild struct {
+	// Path is the binary, inside the cache directory.
+	Path string
+	// Version is the Clair version the module requires, such as "v4.9.0".
+	Version string
+	// Built is false when a binary for the same module graph and Go
+	// version was already in the cache and nothing was compiled.
+	Built bool
+	// Duration is the time BuildClair took, waiting for a concurrent build
+	// by another process included.
+	Duration time.Duration
+}
+
+// DefaultCacheDir is where BuildClair keeps binaries unless told otherwise:
+// layerbridge-integration/ under the user's cache directory
+// (~/.cache/layerbridge-integration), apart from layerbridge's own image
+// store in ~/.cache/layerbridge.
+func DefaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("user cache dir: %w", err)
+	}
+	return filepath.Join(d, "layerbridge-integration"), nil
+}
+
+// BuildClair builds Clair's server (github.com/quay/clair/v4/cmd/clair, the
+// version the integration module requires as a tool) with `go build` run in
+// moduleDir, which must lie inside the integration module ("" means the
+// current directory). The binary is named after the Clair version and a
+// hash of the module's go.mod, go.sum and the Go version, and kept in
+// cacheDir ("" means DefaultCacheDir): a later call with the same inputs
+// returns it without compiling. A first build with a cold Go build cache
+// takes minutes (about 2.5 on 2 cores); concurrent callers, in this or other
+// processes, wait for one build and cannot be cancelled while they wait.
+func BuildClair(ctx context.Context, moduleDir, cacheDir string) (ClairBuild, error) {
+	start := time.Now()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: the go command is not on PATH: %w", err)
+	}
+	if cacheDir == "" {
+		if cacheDir, err = DefaultCacheDir(); err != nil {
+			return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+		}
+	}
+	goCmd := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, goBin, args...)
+		cmd.Dir = moduleDir
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.Bytes(), 8192))
+		}
+		return out, nil
+	}
+	out, err := goCmd("list", "-m", "-f", "{{.Version}}", clairModule)
+	if err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: is %q inside the integration module? %w", moduleDir, err)
+	}
+	version := strings.TrimSpace(string(out))
+	out, err = goCmd("env", "GOMOD", "GOVERSION")
+	if err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+	}
+	env := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(env) != 2 || env[0] == "" || env[0] == os.DevNull {
+		return ClairBuild{}, fmt.Errorf("build clair: no go.mod for %q", moduleDir)
+	}
+	key, err := buildKey(env[0], env[1])
+	if err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+	}
+	unlock, err := lockFile(filepath.Join(cacheDir, "clair.lock"))
+	if err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+	}
+	defer unlock()
+
+	b := ClairBuild{Path: filepath.Join(cacheDir, "clair-"+version+"-"+key), Version: version}
+	if isExecutable(b.Path) {
+		b.Duration = time.Since(start)
+		return b, nil
+	}
+	tmp := b.Path + ".tmp"
+	if _, err := goCmd("build", "-o", tmp, clairPackage); err != nil {
+		os.Remove(tmp)
+		return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+	}
+	if err := os.Rename(tmp, b.Path); err != nil {
+		return ClairBuild{}, fmt.Errorf("build clair: %w", err)
+	}
+	// Older builds are never used again.
+	old, _ := filepath.Glob(filepath.Join(cacheDir, "clair-v*"))
+	for _, o := range old {
+		if o != b.Path {
+			os.Remove(o)
+		}
+	}
+	b.Built = true
+	b.Duration = time.Since(start)
+	return b, nil
+}
+
+// buildKey hashes what decides the binary's content: go.mod and go.sum of
+// the module, the Go version and platform.
+func buildKey(goMod, goVersion string) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{goMod, strings.TrimSuffix(goMod, ".mod") + ".sum"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "%s %s/%s", goVersion, runtime.GOOS, runtime.GOARCH)
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// lockFile takes an exclusive flock on path, waiting for other holders.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

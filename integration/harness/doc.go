@@ -1,0 +1,27 @@
+// Package harness starts, on loopback, the real services layerbridge is
+// tested and demonstrated against, and stops and removes them afterwards:
+// a throwaway PostgreSQL cluster (Postgres), an Alpine SecDB feed server
+// (FeedServer), Clair v4 in combo mode built from the Go module proxy and
+// configured offline (BuildClair, Clair), all three at once (Start, Stack),
+// the Clair v2 stand-in (Standin), a plain static file server for layer
+// files (LayerServer), and the reference findings real Clair reports for
+// layers served by that plain server (ReferenceV4, ReferenceV2).
+//
+// It is built for both callers: tests (StartT and the other ...T helpers
+// wrap each service with t.Context and t.Cleanup, and print Clair's log
+// when a test fails) and plain programs such as cmd/demo (Start with a
+// context, then Close). Every process runs in its own process group, is
+// stopped when its context ends or on Close, and is killed by the kernel if
+// the calling process dies first; nothing listens beyond 127.0.0.1, and
+// Clair's attempts to reach public hosts are refused and recorded
+// (Clair.ExternalRequests).
+//
+// Inputs: directories (a SecDB feed, layer files, a Docker build context)
+// and the integration module's pinned Clair version. Outputs: URLs of the
+// running services, timings, findings.
+//
+// It must not import layerbridge's product packages: it is the independent
+// reference the product is checked against. Of the environment it reads
+// only CI (Unavailable), Docker's DOCKER_* (DockerClient) and the user
+// cache directory (DefaultCacheDir); it starts nothing that outlives Close.
+package harness
