@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -101,8 +102,11 @@ type Grant struct {
 	server     *Server
 	urls       urlBuilder
 
-	mu      sync.Mutex
-	fetches []Fetch
+	mu       sync.Mutex
+	fetches  []Fetch
+	revoked  bool
+	inFlight int
+	idle     chan struct{} // closed when revoked and no request is in flight
 }
 
 // Register grants access to descs (by digest) under a new unguessable
@@ -122,6 +126,7 @@ func (s *Server) Register(base *url.URL, label string, descs []ocispec.Descripto
 		blobs:      make(map[digest.Digest]ocispec.Descriptor, len(descs)),
 		server:     s,
 		urls:       urlBuilder{base: base, router: s.router},
+		idle:       make(chan struct{}),
 	}
 	for _, d := range descs {
 		if err := d.Digest.Validate(); err != nil {
@@ -156,24 +161,65 @@ func (g *Grant) URL(d digest.Digest) (string, error) {
 }
 
 // Revoke ends the grant: its URLs answer 404 from now on. Requests already
-// being answered complete.
+// being answered complete; Close waits for them.
 func (g *Grant) Revoke() {
 	g.server.mu.Lock()
 	delete(g.server.grants, g.capability)
 	g.server.mu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.revoked {
+		return
+	}
+	g.revoked = true
+	if g.inFlight == 0 {
+		close(g.idle)
+	}
+	g.server.log.Debug("revoked blobs: their urls answer 404 from now on", "grant", g.label)
 }
 
-// Fetches returns the layer requests made under g so far, oldest first.
+// Close revokes the grant, waits until the requests it was answering have
+// finished (or ctx ends), and returns every layer request made under it.
+// Unlike Fetches, its answer is complete: a request is recorded when its
+// last byte has been written, which can be after the client has it all.
+func (g *Grant) Close(ctx context.Context) ([]Fetch, error) {
+	g.Revoke()
+	select {
+	case <-g.idle:
+		return g.Fetches(), nil
+	case <-ctx.Done():
+		return g.Fetches(), fmt.Errorf("wait for layer requests of %s: %w", g.label, context.Cause(ctx))
+	}
+}
+
+// Fetches returns the layer requests made under g and finished so far,
+// oldest first.
 func (g *Grant) Fetches() []Fetch {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return append([]Fetch(nil), g.fetches...)
 }
 
-func (g *Grant) record(f Fetch) {
+// begin admits a request under g unless g was revoked.
+func (g *Grant) begin() bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.revoked {
+		return false
+	}
+	g.inFlight++
+	return true
+}
+
+// end records a finished request admitted by begin.
+func (g *Grant) end(f Fetch) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.fetches = append(g.fetches, f)
-	g.mu.Unlock()
+	g.inFlight--
+	if g.revoked && g.inFlight == 0 {
+		close(g.idle)
+	}
 }
 
 // errNotRegistered is the cause behind every 404: the same answer whether the
@@ -191,12 +237,12 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 	vars := mux.Vars(r)
 	f := Fetch{Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.Path}
 	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
-	var grant *Grant
+	var grant *Grant // set once the request is admitted under it
 	defer func() {
 		f.Status, f.Bytes, f.Duration = cw.status, cw.n, s.now().Sub(start)
 		if grant != nil {
 			f.Grant = grant.label
-			grant.record(f)
+			grant.end(f)
 		}
 		s.logFetch(f)
 		if s.observe != nil {
@@ -212,13 +258,14 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Digest = d
 	s.mu.RLock()
-	grant = s.grants[vars["capability"]]
+	g := s.grants[vars["capability"]]
 	s.mu.RUnlock()
-	if grant == nil {
+	if g == nil || !g.begin() {
 		f.Err = fmt.Errorf("capability: %w", errNotRegistered)
 		notFound(cw, r)
 		return
 	}
+	grant = g
 	desc, ok := grant.blobs[d]
 	if !ok {
 		f.Err = fmt.Errorf("blob: %w", errNotRegistered)

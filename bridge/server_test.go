@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -347,5 +348,72 @@ func TestCapabilitiesAreUnique(t *testing.T) {
 			t.Fatalf("capability %q repeated or of the wrong length", g.capability)
 		}
 		seen[g.capability] = true
+	}
+}
+
+// gatedBlobs holds every OpenBlob until release is closed.
+type gatedBlobs struct {
+	dirBlobs
+	opened  chan struct{}
+	release chan struct{}
+}
+
+func (g gatedBlobs) OpenBlob(d digest.Digest) (*os.File, error) {
+	g.opened <- struct{}{}
+	<-g.release
+	return g.dirBlobs.OpenBlob(d)
+}
+
+func TestCloseWaitsForRequestsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	desc := writeBlob(t, dir, []byte("layer"))
+	blobs := gatedBlobs{dirBlobs(dir), make(chan struct{}), make(chan struct{})}
+	srv := New(blobs)
+	base, _ := url.Parse("http://127.0.0.1:1")
+	g, err := srv.Register(base, "t", []ocispec.Descriptor{desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := g.URL(desc.Digest)
+	served := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", u, nil))
+		served <- rec.Code
+	}()
+	<-blobs.opened // the request is in flight
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if fe, err := g.Close(ctx); err == nil || len(fe) != 0 {
+		t.Fatalf("Close with an ended context = %v, %v; want an error and no finished fetch", fe, err)
+	}
+	closed := make(chan []Fetch)
+	go func() {
+		fe, err := g.Close(t.Context())
+		if err != nil {
+			t.Error(err)
+		}
+		closed <- fe
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a request was in flight")
+	case <-blobs.opened:
+		t.Fatal("unexpected second request")
+	default:
+	}
+	close(blobs.release)
+	if code := <-served; code != 200 {
+		t.Fatalf("the request admitted before revocation got %d, want 200", code)
+	}
+	fe := <-closed
+	if len(fe) != 1 || fe[0].Status != 200 || fe[0].Bytes != desc.Size {
+		t.Fatalf("Close returned %+v, want the one finished fetch", fe)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", u, nil))
+	if rec.Code != 404 {
+		t.Fatalf("after Close: %d, want 404", rec.Code)
 	}
 }

@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	res.API = api
-	log.DebugContext(ctx, "clair api", "url", redact(cfg.Clair), "api", api, "asked", orAuto(cfg.API))
+	log.DebugContext(ctx, "clair api", "url", redact(cfg.Clair), "api", api, "asked", orAuto(cfg.API), "psk", cfg.PSK != "")
 
 	stage := cfg.Stage
 	if stage == nil {
@@ -161,7 +161,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case APIv2:
 		rep, err = scanV2(ctx, v2, img, grant, stage, log)
 	}
-	res.Fetches = grant.Fetches()
+	// Clair has answered: no request of its should still be running, but
+	// one may finish its bookkeeping just after Clair has the last byte.
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	res.Fetches, _ = grant.Close(closeCtx)
+	cancel()
+	log.DebugContext(ctx, "layer requests from clair", "count", len(res.Fetches), "layers", len(img.Manifest.Layers), "advertised", base.String())
 	if err != nil {
 		if clairv4.IsLayerFetchError(err) || clairv2.IsLayerFetchError(err) {
 			err = &LayerFetchError{Advertised: base.String(), Reason: reason, Fetches: res.Fetches, Err: err}
@@ -297,17 +302,21 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 	m := clairv4.Manifest{Hash: img.ManifestDigest}
 	for i, l := range img.Manifest.Layers {
 		m.Layers = append(m.Layers, clairv4.Layer{Hash: l.Digest, URI: urls[i]})
+		log.DebugContext(ctx, "layer for clair", "layer", i+1, "digest", l.Digest, "size", l.Size, "media_type", l.MediaType)
 	}
 	var warnings []string
 	present, err := c.VulnerabilityDataPresent(ctx)
 	switch {
 	case err != nil:
 		log.DebugContext(ctx, "cannot tell whether clair has vulnerability data", "err", err)
+	case present:
+		log.DebugContext(ctx, "clair has vulnerability data")
 	case !present:
 		warnings = append(warnings, "clair reports no finished vulnerability update: its database is empty or still loading, so this image may look cleaner than it is")
 		log.WarnContext(ctx, "clair's vulnerability database is empty: no updater has finished yet; the report waits for it")
 	}
 	stage(StageIndexing)
+	log.DebugContext(ctx, "submitting manifest to clair", "manifest", m.Hash, "layers", len(m.Layers))
 	start := time.Now()
 	ir, err := c.Index(ctx, m)
 	if err != nil {
@@ -344,7 +353,9 @@ func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bri
 	var warnings []string
 	if present, err := c.VulnerabilityDataPresent(ctx); err != nil {
 		log.DebugContext(ctx, "cannot tell whether clair has vulnerability data", "err", err)
-	} else if !present {
+	} else if present {
+		log.DebugContext(ctx, "clair has vulnerability data")
+	} else {
 		warnings = append(warnings, "clair v2 has no vulnerabilities in any namespace: its updaters have not run, so this image will look clean")
 		log.WarnContext(ctx, "clair v2's vulnerability database is empty: every image will look clean")
 	}
@@ -355,16 +366,19 @@ func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bri
 		if i > 0 {
 			l.ParentName = names[i-1]
 		}
+		log.DebugContext(ctx, "posting layer to clair", "layer", i+1, "of", len(names), "digest", digests[i], "name", name, "parent", l.ParentName)
 		if err := c.PostLayer(ctx, l); err != nil {
 			return nil, fmt.Errorf("layer %d of %d (%s): %w", i+1, len(names), digests[i], err)
 		}
 	}
 	log.InfoContext(ctx, "clair indexed the layers", "layers", len(names), "duration", time.Since(start).Round(time.Millisecond))
 	stage(StageMatching)
+	start = time.Now()
 	lr, err := c.LayerReport(ctx, names[len(names)-1])
 	if err != nil {
 		return nil, err
 	}
+	log.InfoContext(ctx, "clair reported vulnerabilities", "findings", len(lr.Findings), "namespace", lr.Namespace, "duration", time.Since(start).Round(time.Millisecond))
 	byName := make(map[string]string, len(names))
 	for i, n := range names {
 		byName[n] = digests[i].String()

@@ -241,8 +241,7 @@ func TestScanOnASharedLayerServer(t *testing.T) {
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer clair.Close()
 	cfg := newConfig(t, clair.URL)
-	var fetched []bridge.Fetch
-	cfg.Server = bridge.New(cfg.Blobs, bridge.WithFetchObserver(func(f bridge.Fetch) { fetched = append(fetched, f) }))
+	cfg.Server = bridge.New(cfg.Blobs)
 	layers := httptest.NewServer(cfg.Server)
 	defer layers.Close()
 	cfg.Base, _ = url.Parse(layers.URL)
@@ -256,11 +255,12 @@ func TestScanOnASharedLayerServer(t *testing.T) {
 	if want := []Stage{StageExporting, StageIndexing, StageMatching}; !slices.Equal(stages, want) {
 		t.Errorf("stages = %v, want %v", stages, want)
 	}
-	if res.Advertised.String() != layers.URL || len(fetched) != 1 || fetched[0].Status != 200 {
-		t.Fatalf("advertised %s, shared server saw %+v", res.Advertised, fetched)
+	// Every request Clair made is in the result, finished, when Run returns.
+	if res.Advertised.String() != layers.URL || len(res.Fetches) != 1 || res.Fetches[0].Status != 200 {
+		t.Fatalf("advertised %s, scan recorded %+v", res.Advertised, res.Fetches)
 	}
 	// The scan's capability ended with the scan; the server lives on.
-	grantURL := layers.URL + fetched[0].Path
+	grantURL := layers.URL + res.Fetches[0].Path
 	resp, err := layers.Client().Get(grantURL)
 	if err != nil {
 		t.Fatal(err)
