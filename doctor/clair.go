@@ -1,0 +1,180 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/layerbridge/layerbridge/clairv2"
+	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+var clairChecks = []string{CheckClairReachable, CheckClairAPI, CheckClairVersion, CheckClairAuth, CheckClairVulnDB}
+
+func (r *run) clients() (*clairv4.Client, *clairv2.Client) {
+	hc := r.cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	o4 := []clairv4.Option{clairv4.WithHTTPClient(hc), clairv4.WithLogger(r.log)}
+	if r.cfg.PSK != "" {
+		o4 = append(o4, clairv4.WithPSK(r.cfg.PSK, r.cfg.PSKIssuer))
+	}
+	return clairv4.New(r.cfg.Clair, o4...), clairv2.New(r.cfg.Clair, clairv2.WithHTTPClient(hc), clairv2.WithLogger(r.log))
+}
+
+// clair finds out whether Clair answers, which API it speaks (and so whether
+// the requested one is right), which version, whether it accepts our
+// credentials and whether it holds vulnerability data.
+func (r *run) clair(ctx context.Context) {
+	if r.cfg.Clair == nil {
+		r.skip("no clair url given", clairChecks...)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Wait)
+	defer cancel()
+	u := r.cfg.Clair.Redacted()
+	want := r.cfg.API
+	if want == "" {
+		want = scan.APIAuto
+	}
+	v4, v2 := r.clients()
+	start := time.Now()
+	api, err := scan.DetectAPI(ctx, r.cfg.Clair, want, v4, v2, r.cfg.PSK != "")
+	took := time.Since(start).Round(time.Millisecond)
+
+	var (
+		down     *scan.ClairUnreachableError
+		auth     *scan.AuthError
+		mismatch *scan.APIMismatchError
+		noClair  *scan.NoClairError
+	)
+	switch {
+	case err == nil:
+		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered in %s", u, took), "")
+		r.add(CheckClairAPI, Passed, apiEvidence(api, want), "")
+	case errors.As(err, &down):
+		r.add(CheckClairReachable, Failed, down.Error(), clairDownFix(r.cfg.Clair.Hostname()))
+		r.skip("clair did not answer", clairChecks[1:]...)
+		return
+	case errors.As(err, &auth):
+		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered 401 Unauthorized in %s", u, took), "")
+		r.add(CheckClairAPI, Passed, "v4: only Clair 4 checks credentials (Clair 2 has no authentication)", "")
+		r.add(CheckClairVersion, Skipped, "clair refuses our requests", "")
+		if auth.Rejected {
+			r.add(CheckClairAuth, Failed, fmt.Sprintf("Clair answered 401 to a token signed with --clair-psk (issuer %q): the key or the issuer is not the one in its auth.psk", r.issuer()),
+				"pass auth.psk.key from Clair's config exactly as written there (base64) with --clair-psk or LAYERBRIDGE_CLAIR_PSK, and an issuer listed in auth.psk.iss with --clair-psk-issuer (clair-intraservice is always accepted); clocks more than 15 s apart also fail")
+		} else {
+			r.add(CheckClairAuth, Failed, "Clair answered 401 to a request without a token: it has auth.psk configured",
+				"pass its auth.psk.key with --clair-psk (or LAYERBRIDGE_CLAIR_PSK) and an issuer from auth.psk.iss with --clair-psk-issuer")
+		}
+		r.skip("clair refuses our requests", CheckClairVulnDB)
+		return
+	case errors.As(err, &mismatch):
+		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered in %s", u, took), "")
+		r.add(CheckClairAPI, Failed, mismatchEvidence(mismatch), mismatchFix(mismatch))
+		// Go on with the API Clair speaks: the rest of the setup is worth
+		// knowing before the user fixes the flag.
+		api = mismatch.Found
+	case errors.As(err, &noClair):
+		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered HTTP in %s", u, took), "")
+		r.add(CheckClairAPI, Failed, fmt.Sprintf("it answers like neither Clair 4 (GET /indexer/api/v1/index_state) nor Clair 2 (GET /v1/namespaces): %v", noClair.Err),
+			"check --clair (or CLAIR_ADDR): give Clair's API address (Clair 4: http_listen_addr, default port 6060; Clair 2: api.port, not the health port 6061), including any path prefix of a reverse proxy")
+		r.skip("no clair api found", clairChecks[2:]...)
+		return
+	default:
+		r.add(CheckClairReachable, Failed, err.Error(), "check --clair (or CLAIR_ADDR)")
+		r.skip("clair could not be asked", clairChecks[1:]...)
+		return
+	}
+	r.api = api
+
+	switch api {
+	case scan.APIv4:
+		r.versionV4(ctx, v4)
+		if r.cfg.PSK != "" {
+			r.add(CheckClairAuth, Passed, fmt.Sprintf("Clair accepted a token signed with --clair-psk (issuer %q), or checks none", r.issuer()), "")
+		} else {
+			r.add(CheckClairAuth, Passed, "Clair answered without a token: no authentication configured", "")
+		}
+		present, err := v4.VulnerabilityDataPresent(ctx)
+		r.vulnDB(present, err, "no vulnerability updater has finished writing to Clair's matcher database",
+			"wait until Clair's log shows its updaters finished (the first run takes minutes to hours), check that Clair can reach the feeds (or load them offline: clairctl import-updaters), and do not trust an empty report until then")
+	case scan.APIv2:
+		r.add(CheckClairVersion, Passed, "Clair 2 (API /v1); it does not report its release", "")
+		r.add(CheckClairAuth, Skipped, "Clair 2 has no authentication", "")
+		present, err := v2.VulnerabilityDataPresent(ctx)
+		r.vulnDB(present, err, "no namespace in Clair 2's database holds a vulnerability: its updaters have not run or failed",
+			"wait for Clair 2's updaters to finish (its log says when; they fetch from the internet), or seed the database; every report looks clean until then")
+	}
+}
+
+func (r *run) issuer() string {
+	if r.cfg.PSKIssuer == "" {
+		return clairv4.IntraserviceIssuer
+	}
+	return r.cfg.PSKIssuer
+}
+
+func (r *run) versionV4(ctx context.Context, c *clairv4.Client) {
+	v, err := c.OpenAPIVersion(ctx)
+	if err != nil {
+		r.add(CheckClairVersion, Skipped, fmt.Sprintf("Clair 4; its release could not be told: %v", err), "")
+		return
+	}
+	rel := clairv4.ReleasesServing(v)
+	if rel == "" {
+		rel = "a Clair 4 release newer than this layerbridge knows"
+	}
+	r.add(CheckClairVersion, Passed, fmt.Sprintf("%s (GET /openapi/v1 has info.version %s; no route reports the exact release)", rel, v), "")
+}
+
+func (r *run) vulnDB(present bool, err error, emptyEvidence, fix string) {
+	switch {
+	case err != nil:
+		r.add(CheckClairVulnDB, Skipped, fmt.Sprintf("cannot tell: %v", err), "")
+	case !present:
+		r.add(CheckClairVulnDB, Warning, emptyEvidence+": every image will look clean", fix)
+	default:
+		r.add(CheckClairVulnDB, Passed, "Clair holds vulnerability data", "")
+	}
+}
+
+func apiEvidence(api, want string) string {
+	switch api {
+	case scan.APIv4:
+		s := "v4 (Clair 4): GET /indexer/api/v1/index_state answered"
+		if want == scan.APIAuto {
+			s += "; a v2 client (POST /v1/layers) would get 404 here"
+		}
+		return s
+	default:
+		s := "v2 (Clair 2): GET /v1/namespaces answered"
+		if want == scan.APIAuto {
+			s += "; a v4 client (/indexer/api/v1) would get 404 here"
+		}
+		return s
+	}
+}
+
+func mismatchEvidence(e *scan.APIMismatchError) string {
+	if e.Found == scan.APIv4 {
+		return fmt.Sprintf("--clair-api v2 asked, but %s is Clair 4: it has no /v1/layers, so every Clair 2 call gets a bare 404 (\"404 page not found\"). This is the classic `receiving http error: 404` of v2-only clients (clairctl, klar, clair-scanner up to v13) against Clair 4", e.URL)
+	}
+	return fmt.Sprintf("--clair-api v4 asked, but %s is Clair 2: it has no /indexer/api/v1 or /matcher/api/v1, so every Clair 4 call gets a bare 404", e.URL)
+}
+
+func mismatchFix(e *scan.APIMismatchError) string {
+	return fmt.Sprintf("use --clair-api %s, or leave --clair-api at auto: layerbridge speaks both; a tool that speaks only the other API cannot use this Clair", e.Found)
+}
+
+func clairDownFix(host string) string {
+	fix := "start Clair, or give its address with --clair (or CLAIR_ADDR)"
+	if host == "localhost" || host == "127.0.0.1" || host == "::1" {
+		fix += "; if Clair runs in a container, publish its port (docker run -p 6060:6060) or use the container's address"
+	}
+	return fix
+}

@@ -1,0 +1,415 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/clairv2"
+	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+// errIndexed ends the canary's scan once Clair has indexed it: the
+// vulnerability report is not part of the proof.
+var errIndexed = errors.New("canary indexed")
+
+// reachability proves whether Clair can download from the address a scan
+// would advertise: the canary is served on that address (chosen as the scan
+// command chooses it) and scanned through the same code as `layerbridge
+// scan`; the layer server reports what arrived.
+func (r *run) reachability(ctx context.Context) {
+	if r.cfg.Clair == nil {
+		r.skip("no clair url given", CheckReachAddress, CheckReachFetch, CheckReachNetworks)
+		return
+	}
+	// Ask the daemon once for both the address and the network check.
+	var containers []bridge.Container
+	var listErr error
+	if r.cfg.Containers != nil {
+		lctx, cancel := context.WithTimeout(ctx, r.cfg.Wait)
+		containers, listErr = r.cfg.Containers.RunningContainers(lctx)
+		cancel()
+	}
+	var (
+		lister bridge.ContainerLister
+		place  bridge.Address
+		perr   error
+	)
+	if r.cfg.Containers != nil && listErr == nil {
+		lister = staticContainers(containers)
+		// Where Clair is, for the network check and for the advice when
+		// Clair cannot reach the advertised address.
+		place, perr = bridge.Advertise(ctx, r.cfg.Clair, bridge.AdvertiseOptions{Containers: lister, Logger: r.log})
+		r.clairContainer = place.Container
+	}
+	r.canaryScan(ctx, lister)
+	switch {
+	case r.cfg.Containers == nil:
+		r.add(CheckReachNetworks, Skipped, "no docker daemon to list containers", "")
+	case listErr != nil:
+		r.add(CheckReachNetworks, Skipped, fmt.Sprintf("cannot list docker containers: %v", listErr), "")
+	default:
+		r.networks(containers, place, perr)
+	}
+}
+
+func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister) {
+	if r.api == "" {
+		r.skip("clair cannot be used", CheckReachAddress, CheckReachFetch)
+		return
+	}
+	c, err := newCanary(r.cfg.TempDir)
+	if err != nil {
+		r.add(CheckReachAddress, Skipped, err.Error(), "")
+		r.add(CheckReachFetch, Failed, err.Error(), "give a writable temporary directory (TMPDIR)")
+		return
+	}
+	defer c.close()
+
+	base, reason, ln, err := r.listen(ctx, containers)
+	if err != nil {
+		r.add(CheckReachAddress, Failed, fmt.Sprintf("no address to serve layers on: %v", err), addressFix(err))
+		r.add(CheckReachFetch, Skipped, "no address to test", "")
+		return
+	}
+	r.add(CheckReachAddress, Passed, fmt.Sprintf("layer URLs start with %s (listening on %s): %s", base, ln.Addr(), reason), "")
+
+	// The fetch observer, not the grant, is read: it is complete once the
+	// server has shut down, whereas a fetch is recorded only after its last
+	// byte was sent, possibly after Clair has already answered.
+	var mu sync.Mutex
+	var fetches []bridge.Fetch
+	srv := bridge.New(c, bridge.WithLogger(r.log), bridge.WithFetchObserver(func(f bridge.Fetch) {
+		mu.Lock()
+		fetches = append(fetches, f)
+		mu.Unlock()
+	}))
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		hs.Serve(ln)
+	}()
+
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	runCtx, cancel := context.WithTimeout(runCtx, r.cfg.Wait)
+	defer cancel()
+	_, err = scan.Run(runCtx, scan.Config{
+		Image:      canaryRef,
+		Loader:     c,
+		Blobs:      c,
+		Clair:      r.cfg.Clair,
+		API:        r.api,
+		PSK:        r.cfg.PSK,
+		PSKIssuer:  r.cfg.PSKIssuer,
+		HTTPClient: r.cfg.HTTPClient,
+		Server:     srv,
+		Base:       base,
+		Stage: func(s scan.Stage) {
+			if s == scan.StageMatching {
+				stop(errIndexed)
+			}
+		},
+		Logger: r.log,
+	})
+	indexed := errors.Is(context.Cause(runCtx), errIndexed)
+	if indexed {
+		err = nil
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if hs.Shutdown(sctx) != nil {
+		hs.Close()
+	}
+	scancel()
+	<-served
+	mu.Lock()
+	seen := slices.Clone(fetches)
+	mu.Unlock()
+	r.fetch(base, reason, seen, err, indexed)
+}
+
+// listen picks the advertised base URL and opens the listener the way the
+// scan command does: --advertise as given (listening on --listen, else on
+// every interface at the advertised port), else the detected address,
+// where --listen's host, when it names one, wins.
+func (r *run) listen(ctx context.Context, containers bridge.ContainerLister) (*url.URL, string, net.Listener, error) {
+	var lc net.ListenConfig
+	if adv := r.cfg.Advertise; adv != nil {
+		addr := r.cfg.Listen
+		if addr == "" {
+			port := adv.Port()
+			if port == "" {
+				port = map[bool]string{true: "443", false: "80"}[adv.Scheme == "https"]
+			}
+			addr = ":" + port
+		}
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("listen on %s for --advertise %s: %w", addr, adv, err)
+		}
+		return adv, "it was given with --advertise", ln, nil
+	}
+	addr, err := bridge.Advertise(ctx, r.cfg.Clair, bridge.AdvertiseOptions{Containers: containers, Logger: r.log})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ip, reason := addr.IP, addr.Reason
+	listenAddr := net.JoinHostPort(ip.String(), "0")
+	if r.cfg.Listen != "" {
+		listenAddr = r.cfg.Listen
+		if h, _, err := net.SplitHostPort(r.cfg.Listen); err == nil && h != "" {
+			if lip, err := netip.ParseAddr(h); err == nil && !lip.IsUnspecified() && lip != ip {
+				reason = fmt.Sprintf("--listen names %s; detection would have chosen %s (%s)", lip, ip, reason)
+				ip = lip
+			}
+		}
+	}
+	ln, err := lc.Listen(ctx, "tcp", listenAddr)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("listen on %s (the address clair can reach: %s): %w", listenAddr, reason, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(ip.String(), strconv.Itoa(port))}, reason, ln, nil
+}
+
+// fetch turns the canary scan's outcome into the verdict on reachability.
+func (r *run) fetch(baseURL *url.URL, reason string, fetches []bridge.Fetch, err error, indexed bool) {
+	base := baseURL.String()
+	ok, last := fetchOutcome(fetches)
+	timedOut := err != nil && errors.Is(err, context.DeadlineExceeded)
+	clairSaid := redactCapability(clairMessage(err))
+	verb := "indexed"
+	if r.api == scan.APIv2 {
+		verb = "analysed"
+	}
+	unreachableFix := r.reachFix(baseURL, clairSaid)
+
+	switch {
+	case ok != nil && err == nil:
+		r.add(CheckReachFetch, Passed, fmt.Sprintf("Clair reached %s and downloaded %d bytes (HTTP %d, from %s, in %s); it %s the canary layer",
+			base, ok.Bytes, ok.Status, ok.Remote, ok.Duration.Round(time.Microsecond), verb), "")
+	case ok != nil && timedOut:
+		r.add(CheckReachFetch, Warning, fmt.Sprintf("Clair reached %s and downloaded %d bytes (from %s) but did not finish indexing within %s",
+			base, ok.Bytes, ok.Remote, r.cfg.Wait), "Clair is slow or busy: give scans a longer --timeout; its log says what it is doing")
+	case ok != nil && isFetchError(err):
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("Clair downloaded %d bytes from %s (from %s) but rejected them: %s", ok.Bytes, base, ok.Remote, clairSaid),
+			"something between Clair and layerbridge changes the bytes (an HTTP proxy or a compressing gateway): let Clair connect directly (add the address to Clair's NO_PROXY)")
+	case ok != nil:
+		r.add(CheckReachFetch, Passed, fmt.Sprintf("Clair reached %s and downloaded %d bytes (HTTP %d, from %s); it then said: %s",
+			base, ok.Bytes, ok.Status, ok.Remote, redactCapability(err.Error())), "")
+	case last != nil:
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("Clair reached %s (from %s) but its download was answered %d: %v; Clair said: %s",
+			base, last.Remote, last.Status, last.Err, clairSaid), "run again; if it persists, report it with the --log-level debug output")
+	case indexed:
+		r.add(CheckReachFetch, Warning, fmt.Sprintf("Clair %s the canary layer without any request reaching %s: something else answered for that address (an HTTP proxy or cache?)", verb, base),
+			"let Clair connect to layerbridge directly: add the advertised address to Clair's NO_PROXY")
+	case timedOut:
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("no request from Clair arrived at %s within %s (the address was chosen because %s)", base, r.cfg.Wait, reason), unreachableFix)
+	case err != nil && isFetchError(err):
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("no request from Clair arrived at %s (the address was chosen because %s); Clair said: %s", base, reason, clairSaid), unreachableFix)
+	case err != nil:
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("the canary scan failed before Clair fetched anything: %s", redactCapability(err.Error())), "")
+	default:
+		r.add(CheckReachFetch, Warning, "the canary scan ended without a download and without an error", "")
+	}
+}
+
+// fetchOutcome returns the first fetch Clair completed with 200, and the
+// last fetch of any kind.
+func fetchOutcome(fs []bridge.Fetch) (ok, last *bridge.Fetch) {
+	for i := range fs {
+		if ok == nil && fs[i].Status == 200 && fs[i].Err == nil {
+			ok = &fs[i]
+		}
+		last = &fs[i]
+	}
+	return ok, last
+}
+
+func isFetchError(err error) bool {
+	_, ok := errors.AsType[*scan.LayerFetchError](err)
+	return ok
+}
+
+// clairMessage digs Clair's own words out of a scan error.
+func clairMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	if e, ok := errors.AsType[*clairv4.IndexError](err); ok {
+		return e.Message
+	}
+	if e, ok := errors.AsType[*clairv2.APIError](err); ok {
+		msg := e.Message
+		if clairv2.IsLayerFetchError(err) {
+			msg += " (Clair 2 says this for every download failure)"
+		}
+		return msg
+	}
+	if e, ok := errors.AsType[*clairv4.APIError](err); ok && e.Message != "" {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// capabilityInURL matches the capability segment of a layer URL, which
+// Clair quotes in its errors.
+var capabilityInURL = regexp.MustCompile(`/layers/[A-Za-z0-9_-]{43}/`)
+
+func redactCapability(s string) string {
+	return capabilityInURL.ReplaceAllString(s, "/layers/<capability>/")
+}
+
+// reachFix explains, from Clair's message and the chosen address, how to
+// give Clair an address it can reach.
+func (r *run) reachFix(base *url.URL, clairSaid string) string {
+	var parts []string
+	host := base.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() && (r.clairContainer != "" || !isLoopbackHost(r.cfg.Clair.Hostname())) {
+		parts = append(parts, fmt.Sprintf("%s is loopback: if Clair runs in a container or on another host, it is Clair's own loopback, not this host", host))
+	}
+	switch {
+	case strings.Contains(clairSaid, "disallowed by policy"):
+		parts = append(parts, "Clair's indexer runs with airgap: true and only connects to loopback and private addresses: advertise such an address, or set indexer.airgap: false")
+	case strings.Contains(clairSaid, "no such host"):
+		parts = append(parts, "Clair cannot resolve the advertised host name: advertise an IP address, or a name Clair's DNS resolves")
+	case strings.Contains(clairSaid, "connection refused"):
+		parts = append(parts, "nothing listens on that address as Clair sees it")
+	case strings.Contains(clairSaid, "i/o timeout"), strings.Contains(clairSaid, "no route to host"), strings.Contains(clairSaid, "network is unreachable"):
+		parts = append(parts, "Clair's connection was dropped: a firewall or a missing route lies between Clair and that address; allow Clair to connect to that port")
+	case strings.Contains(clairSaid, "unexpected status code"):
+		parts = append(parts, "something other than layerbridge answered Clair for that address (an HTTP proxy in Clair's environment?): add the address to Clair's NO_PROXY")
+	}
+	parts = append(parts, "give an address Clair can reach: --advertise http://HOST:PORT with --listen 0.0.0.0:PORT (HOST as Clair sees this machine, e.g. the gateway of Clair's Docker network or this host's LAN address), or run layerbridge on Clair's Docker network (docker run --network NETWORK), or publish/route that port so Clair's host can connect")
+	return strings.Join(parts, "; ")
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
+func addressFix(err error) string {
+	switch {
+	case errors.Is(err, bridge.ErrNoSharedNetwork):
+		return "connect layerbridge's container to one of Clair's networks (docker network connect NETWORK CONTAINER), or run layerbridge on the host"
+	case err != nil && strings.Contains(err.Error(), "listen"):
+		return "the address cannot be listened on here: choose the local address with --listen HOST:PORT (0.0.0.0:PORT for every interface) and what Clair connects to with --advertise URL"
+	}
+	return "give the address Clair should download from with --advertise URL (and --listen HOST:PORT)"
+}
+
+// staticContainers answers with one listing, so that the daemon is asked
+// once per check.
+type staticContainers []bridge.Container
+
+func (s staticContainers) RunningContainers(context.Context) ([]bridge.Container, error) {
+	return s, nil
+}
+
+// networks shows where Clair's container and layerbridge sit on Docker's
+// networks, which is what decides the address Clair can reach.
+func (r *run) networks(list []bridge.Container, addr bridge.Address, advErr error) {
+	clairC := findContainer(list, addr.Container)
+	if advErr != nil && !errors.Is(advErr, bridge.ErrNoSharedNetwork) {
+		r.add(CheckReachNetworks, Skipped, fmt.Sprintf("cannot place clair: %v", advErr), "")
+		return
+	}
+	if errors.Is(advErr, bridge.ErrNoSharedNetwork) {
+		r.add(CheckReachNetworks, Failed, fmt.Sprintf("layerbridge runs in a container on another network than Clair's: %v", advErr), addressFix(advErr))
+		return
+	}
+	if clairC == nil {
+		r.add(CheckReachNetworks, Skipped, fmt.Sprintf("clair at %s is not a container of this docker daemon (%d running)", r.cfg.Clair.Host, len(list)), "")
+		return
+	}
+	var nets []string
+	for _, n := range clairC.Networks {
+		s := n.Name
+		if n.IP.IsValid() {
+			s += " (" + n.IP.String()
+			if n.Gateway.IsValid() {
+				s += ", gateway " + n.Gateway.String()
+			}
+			s += ")"
+		}
+		nets = append(nets, s)
+	}
+	ev := fmt.Sprintf("clair's container %s is on network(s) %s; ", addr.Container, strings.Join(nets, ", "))
+	self := findSelf(list)
+	switch {
+	case addr.Network == "host":
+		ev += "it uses the host network, so it reaches layerbridge on this host's loopback"
+	case self != nil && self.ID == clairC.ID:
+		ev += "layerbridge runs inside that same container"
+	case self != nil:
+		ev += fmt.Sprintf("layerbridge runs in container %s on the same network %s (%s)", displayName(self), addr.Network, addr.IP)
+	default:
+		ev += fmt.Sprintf("layerbridge runs on the host, which clair reaches at network %s's gateway %s", addr.Network, addr.IP)
+	}
+	if adv := r.cfg.Advertise; adv != nil && adv.Hostname() != addr.IP.String() {
+		ev += fmt.Sprintf("; --advertise %s overrides that address", (&url.URL{Scheme: adv.Scheme, Host: adv.Host}).String())
+	}
+	r.add(CheckReachNetworks, Passed, ev, "")
+}
+
+func findContainer(list []bridge.Container, name string) *bridge.Container {
+	if name == "" {
+		return nil
+	}
+	for i := range list {
+		if displayName(&list[i]) == name || slices.Contains(list[i].Names, name) {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// findSelf returns the container this process runs in: the one with a
+// network address that is one of this process's interface addresses.
+func findSelf(list []bridge.Container) *bridge.Container {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var local []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			local = append(local, p.Addr().Unmap())
+		}
+	}
+	for i := range list {
+		for _, n := range list[i].Networks {
+			if n.IP.IsValid() && !n.IP.IsLoopback() && slices.Contains(local, n.IP) {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+func displayName(c *bridge.Container) string {
+	if len(c.Names) > 0 {
+		return c.Names[0]
+	}
+	if len(c.ID) > 12 {
+		return c.ID[:12]
+	}
+	return c.ID
+}
