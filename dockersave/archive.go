@@ -164,7 +164,16 @@ func (t *trackingReader) lastBytes() []byte {
 // readArchive makes the single pass over an image archive (any docker save
 // generation, podman, kaniko, or an OCI layout tar). Nothing is interpreted
 // until EOF; every regular entry is staged while hashed.
-func readArchive(ctx context.Context, r io.Reader, st *stager, image string) (*archive, error) {
+func readArchive(ctx context.Context, r io.Reader, st *stager, image string) (out *archive, err error) {
+	// Staging files are fsynced in the background while the stream goes
+	// on; all are durable (or the read fails) before this returns, so before
+	// anything is published.
+	wait := st.syncInBackground()
+	defer func() {
+		if werr := wait(); werr != nil && err == nil {
+			out, err = nil, archiveErr(image, "", werr)
+		}
+	}()
 	a := &archive{
 		image:   image,
 		entries: make(map[string]*stagedBlob),
@@ -263,6 +272,11 @@ func (a *archive) entry(ctx context.Context, t *tar.Reader, tr *trackingReader, 
 				return a.streamErr(ctx, tr, hdr.Name, se.err)
 			}
 			return archiveErr(a.image, hdr.Name, err)
+		}
+		// A blob inflating past the decompression limit is a bomb
+		// whatever references it: stop reading the archive here.
+		if errors.Is(b.diffErr, ErrTooLarge) {
+			return archiveErr(a.image, hdr.Name, b.diffErr)
 		}
 		a.entries[name] = b
 	}

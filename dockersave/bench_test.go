@@ -28,7 +28,8 @@ func benchArchive(b *testing.B, data []byte) {
 
 // BenchmarkReadArchive: 4 incompressible 16 MiB layers, as a legacy save
 // (hash + write) and as a containerd export of gzip layers (hash + write +
-// decompressing tee for the diff ID).
+// decompressing tee for the diff ID); and 200 layers of 1 MiB as a legacy
+// save (per-layer costs: a staging file and an fsync each).
 func BenchmarkReadArchive(b *testing.B) {
 	var layers [][]byte
 	for range 4 {
@@ -36,6 +37,15 @@ func BenchmarkReadArchive(b *testing.B) {
 	}
 	b.Run("legacy-uncompressed", func(b *testing.B) {
 		data, _ := legacyArchive(b, nil, layers, false)
+		benchArchive(b, data)
+	})
+	b.Run("legacy-200x1MiB", func(b *testing.B) {
+		// The per-layer cost: 200 small layers (issue 8's many-layers image).
+		var small [][]byte
+		for range 200 {
+			small = append(small, randomLayer(b, 1<<20))
+		}
+		data, _ := legacyArchive(b, nil, small, false)
 		benchArchive(b, data)
 	})
 	b.Run("oci-gzip", func(b *testing.B) {

@@ -83,8 +83,8 @@ type stagedBlob struct {
 	// uncompressed); empty when decompression failed, see diffErr.
 	diffID  digest.Digest
 	diffErr error
-	// tmp is the store-relative staging path; "" when the blob already was in
-	// blobs/ (or has been published).
+	// tmp is the store-relative staging path (a hard link to the stored
+	// copy when blobs/ already had it); "" once published or cleaned up.
 	tmp string
 	// entry is the archive entry (or layout path) it was read from.
 	entry string
@@ -135,6 +135,14 @@ type stager struct {
 	progress func(int64)
 	total    int64
 	blobs    map[digest.Digest]*stagedBlob
+	// direct holds the aligned buffers of direct-I/O writes (directio.go),
+	// allocated with the first large blob; directMin overrides
+	// directMinSize (tests: -1 turns direct I/O off).
+	direct    chan []byte
+	directMin int64
+	// syncs, when set (by readArchive, which waits for them), fsyncs and
+	// closes staging files in the background while the stream is read.
+	syncs *backgroundSyncs
 }
 
 func newStager(s *Store, progress func(int64)) *stager {
@@ -166,7 +174,8 @@ func (p progressReader) Read(b []byte) (int, error) {
 
 // stage reads r to its end. size is the expected length (-1 if unknown);
 // want, when set, is the digest the content must have (the blob's name).
-// A blob already in the store under want is hashed but not written again.
+// A blob already in the store under want is hashed but not written again:
+// its staging name is a hard link to the stored copy (see linkStaging).
 func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry string) (b *stagedBlob, err error) {
 	src := &errRecorder{r: progressReader{r: r, st: st}}
 	st.in.Reset(src)
@@ -176,22 +185,31 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 
 	var f *os.File
 	var tmp string
+	var sw stagingWriter
 	h := sha256.New()
 	var w io.Writer = h
-	if want == "" || !st.store.hasBlob(want, size) {
+	if want != "" {
+		tmp = st.store.linkStaging(want, size)
+	}
+	if tmp == "" {
 		f, tmp, err = st.store.createStaging()
 		if err != nil {
 			return nil, err
 		}
-		defer func() {
-			if err != nil {
-				f.Close()
-				st.store.removeStaging(tmp)
-			}
-		}()
-		st.out.Reset(f)
-		w = io.MultiWriter(st.out, h)
+		sw = st.stagingWriterFor(f, size, h)
+		w = sw
 	}
+	defer func() {
+		if err != nil {
+			if sw != nil {
+				sw.abort()
+			}
+			if f != nil {
+				f.Close()
+			}
+			st.store.removeStaging(tmp)
+		}
+	}()
 
 	var n int64
 	var diffID digest.Digest
@@ -217,6 +235,12 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 		}
 		n = cw.n
 	}
+	if sw != nil {
+		// Writes out the last bytes and completes the hash.
+		if err := sw.finish(); err != nil {
+			return nil, err
+		}
+	}
 	if size >= 0 && n != size {
 		return nil, &sourceError{fmt.Errorf("%w: read %d of %d bytes", ErrTruncated, n, size)}
 	}
@@ -227,24 +251,21 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 	if want != "" && got != want {
 		return nil, fmt.Errorf("%w: content is %s, name says %s", ErrDigestMismatch, got, want)
 	}
-	if f != nil {
-		if err := st.out.Flush(); err != nil {
-			return nil, fmt.Errorf("write staging file: %w", err)
-		}
-		st.out.Reset(nil)
-		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("sync staging file: %w", err)
-		}
-		if err := f.Close(); err != nil {
-			return nil, fmt.Errorf("close staging file: %w", err)
-		}
-	}
 	if prev, ok := st.blobs[got]; ok {
 		// Same content under another name: keep the first copy.
+		if f != nil {
+			f.Close()
+		}
 		if tmp != "" {
 			st.store.removeStaging(tmp)
 		}
 		return prev, nil
+	}
+	if f != nil {
+		// fsync and close, now or in the background (see syncs).
+		if err := st.persist(f); err != nil {
+			return nil, err
+		}
 	}
 	b = &stagedBlob{digest: got, size: n, compression: comp, diffID: diffID, diffErr: diffErr, tmp: tmp, entry: entry}
 	st.blobs[got] = b

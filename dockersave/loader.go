@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,6 +88,42 @@ func NewLoader(store *Store, opts ...LoaderOption) *Loader {
 	return l
 }
 
+// maxPinAttempts bounds LoadPinned's retries when the image is evicted
+// between its load and its pin.
+const maxPinAttempts = 3
+
+// LoadPinned is Load followed by Store.Pin: the image stays stored until
+// release is called (see Pin), however other goroutines and processes prune
+// the store. For daemon images and archives the pin is taken before the
+// image becomes evictable (a cache hit is looked up under the pin; an
+// export is pinned before it releases the store's index lock), so no Prune
+// can come in between. Otherwise, or if another export of the image
+// interferes, it pins afterwards and, should Prune have evicted the image
+// meanwhile, loads it again (a few times at most, then fails with an error
+// wrapping ErrNotStored).
+//
+// Call release when the blobs are no longer needed; extra calls do nothing.
+func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (img Image, release func(), err error) {
+	for attempt := 1; ; attempt++ {
+		img, pin, err := l.load(ctx, ref, platform, true)
+		if err != nil {
+			return Image{}, nil, err
+		}
+		if pin != nil {
+			return img, l.store.releaser(img, pin), nil
+		}
+		l.log.DebugContext(ctx, "pinning after load", "ref", ref, "manifest", img.ManifestDigest)
+		release, err := l.store.Pin(ctx, img)
+		if err == nil {
+			return img, release, nil
+		}
+		if !errors.Is(err, ErrNotStored) || attempt == maxPinAttempts {
+			return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		l.log.DebugContext(ctx, "evicted before pinned, loading again", "ref", ref, "attempt", attempt)
+	}
+}
+
 // Load makes sure the image ref (see ParseRef) is in the store and returns
 // it. platform, when not nil, selects among the platforms of a multi-platform
 // image or archive and is an error (*PlatformError) when the image has no
@@ -98,9 +135,16 @@ func NewLoader(store *Store, opts ...LoaderOption) *Loader {
 // *APIVersionError, *PlatformError, *AmbiguousError, *ArchiveError (with the
 // sentinel errors of this package), or I/O errors wrapped with the reference.
 func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, error) {
+	img, _, err := l.load(ctx, ref, platform, false)
+	return img, err
+}
+
+// load is Load; with pin set it may also return a pin on the image, taken
+// before Prune could evict it (nil when it could not be taken that way).
+func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platform, pin bool) (Image, *fileLock, error) {
 	r, err := ParseRef(ref)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	if platform != nil {
 		p := normalizePlatform(*platform)
@@ -109,21 +153,33 @@ func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platfor
 	start := time.Now()
 	l.log.DebugContext(ctx, "load image", "ref", ref, "source", r.Kind, "platform", platformAttr(platform))
 	var img Image
+	var held *fileLock
+	heldp := &held
+	if !pin {
+		heldp = nil
+	}
 	switch r.Kind {
 	case SourceDaemon:
-		img, err = l.loadDaemon(ctx, ref, r.Name, platform)
+		img, err = l.loadDaemon(ctx, ref, r.Name, platform, heldp)
 	case SourceOCILayout:
 		img, err = l.loadLayout(ctx, ref, r, platform)
 	default:
-		img, err = l.loadArchiveFile(ctx, ref, r, platform)
+		img, err = l.loadArchiveFile(ctx, ref, r, platform, heldp)
 	}
 	if err != nil {
 		l.log.DebugContext(ctx, "load failed", "ref", ref, "error", err, "duration", time.Since(start))
-		return Image{}, err
+		return Image{}, nil, err
+	}
+	if img.CacheHit {
+		// Exports were marked used when committed. The mark is advisory:
+		// a store that cannot take it (read-only) still serves the image.
+		if err := l.store.touch(img.ID, img.Platform); err != nil {
+			l.log.DebugContext(ctx, "cannot mark image used", "ref", ref, "error", err)
+		}
 	}
 	l.log.DebugContext(ctx, "image loaded", "ref", ref, "id", img.ID, "platform", FormatPlatform(img.Platform),
-		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "duration", time.Since(start))
-	return img, nil
+		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "pinned", held != nil, "duration", time.Since(start))
+	return img, held, nil
 }
 
 func platformAttr(p *ocispec.Platform) string {
@@ -161,7 +217,9 @@ func apiAtLeast(api, want string) bool {
 	return api != "" && versions.GreaterThanOrEqualTo(api, want)
 }
 
-func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec.Platform) (Image, error) {
+// loadDaemon loads a daemon image. With pin not nil, it sets *pin to a pin
+// on the image when it can take one before Prune could evict the image.
+func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec.Platform, pin **fileLock) (Image, error) {
 	eng, ep, api, err := l.engineClient(ctx)
 	if err != nil {
 		return Image{}, err
@@ -197,7 +255,24 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 		l.log.DebugContext(ctx, "cache hit", "ref", ref, "id", id, "manifest", img.ManifestDigest)
 		return img, true, nil
 	}
-	if img, ok, err := hit(); err != nil || ok {
+	if pin != nil {
+		// Prune cannot evict the image while this shared lock is held,
+		// so a hit found under it is pinned.
+		pl, err := l.store.lockImageShared(ctx, id, have)
+		if err != nil {
+			return Image{}, fmt.Errorf("%s: %w", ref, err)
+		}
+		img, ok, err := hit()
+		if err != nil || ok {
+			if ok {
+				*pin = pl
+			} else {
+				pl.unlock()
+			}
+			return img, err
+		}
+		pl.unlock()
+	} else if img, ok, err := hit(); err != nil || ok {
 		return img, err
 	}
 	lock, err := l.store.lockImage(ctx, id, have)
@@ -235,7 +310,7 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 		return Image{}, err
 	}
 	img := imageOf(ref, SourceDaemon, id, have, ins.RepoTags, v)
-	if err := l.store.commit(ctx, img, v); err != nil {
+	if err := l.store.commitHolding(ctx, img, v, lock, pin); err != nil {
 		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
 	}
 	l.log.DebugContext(ctx, "exported", "ref", ref, "bytes", st.total, "duration", time.Since(start))
@@ -283,7 +358,7 @@ func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, 
 
 // loadArchiveFile reads docker-archive: and oci-archive: files, gzip or zstd
 // compressed or not (sniffed), with the same reader as daemon exports.
-func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *ocispec.Platform) (Image, error) {
+func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *ocispec.Platform, pin **fileLock) (Image, error) {
 	f, err := os.Open(r.Name)
 	if err != nil {
 		return Image{}, fmt.Errorf("%s: %w", ref, err)
@@ -321,7 +396,7 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 		return Image{}, err
 	}
 	img := imageOf(ref, r.Kind, v.config.digest, v.platform, v.repoTags, v)
-	if err := l.store.commit(ctx, img, v); err != nil {
+	if err := l.store.commitHolding(ctx, img, v, nil, pin); err != nil {
 		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
 	}
 	l.log.DebugContext(ctx, "archive stored", "ref", ref, "bytes", st.total, "duration", time.Since(start))

@@ -43,6 +43,10 @@ type fakeEngine struct {
 	inspectErr         error
 	platformInspectErr error
 	mu                 sync.Mutex
+
+	// serveSave, when set, answers the export request of the fake daemon
+	// on a socket (fakeDaemonHandler) instead of sending archive whole.
+	serveSave func(w http.ResponseWriter, r *http.Request, archive []byte)
 }
 
 func (f *fakeEngine) Ping(context.Context, client.PingOptions) (client.PingResult, error) {
@@ -369,6 +373,13 @@ func fakeDaemonHandler(apiVersion string, f *fakeEngine) http.Handler {
 				return
 			}
 			w.Header().Set("Content-Type", "application/x-tar")
+			f.mu.Lock()
+			serve := f.serveSave
+			f.mu.Unlock()
+			if serve != nil {
+				serve(w, r, f.archive)
+				return
+			}
 			w.Write(f.archive)
 		case strings.HasSuffix(name, "/json"):
 			ref, _ := url.PathUnescape(strings.TrimSuffix(name, "/json"))

@@ -1,0 +1,39 @@
+package dockersave
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// setDirectIO turns O_DIRECT on or off for f's open file description. File
+// systems without direct I/O (tmpfs before Linux 6.6, some FUSE and network
+// file systems) refuse to turn it on.
+func setDirectIO(f *os.File, on bool) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var opErr error
+	err = rc.Control(func(fd uintptr) {
+		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil {
+			opErr = err
+			return
+		}
+		if on {
+			flags |= unix.O_DIRECT
+		} else {
+			flags &^= unix.O_DIRECT
+		}
+		_, opErr = unix.FcntlInt(fd, unix.F_SETFL, flags)
+	})
+	if err == nil {
+		err = opErr
+	}
+	if err != nil {
+		return fmt.Errorf("set O_DIRECT=%v: %w", on, err)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package dockersave
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/moby/moby/api/types/image"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// benchEngine is a fake daemon holding one legacy-format image of the given
+// layers, tagged tag.
+func benchEngine(tb testing.TB, tag string, layers [][]byte) *fakeEngine {
+	tb.Helper()
+	data, configHex := legacyArchive(tb, []string{tag}, layers, false)
+	var diffIDs []string
+	for _, l := range layers {
+		diffIDs = append(diffIDs, digest.FromBytes(l).String())
+	}
+	return &fakeEngine{
+		api:     "1.41",
+		archive: data,
+		inspect: image.InspectResponse{
+			ID: "sha256:" + configHex, RepoTags: []string{tag}, Os: "linux", Architecture: "amd64",
+			RootFS: image.RootFS{Type: "layers", Layers: diffIDs},
+		},
+	}
+}
+
+// BenchmarkLoadWarm measures Load of a daemon image the store already holds
+// (the cache-hit path: inspect, index lookup by stat, usage mark). It must
+// not grow with the image's bytes; it grows with index.json's size.
+func BenchmarkLoadWarm(b *testing.B) {
+	cases := []struct {
+		name    string
+		layers  int
+		size    int
+		records int
+	}{
+		{"1x64MiB", 1, 64 << 20, 0},
+		{"100x64KiB", 100, 64 << 10, 0},
+		{"1x64KiB+200records", 1, 64 << 10, 200},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			s := openTestStore(b)
+			for i := range c.records {
+				f := benchEngine(b, fmt.Sprintf("other:%d", i), [][]byte{layerTar(b, map[string]string{"f": fmt.Sprint(i)})})
+				if _, err := daemonLoader(s, f).Load(b.Context(), fmt.Sprintf("other:%d", i), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var layers [][]byte
+			for range c.layers {
+				layers = append(layers, randomLayer(b, c.size))
+			}
+			f := benchEngine(b, "app:1", layers)
+			l := daemonLoader(s, f)
+			if _, err := l.Load(b.Context(), "app:1", nil); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				img, err := l.Load(b.Context(), "app:1", nil)
+				if err != nil || !img.CacheHit {
+					b.Fatalf("warm load: hit %v, %v", img.CacheHit, err)
+				}
+			}
+			if n := f.saves.Load(); n != 1 {
+				b.Fatalf("%d exports, want 1", n)
+			}
+		})
+	}
+}
+
+// BenchmarkTouch is the usage mark a warm Load adds: one utimensat on the
+// image's lock file.
+func BenchmarkTouch(b *testing.B) {
+	s := openTestStore(b)
+	f := benchEngine(b, "app:1", [][]byte{randomLayer(b, 4<<10)})
+	img, err := daemonLoader(s, f).Load(b.Context(), "app:1", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := s.Touch(img); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPruneWithinLimit is what the sidecar pays after each scan when
+// the store is under its limit: read index.json, list blobs/, stat each
+// image's usage mark, clean up; 200 stored images.
+func BenchmarkPruneWithinLimit(b *testing.B) {
+	s := openTestStore(b)
+	for i := range 200 {
+		tag := fmt.Sprintf("other:%d", i)
+		f := benchEngine(b, tag, [][]byte{layerTar(b, map[string]string{"f": fmt.Sprint(i)})})
+		if _, err := daemonLoader(s, f).Load(b.Context(), tag, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		res, err := s.Prune(b.Context(), 1<<40)
+		if err != nil || len(res.Evicted) != 0 {
+			b.Fatalf("%+v, %v", res, err)
+		}
+	}
+}
