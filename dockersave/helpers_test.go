@@ -8,11 +8,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,6 +34,10 @@ type tarEntry struct {
 	typ  byte // tar.TypeReg when zero
 	body []byte
 	link string
+	// pax, when set, is written as a PAX extended header of its own in
+	// front of the entry, whose own header is then plain USTAR: records
+	// such as "path" or "linkpath" override what the USTAR header says.
+	pax map[string]string
 }
 
 func buildTar(t testing.TB, entries []tarEntry) []byte {
@@ -40,6 +46,13 @@ func buildTar(t testing.TB, entries []tarEntry) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: 0o644, Format: tar.FormatPAX}
+		if e.pax != nil {
+			if err := tw.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			writePAXHeader(&buf, e.pax)
+			h.Format = tar.FormatUSTAR
+		}
 		if h.Typeflag == 0 {
 			h.Typeflag = tar.TypeReg
 		}
@@ -62,6 +75,47 @@ func buildTar(t testing.TB, entries []tarEntry) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// writePAXHeader writes a PAX extended header (type 'x') holding records,
+// as a hostile archive would: archive/tar's Writer only emits the records it
+// needs for the header that follows, never a contradicting one.
+func writePAXHeader(buf *bytes.Buffer, records map[string]string) {
+	keys := make([]string, 0, len(records))
+	for k := range records {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var body []byte
+	for _, k := range keys {
+		rec := " " + k + "=" + records[k] + "\n"
+		// The length prefix counts itself.
+		n := len(rec) + 1
+		for len(strconv.Itoa(n))+len(rec) != n {
+			n++
+		}
+		body = append(body, strconv.Itoa(n)+rec...)
+	}
+	hdr := make([]byte, 512)
+	copy(hdr[0:], "PaxHeaders/entry")
+	copy(hdr[100:], "0000644\x00")
+	copy(hdr[108:], "0000000\x00")
+	copy(hdr[116:], "0000000\x00")
+	copy(hdr[124:], fmt.Sprintf("%011o\x00", len(body)))
+	copy(hdr[136:], "00000000000\x00")
+	hdr[156] = tar.TypeXHeader
+	copy(hdr[257:], "ustar\x0000")
+	copy(hdr[148:], "        ")
+	sum := 0
+	for _, c := range hdr {
+		sum += int(c)
+	}
+	copy(hdr[148:], fmt.Sprintf("%06o\x00 ", sum))
+	buf.Write(hdr)
+	buf.Write(body)
+	if pad := len(body) % 512; pad != 0 {
+		buf.Write(make([]byte, 512-pad))
+	}
 }
 
 // layerTar builds a filesystem layer holding the given files.

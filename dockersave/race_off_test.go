@@ -1,0 +1,5 @@
+//go:build !race
+
+package dockersave
+
+const raceEnabled = false
