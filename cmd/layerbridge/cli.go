@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -94,4 +97,53 @@ func envOr(e env, key, def string) string {
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// clairFlags say which Clair to talk to, and how to authenticate to it.
+type clairFlags struct {
+	url       string
+	api       string
+	psk       string
+	pskIssuer string
+}
+
+func (c *clairFlags) register(fs *pflag.FlagSet, e env) {
+	fs.StringVar(&c.url, "clair", envOr(e, "CLAIR_ADDR", "http://localhost:6060"), "")
+	fs.StringVar(&c.api, "clair-api", "auto", "")
+	fs.StringVar(&c.psk, "clair-psk", e.getenv("LAYERBRIDGE_CLAIR_PSK"), "")
+	fs.StringVar(&c.pskIssuer, "clair-psk-issuer", "layerbridge", "")
+}
+
+func (c *clairFlags) validate() error {
+	if !isHTTPURL(c.url) {
+		ue := usageErrorf("--clair %q is not an http(s) URL", c.url)
+		ue.hints = append(ue.hints, "for example: --clair http://localhost:6060 (or set CLAIR_ADDR)")
+		return ue
+	}
+	if !slices.Contains([]string{"auto", "v4", "v2"}, c.api) {
+		return usageErrorf("--clair-api %q: want auto, v4 or v2", c.api)
+	}
+	if c.psk == "" {
+		return nil
+	}
+	if c.api == "v2" {
+		return usageErrorf("--clair-psk is for Clair 4's auth.psk; --clair-api v2 has no authentication")
+	}
+	if _, err := base64.StdEncoding.DecodeString(c.psk); err != nil {
+		ue := usageErrorf("--clair-psk is not standard base64: %v", err)
+		ue.hints = append(ue.hints, "copy auth.psk.key from Clair's config as it is written there")
+		return ue
+	}
+	return nil
+}
+
+// clairURL is the parsed --clair; call validate first.
+func (c *clairFlags) clairURL() *url.URL {
+	u, _ := url.Parse(c.url)
+	return u
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

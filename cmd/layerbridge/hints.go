@@ -34,6 +34,11 @@ func hintsFor(err error) []string {
 		auth        *scan.AuthError
 		fetch       *scan.LayerFetchError
 	)
+	// An error that carries its own hints (see hintedError) adds them.
+	var own interface{ Hints() []string }
+	if errors.As(err, &own) {
+		hints = append(hints, own.Hints()...)
+	}
 	switch {
 	case errors.As(err, &ue):
 		hints = append(hints, ue.hints...)
@@ -44,6 +49,7 @@ func hintsFor(err error) []string {
 		}
 		add("your user may not open %s: add it to the socket's group (usually: sudo usermod -aG docker $USER, then log in again)", sock)
 		add("or point at a daemon you may use: --docker-host or DOCKER_HOST (a rootless daemon: unix://$XDG_RUNTIME_DIR/docker.sock)")
+		add("in a container, give its user the socket's group: docker run --group-add \"$(stat -c %%g %s)\" (compose: group_add)", sock)
 	case errors.As(err, &unreachable):
 		add("is the Docker daemon running? (docker info)")
 		add("layerbridge used %s; choose another daemon with --docker-host, DOCKER_HOST or DOCKER_CONTEXT", unreachable.Host)

@@ -57,7 +57,7 @@ func runCLI(t *testing.T, e env, args ...string) (int, string, string) {
 
 // TestHelp pins each command's help text: printed on stdout, exit 0.
 func TestHelp(t *testing.T) {
-	cmds := []string{"", "scan", "inspect", "version"}
+	cmds := []string{"", "scan", "inspect", "doctor", "serve", "version"}
 	for _, c := range cmds {
 		name := c
 		args := []string{"help"}

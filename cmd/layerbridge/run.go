@@ -44,6 +44,8 @@ func commands() []command {
 	return []command{
 		{"scan", "export a local image, serve its layers to Clair and report its vulnerabilities", runScan},
 		{"inspect", "export a local image into the cache and print its layers", runInspect},
+		{"serve", "run as a sidecar: a scan API, the layer server and a registry view on one listener", runServe},
+		{"doctor", "find why a scan would fail: Docker, cache, Clair, and whether Clair can reach layerbridge", runDoctor},
 		{"version", "print the version", runVersion},
 	}
 }

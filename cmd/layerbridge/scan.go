@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -57,6 +57,15 @@ Report:
                             Unknown, Negligible, Low, Medium, High, Critical,
                             Defcon1 (default: never)
 
+Sidecar:
+    --server URL            ask the layerbridge sidecar at URL (see "layerbridge
+                            serve") to scan IMAGE from its own Docker daemon,
+                            instead of serving the layers from here; it has its
+                            own Clair and cache, so the Clair, layer server,
+                            --docker-host and --cache-dir flags do not apply
+    --token-file FILE       file holding the sidecar's token (default: the
+                            token in $LAYERBRIDGE_TOKEN, if set)
+
 Image:
     --platform OS/ARCH[/VARIANT]  platform of a multi-platform image
     --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
@@ -73,18 +82,19 @@ Examples:
     layerbridge scan alpine:3.11
     layerbridge scan --clair http://clair:6060 --fail-on High myapp:latest
     layerbridge scan -f json -o report.json docker-archive:image.tar
+    layerbridge scan --server http://layerbridge:8080 --token-file token alpine:3.11
 `
 
 // scanOptions are the flags of "layerbridge scan".
 type scanOptions struct {
-	clair     string
-	clairAPI  string
-	psk       string
-	pskIssuer string
+	clair     clairFlags
 	timeout   time.Duration
 
 	listen    string
 	advertise string
+
+	server    string
+	tokenFile string
 
 	format  string
 	output  string
@@ -99,13 +109,12 @@ type scanOptions struct {
 func setupScanFlags(name string, e env, stdout io.Writer) (*pflag.FlagSet, *scanOptions) {
 	o := &scanOptions{}
 	fs := newFlagSet(name, scanHelp, stdout)
-	fs.StringVar(&o.clair, "clair", envOr(e, "CLAIR_ADDR", "http://localhost:6060"), "")
-	fs.StringVar(&o.clairAPI, "clair-api", "auto", "")
-	fs.StringVar(&o.psk, "clair-psk", e.getenv("LAYERBRIDGE_CLAIR_PSK"), "")
-	fs.StringVar(&o.pskIssuer, "clair-psk-issuer", "layerbridge", "")
+	o.clair.register(fs, e)
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "")
 	fs.StringVar(&o.listen, "listen", "", "")
 	fs.StringVar(&o.advertise, "advertise", "", "")
+	fs.StringVar(&o.server, "server", "", "")
+	fs.StringVar(&o.tokenFile, "token-file", "", "")
 	fs.StringVarP(&o.format, "format", "f", "table", "")
 	fs.StringVarP(&o.output, "output", "o", "", "")
 	fs.StringVar(&o.ignore, "ignore", "", "")
@@ -130,17 +139,8 @@ func (o *scanOptions) validate(args []string) error {
 		ue.hints = append(ue.hints, "put flags before or after IMAGE; scan one image per run")
 		return ue
 	}
-	u, err := url.Parse(o.clair)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		ue := usageErrorf("--clair %q is not an http(s) URL", o.clair)
-		ue.hints = append(ue.hints, "for example: --clair http://localhost:6060 (or set CLAIR_ADDR)")
-		return ue
-	}
-	if !slices.Contains([]string{"auto", "v4", "v2"}, o.clairAPI) {
-		return usageErrorf("--clair-api %q: want auto, v4 or v2", o.clairAPI)
-	}
-	if o.psk != "" && o.clairAPI == "v2" {
-		return usageErrorf("--clair-psk is for Clair 4's auth.psk; --clair-api v2 has no authentication")
+	if err := o.clair.validate(); err != nil {
+		return err
 	}
 	if err := report.CheckFormat(o.format); err != nil {
 		return usageErrorf("-f/--format: %v", err)
@@ -180,6 +180,9 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	if err := o.validate(fs.Args()); err != nil {
 		return err
 	}
+	if err := o.validateServer(fs); err != nil {
+		return err
+	}
 	log, err := o.log.logger(stderr)
 	if err != nil {
 		return err
@@ -202,7 +205,13 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	if err != nil {
 		return err
 	}
-	clairURL, _ := url.Parse(o.clair)
+	if o.server != "" {
+		rep, err := o.scanOnServer(ctx, e, platform, log)
+		if err != nil {
+			return err
+		}
+		return o.finish(rep, e, stdout, log, failOn, ignore)
+	}
 	var advertise *url.URL
 	if o.advertise != "" {
 		advertise, _ = url.Parse(o.advertise)
@@ -228,10 +237,10 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		Platform:   platform,
 		Loader:     progressDone{loader, progress},
 		Blobs:      store,
-		Clair:      clairURL,
-		API:        o.clairAPI,
-		PSK:        o.psk,
-		PSKIssuer:  o.pskIssuer,
+		Clair:      o.clair.clairURL(),
+		API:        o.clair.api,
+		PSK:        o.clair.psk,
+		PSKIssuer:  o.clair.pskIssuer,
 		Listen:     o.listen,
 		Advertise:  advertise,
 		Containers: d.containers(),
@@ -243,7 +252,13 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		}
 		return err
 	}
-	rep := res.Report
+	return o.finish(res.Report, e, stdout, log, failOn, ignore)
+}
+
+// finish applies --ignore to a scan's report, renders it (--format, -o) and
+// turns --fail-on into the exit code: the same for a local scan and one
+// asked of a sidecar.
+func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *slog.Logger, failOn *report.Severity, ignore *report.IgnoreRules) error {
 	ignore.Apply(time.Now(), rep)
 	rep.Normalize()
 	for _, w := range rep.Warnings {

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/sidecar"
+)
+
+const serveHelp = `Usage:
+    layerbridge serve [flags]
+
+Runs layerbridge as a long-running scan service: a sidecar next to Clair,
+for example on the Docker network of a compose setup. Clients ask it to scan
+images of its Docker daemon; it serves their layers to Clair and keeps the
+reports. One listener serves:
+
+    POST /api/v1/scans              {"image": "alpine:3.11", "platform": "linux/amd64"}
+    GET  /api/v1/scans/ID           state, and the json report once done
+    GET  /api/v1/scans/ID/report    ?format=table, json, clair, html, sarif or junit
+    GET  /v2/...                    read-only registry view of the scanned images
+    GET  /healthz, /readyz          alive; ready (Docker and Clair answer)
+    GET  /metrics                   Prometheus metrics
+    GET  /layers/...                the layers of running scans, for Clair
+
+Access: the API and the registry view want the token of --token-file, as
+"Authorization: Bearer TOKEN" or as the password of basic authentication.
+Without --token-file they answer clients on loopback only. Clair needs no
+token: each scan's layer URLs carry their own secret and stop working when
+the scan ends. /healthz, /readyz and /metrics are open and name no image.
+
+Listener:
+    --listen HOST:PORT      address to listen on (default 0.0.0.0:8080, with or
+                            without a token: Clair must reach the layer URLs
+                            from its network; the token rule above guards the
+                            rest)
+    --advertise URL         base URL Clair downloads layers from (default:
+                            detected as for scan: the address on Clair's Docker
+                            network, or the route to Clair's host; with the
+                            port of --listen)
+    --token-file FILE       file holding the access token, at least 16
+                            characters (create one with: openssl rand -hex 32)
+
+Clair:
+    --clair URL             Clair's address (default $CLAIR_ADDR, else
+                            http://localhost:6060)
+    --clair-api API         auto, v4 or v2 (default auto: probe Clair)
+    --clair-psk KEY         base64 pre-shared key of Clair 4's auth.psk
+                            (default $LAYERBRIDGE_CLAIR_PSK)
+    --clair-psk-issuer ISS  issuer claim, one of auth.psk.iss (default layerbridge)
+
+Scans:
+    --max-concurrent-scans N    scans running at once; more wait, queued
+                                (default 2)
+    --shutdown-grace DURATION   on SIGTERM or SIGINT, new scans are refused and
+                                running ones get this long to finish before
+                                they are cancelled (default 30s; keep it below
+                                the container's stop timeout)
+
+Image cache:
+    --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
+    --cache-max-size SIZE   after each scan, evict the least recently used
+                            images no running scan needs until the cache is
+                            at most SIZE: 500MB, 10GB, 1.5GiB (default 10GB;
+                            0 never evicts)
+    --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
+                            current docker context, then
+                            unix:///var/run/docker.sock)
+
+Other:
+    --log-level LEVEL       debug, info, warn or error (default info);
+                            debug explains every decision
+    -h, --help              show this help
+
+Examples:
+    layerbridge serve --clair http://clair:6060 --token-file /run/secrets/layerbridge
+    curl -H "Authorization: Bearer $(cat token)" -d '{"image":"alpine:3.11"}' \
+        http://localhost:8080/api/v1/scans
+    layerbridge scan --server http://localhost:8080 --token-file token alpine:3.11
+`
+
+// serveOptions are the flags of "layerbridge serve".
+type serveOptions struct {
+	listen    string
+	advertise string
+	tokenFile string
+
+	clair clairFlags
+
+	maxScans  int
+	grace     time.Duration
+	cacheMax  string
+	cacheSize int64 // parsed cacheMax
+
+	store storeFlags
+	log   logFlags
+}
+
+func setupServeFlags(name string, e env, stdout io.Writer) (*pflag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := newFlagSet(name, serveHelp, stdout)
+	fs.StringVar(&o.listen, "listen", "0.0.0.0:8080", "")
+	fs.StringVar(&o.advertise, "advertise", "", "")
+	fs.StringVar(&o.tokenFile, "token-file", "", "")
+	o.clair.register(fs, e)
+	fs.IntVar(&o.maxScans, "max-concurrent-scans", sidecar.DefaultMaxConcurrent, "")
+	fs.DurationVar(&o.grace, "shutdown-grace", 30*time.Second, "")
+	fs.StringVar(&o.cacheMax, "cache-max-size", "10GB", "")
+	o.store.register(fs, e)
+	o.log.register(fs, e)
+	return fs, o
+}
+
+// validate checks everything that can be checked before any I/O.
+func (o *serveOptions) validate(args []string) error {
+	if len(args) > 0 {
+		ue := usageErrorf("serve takes no arguments, got %q", args)
+		ue.hints = append(ue.hints, `images are named in scan requests: layerbridge scan --server URL IMAGE, or POST /api/v1/scans`)
+		return ue
+	}
+	if err := o.clair.validate(); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", o.listen, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return usageErrorf("--listen %q: port %q is not a number from 0 to 65535", o.listen, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return usageErrorf("--listen %q: %q is not an IP address (use 0.0.0.0 for every interface)", o.listen, host)
+		}
+	}
+	if o.advertise != "" && !isHTTPURL(o.advertise) {
+		ue := usageErrorf("--advertise %q is not an http(s) URL", o.advertise)
+		ue.hints = append(ue.hints, "give the base URL Clair should download layers from, for example --advertise http://layerbridge:8080")
+		return ue
+	}
+	if o.maxScans < 1 {
+		return usageErrorf("--max-concurrent-scans %d: want at least 1", o.maxScans)
+	}
+	if o.grace < 0 {
+		return usageErrorf("--shutdown-grace %s is negative", o.grace)
+	}
+	if o.cacheSize, err = parseSize(o.cacheMax); err != nil {
+		ue := usageErrorf("--cache-max-size: %v", err)
+		ue.hints = append(ue.hints, "for example: --cache-max-size 10GB (or 0 to never evict)")
+		return ue
+	}
+	return nil
+}
+
+func runServe(ctx context.Context, name string, args []string, e env, stdout, stderr io.Writer) error {
+	fs, o := setupServeFlags(name, e, stdout)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := o.validate(fs.Args()); err != nil {
+		return err
+	}
+	log, err := o.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	var tok bridge.Token
+	if o.tokenFile != "" {
+		if tok, err = bridge.LoadToken(o.tokenFile); err != nil {
+			return &hintedError{err: err, hints: []string{
+				"--token-file wants a file holding one token of at least 16 printable characters, not writable by every user",
+				"create one with: openssl rand -hex 32 > FILE && chmod 600 FILE",
+			}}
+		}
+	}
+	if tok.IsSet() {
+		log.Debug("access: the API and the registry view want the token of --token-file", "token_file", o.tokenFile)
+	} else {
+		log.Debug("access: no --token-file, so the API and the registry view answer loopback clients only")
+	}
+
+	d := newDaemon(o.store.dockerHost, e, log)
+	store, loader, err := openStore(o.store, d, log, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--listen): %w", o.listen, err)
+	}
+	defer ln.Close()
+	clairURL := o.clair.clairURL()
+	base, err := o.advertised(ctx, clairURL, ln.Addr().(*net.TCPAddr), d, log)
+	if err != nil {
+		return err
+	}
+
+	cfg := sidecar.Config{
+		Loader:        loader,
+		Blobs:         store,
+		Catalog:       sidecar.NewCatalog(store),
+		Token:         tok,
+		Base:          base,
+		Clair:         clairURL,
+		API:           o.clair.api,
+		PSK:           o.clair.psk,
+		PSKIssuer:     o.clair.pskIssuer,
+		Engine:        d.engine,
+		MaxConcurrent: o.maxScans,
+		Version:       version,
+		Logger:        log,
+	}
+	if o.cacheSize > 0 {
+		cfg.Cache, cfg.CacheMaxSize = store, o.cacheSize
+	}
+	svc, err := sidecar.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := svc.PruneCache(ctx); err != nil {
+		log.Warn("cannot prune the image cache at start-up", "err", err)
+	}
+
+	srv := &http.Server{
+		Handler:           svc.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "advertised", base.String(), "clair", clairURL.Redacted(),
+		"token", tok.IsSet(), "max_concurrent_scans", o.maxScans, "cache_dir", o.store.cacheDir, "cache_max_size", o.cacheSize)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no new scans; waiting for running ones", "grace", o.grace, "signal", context.Cause(ctx))
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
+	defer cancel()
+	if err := svc.Shutdown(graceCtx); err != nil {
+		log.Warn("grace period over", "err", err)
+	}
+	// Shutdown waits for the requests in flight: Clair's layer downloads
+	// and clients reading finished reports.
+	httpCtx, cancelHTTP := context.WithTimeout(context.WithoutCancel(ctx), max(o.grace, 5*time.Second))
+	defer cancelHTTP()
+	if err := srv.Shutdown(httpCtx); err != nil {
+		log.Warn("requests still in flight: closing their connections", "err", err)
+		srv.Close()
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// advertised decides the base URL Clair downloads layers from, and logs why.
+func (o *serveOptions) advertised(ctx context.Context, clair *url.URL, addr *net.TCPAddr, d *daemon, log *slog.Logger) (*url.URL, error) {
+	if o.advertise != "" {
+		u, _ := url.Parse(o.advertise)
+		log.Debug("advertised address", "url", u.String(), "listen", addr.String(), "why", "given with --advertise")
+		return u, nil
+	}
+	a, err := bridge.Advertise(ctx, clair, bridge.AdvertiseOptions{Containers: d.containers(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ip, why := a.IP, a.Reason
+	if lip, ok := netip.AddrFromSlice(addr.IP); ok && !lip.Unmap().IsUnspecified() && lip.Unmap() != ip {
+		why = fmt.Sprintf("--listen names %s; detection would have chosen %s (%s)", lip.Unmap(), ip, why)
+		ip = lip.Unmap()
+	}
+	u := &url.URL{Scheme: "http", Host: net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))}
+	log.Debug("advertised address", "url", u.String(), "listen", addr.String(), "why", why,
+		"clair_container", a.Container, "network", a.Network)
+	return u, nil
+}
+
+// hintedError is an error with the hints that say what to do about it.
+type hintedError struct {
+	err   error
+	hints []string
+}
+
+func (e *hintedError) Error() string   { return e.err.Error() }
+func (e *hintedError) Unwrap() error   { return e.err }
+func (e *hintedError) Hints() []string { return e.hints }

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/sidecar"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0},
+		{"1048576", 1 << 20},
+		{"10GB", 10e9},
+		{"10gb", 10e9},
+		{"10 GB", 10e9},
+		{"500MB", 500e6},
+		{"1.5GiB", 3 << 29},
+		{"2KiB", 2048},
+		{"7k", 7000},
+		{"3TB", 3e12},
+		{"1B", 1},
+		{"0.5", 0},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "GB", "-1GB", "10XB", "ten", "1.2.3GB", "99999999999TB", "1e3"} {
+		if got, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", bad, got)
+		}
+	}
+}
+
+func TestServeFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"alpine"}, "serve takes no arguments"},
+		{[]string{"--clair", "clair:6060"}, `--clair "clair:6060" is not an http(s) URL`},
+		{[]string{"--clair-api", "v3"}, `--clair-api "v3": want auto, v4 or v2`},
+		{[]string{"--clair-api", "v2", "--clair-psk", "a2V5"}, "--clair-psk is for Clair 4"},
+		{[]string{"--listen", "8080"}, `--listen "8080": want HOST:PORT`},
+		{[]string{"--listen", ":http"}, `port "http" is not a number`},
+		{[]string{"--listen", "layerbridge:8080"}, `"layerbridge" is not an IP address`},
+		{[]string{"--advertise", "layerbridge:8080"}, `--advertise "layerbridge:8080" is not an http(s) URL`},
+		{[]string{"--max-concurrent-scans", "0"}, "--max-concurrent-scans 0: want at least 1"},
+		{[]string{"--shutdown-grace", "-1s"}, "--shutdown-grace -1s is negative"},
+		{[]string{"--cache-max-size", "lots"}, `--cache-max-size: size "lots"`},
+		{[]string{"--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"--no-such-flag"}, "unknown flag: --no-such-flag"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, testEnv(t, nil), append([]string{"serve"}, tt.args...)...)
+			if code != exitUsage || stdout != "" {
+				t.Fatalf("exit %d, stdout %q; want %d", code, stdout, exitUsage)
+			}
+			if !strings.HasPrefix(stderr, "layerbridge: error: ") || !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr lacks %q:\n%s", tt.want, stderr)
+			}
+		})
+	}
+}
+
+// logLines is a stderr that hands every line the logger writes to a channel.
+type logLines chan string
+
+func (l logLines) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// startServe runs "layerbridge serve" in-process on a free loopback port
+// and returns its address, and a stop that sends the shutdown signal and
+// returns the exit code.
+func startServe(t *testing.T, args ...string) (base string, stop func() int) {
+	t.Helper()
+	dir := t.TempDir()
+	e := testEnv(t, map[string]string{
+		"DOCKER_HOST":           "unix://" + filepath.Join(dir, "no-docker.sock"),
+		"LAYERBRIDGE_CACHE_DIR": filepath.Join(dir, "cache"),
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	lines := make(logLines, 1000)
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), e, io.Discard, lines)
+	}()
+	for {
+		select {
+		case line := <-lines:
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				return "http://" + m[1], sync.OnceValue(func() int {
+					cancel()
+					return <-code
+				})
+			}
+		case c := <-code:
+			cancel()
+			t.Fatalf("serve exited %d before listening", c)
+		}
+	}
+}
+
+func get(t *testing.T, u, auth string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", u, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// serve's wiring, without Docker: the listener, the API, readiness that
+// names the missing daemon, and a clean exit on the shutdown signal.
+func TestServeCommand(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	base, stop := startServe(t, "--clair", clair.URL, "--cache-max-size", "1GB")
+	defer stop()
+
+	if code, _ := get(t, base+"/healthz", ""); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+	code, body := get(t, base+"/readyz", "")
+	var ready sidecar.Readiness
+	json.Unmarshal([]byte(body), &ready)
+	if code != 503 || ready.Ready || len(ready.Checks) != 3 || ready.Checks[1].Name != "docker" || ready.Checks[2].Name != "clair" ||
+		!strings.Contains(ready.Checks[1].Detail, "no-docker.sock") || !ready.Checks[2].OK {
+		t.Errorf("/readyz without a docker daemon: %d %s", code, body)
+	}
+	if code, body := get(t, base+"/metrics", ""); code != 200 || !strings.Contains(body, "layerbridge_cache_max_size_bytes 1e+09") {
+		t.Errorf("/metrics: %d, want the cache limit in it:\n%.300s", code, body)
+	}
+	if code, _ := get(t, base+"/v2/", ""); code != 200 {
+		t.Errorf("registry view from loopback without a token: %d", code)
+	}
+
+	c := sidecar.NewClient(mustParse(t, base), "")
+	st, err := c.Submit(t.Context(), sidecar.Request{Image: "alpine:3.11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.Wait(t.Context(), st.ID, nil)
+	if st.State != sidecar.StateFailed || !strings.Contains(st.Error, "no-docker.sock") {
+		t.Errorf("scan without a docker daemon: %s %q (%v), want failed naming the socket", st.State, st.Error, err)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("serve exited %d on the shutdown signal, want 0", code)
+	}
+}
+
+func TestServeWithToken(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("serve-test-token-0123456789\n"), 0o600)
+	base, stop := startServe(t, "--clair", clair.URL, "--token-file", tokenFile)
+	defer stop()
+	for auth, want := range map[string]int{"": 401, "Bearer wrong-token-0123456789": 401, "Bearer serve-test-token-0123456789": 404} {
+		if code, body := get(t, base+"/api/v1/scans/NOSUCHSCAN", auth); code != want {
+			t.Errorf("GET with %q: %d %s, want %d", auth, code, body, want)
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+
+	bad := filepath.Join(t.TempDir(), "short")
+	os.WriteFile(bad, []byte("short\n"), 0o600)
+	code, _, stderr := runCLI(t, testEnv(t, nil), "serve", "--clair", clair.URL, "--token-file", bad)
+	if code != exitError || !strings.Contains(stderr, "token has 5 characters") || !strings.Contains(stderr, "hint: create one with: openssl rand -hex 32") {
+		t.Errorf("short token: exit %d\n%s", code, stderr)
+	}
+}
+
+func mustParse(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// fixtureDaemon stands in for the sidecar's Docker daemon: it loads the
+// images it knows from fixture archives.
+type fixtureDaemon struct {
+	loader *dockersave.Loader
+	images map[string]string
+}
+
+func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, error) {
+	archive, ok := d.images[ref]
+	if !ok {
+		return dockersave.Image{}, &dockersave.NotFoundError{Ref: ref}
+	}
+	return d.loader.Load(ctx, archive, p)
+}
+
+// newSidecar starts a sidecar (the sidecar package, as serve wires it) on
+// a loopback httptest server, with alpine:3.11 in its "daemon".
+func newSidecar(t *testing.T, clairURL, token string) string {
+	t.Helper()
+	store, err := dockersave.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ts := httptest.NewUnstartedServer(nil)
+	cfg := sidecar.Config{
+		Loader:  fixtureDaemon{dockersave.NewLoader(store), map[string]string{"alpine:3.11": alpineArchive}},
+		Blobs:   store,
+		Catalog: sidecar.NewCatalog(store),
+		Base:    mustParse(t, "http://"+ts.Listener.Addr().String()),
+		Clair:   mustParse(t, clairURL),
+	}
+	if token != "" {
+		if cfg.Token, err = bridge.NewToken(token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, err := sidecar.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Config.Handler = svc.Handler()
+	ts.Start()
+	t.Cleanup(func() {
+		svc.Shutdown(t.Context())
+		ts.Close()
+	})
+	return ts.URL
+}
+
+// scan --server applies --format, --ignore, --fail-on and -o to the
+// sidecar's report exactly as a local scan does to its own.
+func TestScanServer(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	server := newSidecar(t, clair.URL, "")
+	dir := t.TempDir()
+	ignoreFile := filepath.Join(dir, "ignore.yaml")
+	os.WriteFile(ignoreFile, []byte("ignore:\n  - id: CVE-2021-30139\n    reason: apk is not used at runtime\n"), 0o644)
+
+	// The same image scanned here (from the archive) and by the sidecar
+	// (from its "daemon") gives the same report but for the reference.
+	// (sarif derives its rule and artifact names from the reference, so it
+	// is checked apart.)
+	for _, format := range []string{"json", "table", "junit", "clair"} {
+		t.Run(format, func(t *testing.T) {
+			common := []string{"-f", format, "--ignore", ignoreFile, "--fail-on", "High"}
+			code, local, stderr := runCLI(t, testEnv(t, nil), append([]string{"scan", "--cache-dir", filepath.Join(dir, "cache"), "--clair", clair.URL}, append(common, alpineArchive)...)...)
+			if code != 0 {
+				t.Fatalf("local scan: exit %d\n%s", code, stderr)
+			}
+			code, remote, stderr := runCLI(t, testEnv(t, nil), append([]string{"scan", "--server", server}, append(common, "alpine:3.11")...)...)
+			if code != 0 {
+				t.Fatalf("scan --server: exit %d\n%s", code, stderr)
+			}
+			local = strings.ReplaceAll(local, alpineArchive, "alpine:3.11")
+			if format == "table" {
+				// The table pads the reference.
+				local = regexp.MustCompile(`(?m)^(Image: +)alpine:3.11 +`).ReplaceAllString(local, "${1}alpine:3.11")
+				remote = regexp.MustCompile(`(?m)^(Image: +)alpine:3.11 +`).ReplaceAllString(remote, "${1}alpine:3.11")
+			}
+			if diff := firstDiff(local, remote); diff != "" {
+				t.Errorf("scan --server -f %s differs from the local scan: %s", format, diff)
+			}
+			if format == "json" && !strings.Contains(remote, `"reason": "apk is not used at runtime"`) {
+				t.Errorf("--ignore not applied:\n%s", remote)
+			}
+		})
+	}
+
+	code, stdout, stderr := runCLI(t, testEnv(t, nil), "scan", "--server", server, "-f", "sarif", "--ignore", ignoreFile, "alpine:3.11")
+	var sarif struct {
+		Version string
+		Runs    []struct {
+			Results []struct {
+				RuleID       string
+				Suppressions []struct{ Justification string }
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &sarif); err != nil || code != 0 || sarif.Version != "2.1.0" || len(sarif.Runs) != 1 || len(sarif.Runs[0].Results) != 17 {
+		t.Fatalf("-f sarif: exit %d, %v: %.300s\n%s", code, err, stdout, stderr)
+	}
+	for _, r := range sarif.Runs[0].Results {
+		if (r.RuleID == "CVE-2021-30139") != (len(r.Suppressions) == 1) {
+			t.Errorf("sarif result %s: suppressions %+v; want only the ignored CVE-2021-30139 suppressed", r.RuleID, r.Suppressions)
+		}
+	}
+
+	code, _, stderr = runCLI(t, testEnv(t, nil), "scan", "--server", server, "--fail-on", "unknown", "alpine:3.11")
+	if code != exitFindings || !strings.Contains(stderr, "17 finding(s) at or above Unknown") {
+		t.Errorf("--fail-on unknown: exit %d\n%s", code, stderr)
+	}
+	out := filepath.Join(dir, "report.html")
+	if code, stdout, stderr := runCLI(t, testEnv(t, nil), "scan", "--server", server, "-f", "html", "-o", out, "alpine:3.11"); code != 0 || stdout != "" {
+		t.Errorf("-o: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	if b, err := os.ReadFile(out); err != nil || !strings.Contains(string(b), "<html") {
+		t.Errorf("-o %s: %v", out, err)
+	}
+	code, _, stderr = runCLI(t, testEnv(t, nil), "scan", "--server", server, "nosuch:image")
+	if code != exitError || !strings.Contains(stderr, "no such image: nosuch:image") || !strings.Contains(stderr, "hint: the sidecar scans images of its own Docker daemon") {
+		t.Errorf("unknown image: exit %d\n%s", code, stderr)
+	}
+}
+
+func TestScanServerToken(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	const token = "scan-server-token-0123456789"
+	server := newSidecar(t, clair.URL, token)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"no token", nil, nil, exitError, "hint: pass the sidecar's token: --token-file FILE, or LAYERBRIDGE_TOKEN"},
+		{"token file", nil, []string{"--token-file", tokenFile}, 0, "CVE-2021-3450"},
+		{"LAYERBRIDGE_TOKEN", map[string]string{"LAYERBRIDGE_TOKEN": token}, nil, 0, "CVE-2021-3450"},
+		{"wrong token", map[string]string{"LAYERBRIDGE_TOKEN": "not-the-right-token-at-all"}, nil, exitError, "401 UNAUTHORIZED"},
+		{"malformed token", map[string]string{"LAYERBRIDGE_TOKEN": "short"}, nil, exitUsage, "the token of LAYERBRIDGE_TOKEN: token has 5 characters"},
+		{"missing token file", nil, []string{"--token-file", tokenFile + ".nope"}, exitUsage, "--token-file: open"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"scan", "--server", server}, tt.args...), "alpine:3.11")
+			code, stdout, stderr := runCLI(t, testEnv(t, tt.env), args...)
+			if code != tt.wantCode || !strings.Contains(stdout+stderr, tt.want) {
+				t.Errorf("exit %d, want %d with %q\nstdout:\n%.300s\nstderr:\n%s", code, tt.wantCode, tt.want, stdout, stderr)
+			}
+		})
+	}
+
+	// A sidecar that is not there.
+	down := httptest.NewServer(nil)
+	down.Close()
+	code, _, stderr := runCLI(t, testEnv(t, nil), "scan", "--server", down.URL, "alpine:3.11")
+	if code != exitError || !strings.Contains(stderr, "cannot reach the layerbridge sidecar at "+down.URL) || !strings.Contains(stderr, "hint: is layerbridge serve running at") {
+		t.Errorf("sidecar down: exit %d\n%s", code, stderr)
+	}
+}
+
+// firstDiff describes the first line where a and b differ, "" when equal.
+func firstDiff(a, b string) string {
+	if a == b {
+		return ""
+	}
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range max(len(la), len(lb)) {
+		var x, y string
+		if i < len(la) {
+			x = la[i]
+		}
+		if i < len(lb) {
+			y = lb[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d:\n  local:  %q\n  server: %q", i+1, x, y)
+		}
+	}
+	return "same lines, different bytes"
+}

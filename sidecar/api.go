@@ -1,0 +1,280 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/report"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+// Route names of the paths the Service adds to the bridge's router.
+const (
+	RouteScans      = "sidecar-scans"       // POST /api/v1/scans
+	RouteScan       = "sidecar-scan"        // GET, HEAD /api/v1/scans/{id}
+	RouteScanReport = "sidecar-scan-report" // GET, HEAD /api/v1/scans/{id}/report?format=
+	RouteReadyz     = "sidecar-readyz"      // GET, HEAD /readyz
+	RouteMetrics    = "sidecar-metrics"     // GET /metrics
+)
+
+// maxRequestBody bounds the body of POST /api/v1/scans.
+const maxRequestBody = 64 << 10
+
+// readyTimeout bounds the probes of one /readyz request.
+const readyTimeout = 10 * time.Second
+
+// reportContentTypes is the Content-Type of each report format.
+var reportContentTypes = map[string]string{
+	"table": "text/plain; charset=utf-8",
+	"json":  "application/json",
+	"clair": "application/json",
+	"html":  "text/html; charset=utf-8",
+	"sarif": "application/sarif+json",
+	"junit": "application/xml",
+}
+
+func (s *Service) routes() {
+	r := s.server.Router()
+	guard := func(h http.HandlerFunc) http.Handler { return bridge.Guard(s.cfg.Token, h) }
+	r.Path("/api/v1/scans").Methods("POST").Name(RouteScans).Handler(guard(s.postScan))
+	r.Path("/api/v1/scans/{id}").Methods("GET", "HEAD").Name(RouteScan).Handler(guard(s.getScan))
+	r.Path("/api/v1/scans/{id}/report").Methods("GET", "HEAD").Name(RouteScanReport).Handler(guard(s.getReport))
+	r.Path("/readyz").Methods("GET", "HEAD").Name(RouteReadyz).HandlerFunc(s.readyz)
+	r.Path("/metrics").Methods("GET").Name(RouteMetrics).Handler(
+		promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}}))
+}
+
+// apiError is the body of every refused API request, in the same shape as
+// the registry view's (and bridge.Guard's) errors.
+type apiError struct {
+	Errors []apiErrorEntry `json:"errors"`
+}
+
+type apiErrorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	body, _ := json.Marshal(apiError{Errors: []apiErrorEntry{{Code: code, Message: msg}}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		writeError(w, r, http.StatusInternalServerError, "UNKNOWN", "cannot encode the answer")
+		return
+	}
+	body = append(body, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+func (s *Service) postScan(w http.ResponseWriter, r *http.Request) {
+	var req Request
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "BAD_REQUEST",
+			fmt.Sprintf(`the body must be {"image": "...", "platform": "..."}: %v`, err))
+		return
+	}
+	image, platform, err := parseRequest(req)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+		return
+	}
+	st, dedup, err := s.submit(image, platform)
+	switch {
+	case errors.Is(err, ErrShuttingDown):
+		w.Header().Set("Retry-After", "30")
+		writeError(w, r, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error()+": no new scans are accepted")
+		return
+	case errors.Is(err, errQueueFull):
+		w.Header().Set("Retry-After", "10")
+		writeError(w, r, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", err.Error())
+		return
+	case err != nil:
+		writeError(w, r, http.StatusInternalServerError, "UNKNOWN", err.Error())
+		return
+	}
+	u, err := s.server.Router().Get(RouteScan).URLPath("id", st.ID)
+	if err == nil {
+		w.Header().Set("Location", u.Path)
+	}
+	s.log.Debug("scan requested", "scan", st.ID, "image", image, "client", r.RemoteAddr, "shared", dedup)
+	writeJSON(w, r, http.StatusAccepted, st)
+}
+
+func (s *Service) getScan(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	st, _, ok := s.lookup(id)
+	if !ok {
+		writeError(w, r, http.StatusNotFound, "SCAN_UNKNOWN", fmt.Sprintf("no scan %q: unknown, or finished more than %s ago", id, s.cfg.Retention))
+		return
+	}
+	writeJSON(w, r, http.StatusOK, st)
+}
+
+// getReport renders a done scan's report in ?format= (default json). A
+// scan that is not done is 409, with its state (and error) in the message.
+func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "json"
+	}
+	if err := report.CheckFormat(format); err != nil {
+		writeError(w, r, http.StatusBadRequest, "FORMAT_UNKNOWN", err.Error())
+		return
+	}
+	st, rep, ok := s.lookup(id)
+	if !ok {
+		writeError(w, r, http.StatusNotFound, "SCAN_UNKNOWN", fmt.Sprintf("no scan %q: unknown, or finished more than %s ago", id, s.cfg.Retention))
+		return
+	}
+	if st.State != StateDone {
+		msg := fmt.Sprintf("scan %s is %s: its report is not ready", id, st.State)
+		if st.State == StateFailed {
+			msg = fmt.Sprintf("scan %s failed, so it has no report: %s", id, st.Error)
+		}
+		writeError(w, r, http.StatusConflict, "REPORT_NOT_READY", msg)
+		return
+	}
+	var b bytes.Buffer
+	if err := (report.Options{ToolVersion: s.cfg.Version}).Render(&b, format, rep); err != nil {
+		writeError(w, r, http.StatusInternalServerError, "UNKNOWN", err.Error())
+		return
+	}
+	ct, ok := reportContentTypes[format]
+	if !ok {
+		ct = "application/octet-stream"
+	}
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(b.Bytes())
+	}
+}
+
+// Readiness is the body of /readyz.
+type Readiness struct {
+	Ready  bool    `json:"ready"`
+	Checks []Check `json:"checks"`
+}
+
+// Check is one readiness check: Detail is the reason when OK is false.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// readyz answers 200 when Docker (with Config.Engine) and Clair answer, and
+// the service is not draining; 503 with the reasons otherwise.
+func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
+	ready := s.Ready(r.Context())
+	status := http.StatusOK
+	if !ready.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, r, status, ready)
+}
+
+// Ready runs the readiness checks: not draining, the Docker daemon answers
+// dockersave.Probe (when Config.Engine is set), and Clair answers
+// scan.DetectAPI with the configured API. The checks run concurrently,
+// bounded by ten seconds.
+func (s *Service) Ready(ctx context.Context) Readiness {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	checks := []Check{{Name: "accepting", OK: !draining, Detail: "accepting scans"}}
+	if draining {
+		checks[0].Detail = ErrShuttingDown.Error()
+	}
+	var wg sync.WaitGroup
+	var docker, clair Check
+	if s.cfg.Engine != nil {
+		wg.Go(func() {
+			docker = Check{Name: "docker"}
+			c, ep, err := s.cfg.Engine()
+			var info dockersave.DaemonInfo
+			if err == nil {
+				info, err = dockersave.Probe(ctx, c, ep)
+			}
+			if err != nil {
+				docker.Detail = err.Error()
+				return
+			}
+			docker.OK, docker.Detail = true, fmt.Sprintf("docker %s at %s", info.ServerVersion, info.Endpoint.Host)
+		})
+	}
+	wg.Go(func() {
+		clair = Check{Name: "clair"}
+		api, err := scan.DetectAPI(ctx, s.cfg.Clair, s.cfg.API, s.v4, s.v2, s.cfg.PSK != "")
+		if err != nil {
+			clair.Detail = err.Error()
+			return
+		}
+		clair.OK, clair.Detail = true, fmt.Sprintf("clair %s API at %s", api, s.cfg.Clair.Redacted())
+	})
+	wg.Wait()
+	if s.cfg.Engine != nil {
+		checks = append(checks, docker)
+	}
+	checks = append(checks, clair)
+	out := Readiness{Ready: true, Checks: checks}
+	for _, c := range checks {
+		if !c.OK {
+			out.Ready = false
+			s.log.Debug("not ready", "check", c.Name, "reason", c.Detail)
+		}
+	}
+	return out
+}
+
+// slogPrinter adapts the logger to promhttp's error log.
+type slogPrinter struct{ s *Service }
+
+func (p slogPrinter) Println(v ...any) {
+	p.s.log.Error("metrics", "err", strings.TrimSpace(fmt.Sprintln(v...)))
+}

@@ -1,0 +1,222 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/dockersave"
+)
+
+// ImageLister lists the images of a store; *dockersave.Store is one. Images
+// must list only images whose blobs are all present, in the order they were
+// stored.
+type ImageLister interface {
+	Images() ([]dockersave.Image, error)
+}
+
+// UntaggedRepository is the repository that holds the stored images without
+// a tag (an image scanned by ID, or a tag since removed from the daemon). They
+// can be pulled by manifest digest only: UntaggedRepository@sha256:…
+const UntaggedRepository = "layerbridge/untagged"
+
+// Catalog is the bridge.Catalog of a store: the registry view serves the
+// images in it, and nothing else. An image is in the store because someone
+// scanned (or inspected) it; the registry view never exports anything from
+// the Docker daemon, so it offers no image that was not asked for.
+//
+// Repository names come from each image's RepoTags, as Docker names them:
+//
+//   - Docker Hub images get their short name: "alpine:3.11",
+//     "library/alpine:3.11" and "docker.io/library/alpine:3.11" are all
+//     repository "alpine", tag "3.11"; "docker.io/user/app:1" is "user/app".
+//     A client may ask for the long forms too ("library/alpine",
+//     "docker.io/library/alpine"): they name the same repository.
+//   - Other registries keep their host: "ghcr.io/org/app:v1" is repository
+//     "ghcr.io/org/app". A port cannot appear in a repository name, so its
+//     colon becomes a dash: "localhost:5000/app:1" is "localhost-5000/app".
+//   - Images without a usable tag are in UntaggedRepository, by digest.
+//
+// Every image is also reachable by its manifest digest in each of its
+// repositories. When a tag names several stored images (the same tag
+// stored for two platforms, or re-tagged), the most recently stored wins.
+//
+// When the lister can mark an image used (Touch, as *dockersave.Store
+// does), resolving an image's manifest marks it, so that images pulled
+// through the registry view are evicted last. A pull is not pinned: an
+// image evicted between its manifest and its blobs answers BLOB_UNKNOWN.
+type Catalog struct {
+	images ImageLister
+}
+
+// NewCatalog returns the catalog of the images images lists. It reads the
+// list on every request, so images stored or evicted later appear or
+// disappear at once.
+func NewCatalog(images ImageLister) *Catalog { return &Catalog{images: images} }
+
+var _ bridge.Catalog = (*Catalog)(nil)
+
+// nameRE is the distribution spec's repository name grammar.
+var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+
+// RepositoryOf returns the repository name and tag under which the registry
+// view serves the image Docker calls repoTag (one of its RepoTags), as
+// Catalog documents. ok is false for a repoTag that is not a tagged name
+// (such as "<none>:<none>").
+func RepositoryOf(repoTag string) (name, tag string, ok bool) {
+	named, err := reference.ParseNormalizedNamed(repoTag)
+	if err != nil {
+		return "", "", false
+	}
+	tagged, isTagged := named.(reference.Tagged)
+	if !isTagged {
+		return "", "", false
+	}
+	if _, digested := named.(reference.Digested); digested {
+		return "", "", false
+	}
+	domain := reference.Domain(named)
+	if domain == "docker.io" {
+		name = reference.FamiliarName(named)
+	} else {
+		name = strings.ReplaceAll(strings.ToLower(domain), ":", "-") + "/" + reference.Path(named)
+	}
+	if !nameRE.MatchString(name) {
+		return "", "", false
+	}
+	return name, tagged.Tag(), true
+}
+
+// requestedName maps the long forms of a Docker Hub name that a client may
+// ask for to the short one.
+func requestedName(name string) string {
+	for _, host := range []string{"docker.io/", "index.docker.io/", "registry-1.docker.io/"} {
+		if rest, ok := strings.CutPrefix(name, host); ok {
+			name = rest
+			break
+		}
+	}
+	if rest, ok := strings.CutPrefix(name, "library/"); ok && !strings.Contains(rest, "/") {
+		name = rest
+	}
+	return name
+}
+
+// member is a stored image in a repository, under tag ("" for none).
+type member struct {
+	img dockersave.Image
+	tag string
+}
+
+// repository returns the images of repository name, oldest first.
+func (c *Catalog) repository(name string) ([]member, error) {
+	imgs, err := c.images.Images()
+	if err != nil {
+		return nil, fmt.Errorf("list stored images: %w", err)
+	}
+	want := requestedName(name)
+	var out []member
+	for _, img := range imgs {
+		tagged := false
+		for _, rt := range img.RepoTags {
+			n, tag, ok := RepositoryOf(rt)
+			if !ok {
+				continue
+			}
+			tagged = true
+			if n == want {
+				out = append(out, member{img, tag})
+			}
+		}
+		if !tagged && want == UntaggedRepository {
+			out = append(out, member{img, ""})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("repository %s: %w", name, bridge.ErrRepositoryUnknown)
+	}
+	return out, nil
+}
+
+// toucher marks an image used; *dockersave.Store is one.
+type toucher interface {
+	Touch(img dockersave.Image) error
+}
+
+// touch marks img used, if the lister can. The mark only orders eviction,
+// so failing to set it changes nothing else and is not reported.
+func (c *Catalog) touch(img dockersave.Image) {
+	if t, ok := c.images.(toucher); ok {
+		_ = t.Touch(img)
+	}
+}
+
+// ResolveTag returns the manifest of the most recently stored image that
+// carries tag in repository name.
+func (c *Catalog) ResolveTag(_ context.Context, name, tag string) (ocispec.Descriptor, error) {
+	members, err := c.repository(name)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, m := range slices.Backward(members) {
+		if m.tag != "" && m.tag == tag {
+			c.touch(m.img)
+			return manifestDescriptor(m.img), nil
+		}
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("%s:%s: %w", name, tag, bridge.ErrNotInRepository)
+}
+
+// Lookup returns the descriptor of d if it is the manifest, the config or a
+// layer of an image of repository name.
+func (c *Catalog) Lookup(_ context.Context, name string, d digest.Digest) (ocispec.Descriptor, error) {
+	members, err := c.repository(name)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for _, m := range slices.Backward(members) {
+		if m.img.ManifestDigest == d {
+			c.touch(m.img)
+			return manifestDescriptor(m.img), nil
+		}
+		if m.img.Manifest.Config.Digest == d {
+			return m.img.Manifest.Config, nil
+		}
+		for _, l := range m.img.Manifest.Layers {
+			if l.Digest == d {
+				return l, nil
+			}
+		}
+	}
+	return ocispec.Descriptor{}, fmt.Errorf("%s@%s: %w", name, d, bridge.ErrNotInRepository)
+}
+
+// Tags returns the tags of repository name.
+func (c *Catalog) Tags(_ context.Context, name string) ([]string, error) {
+	members, err := c.repository(name)
+	if err != nil {
+		return nil, err
+	}
+	tags := []string{}
+	for _, m := range members {
+		if m.tag != "" && !slices.Contains(tags, m.tag) {
+			tags = append(tags, m.tag)
+		}
+	}
+	return tags, nil
+}
+
+// manifestDescriptor is the stored manifest's descriptor, without the
+// platform (the registry view serves the manifest, not an index entry).
+func manifestDescriptor(img dockersave.Image) ocispec.Descriptor {
+	d := img.ManifestDescriptor()
+	d.Platform = nil
+	return d
+}

@@ -1,0 +1,218 @@
+package sidecar_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/sidecar"
+)
+
+// fakeDocker answers the two Engine API calls dockersave.Probe makes, so
+// that the real Docker client is tested against it.
+func fakeDocker(t *testing.T) dockersave.Endpoint {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			w.Header().Set("Api-Version", "1.47")
+			w.Header().Set("Ostype", "linux")
+			io.WriteString(w, "OK")
+		case strings.HasSuffix(r.URL.Path, "/info"):
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"ServerVersion":"27.5.1","Driver":"overlay2","OSType":"linux"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(ts.Close)
+	return dockersave.Endpoint{Host: "tcp://" + ts.Listener.Addr().String(), Source: "test"}
+}
+
+func engine(ep dockersave.Endpoint) func() (dockersave.EngineClient, dockersave.Endpoint, error) {
+	return func() (dockersave.EngineClient, dockersave.Endpoint, error) {
+		c, err := dockersave.NewEngineClient(ep)
+		if err != nil {
+			return nil, ep, err
+		}
+		return c, ep, nil
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	up := fakeDocker(t)
+	down := dockersave.Endpoint{Host: "unix://" + filepath.Join(t.TempDir(), "no-docker.sock"), Source: "test"}
+	closed := httptest.NewServer(nil)
+	clairDown, _ := url.Parse(closed.URL)
+	closed.Close()
+
+	tests := []struct {
+		name      string
+		docker    dockersave.Endpoint
+		clairDown bool
+		want      int
+		failing   map[string]string // check name -> part of its detail
+	}{
+		{"all up", up, false, 200, nil},
+		{"docker down", down, false, 503, map[string]string{"docker": "no-docker.sock"}},
+		{"clair down", up, true, 503, map[string]string{"clair": "cannot reach clair at " + clairDown.String()}},
+		{"both down", down, true, 503, map[string]string{"docker": "no-docker.sock", "clair": "cannot reach clair"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, withConfig(func(c *sidecar.Config) {
+				c.Engine = engine(tt.docker)
+				if tt.clairDown {
+					c.Clair = clairDown
+				}
+			}))
+			resp, body := e.do(t, "GET", "/readyz", "")
+			if resp.StatusCode != tt.want {
+				t.Fatalf("/readyz: %d, want %d\n%s", resp.StatusCode, tt.want, body)
+			}
+			var r sidecar.Readiness
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Ready != (tt.want == 200) || len(r.Checks) != 3 {
+				t.Fatalf("readiness = %+v", r)
+			}
+			for _, c := range r.Checks {
+				want, failing := tt.failing[c.Name]
+				if c.OK == failing {
+					t.Errorf("check %s: ok = %v (%s)", c.Name, c.OK, c.Detail)
+				}
+				if failing && !strings.Contains(c.Detail, want) {
+					t.Errorf("check %s: detail %q, want it to contain %q", c.Name, c.Detail, want)
+				}
+			}
+			// /healthz only says the process is alive.
+			if resp, _ := e.do(t, "GET", "/healthz", ""); resp.StatusCode != 200 {
+				t.Errorf("/healthz: %d", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// scrape reads /metrics and parses it with Prometheus's own text parser:
+// anything it rejects fails the test.
+func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, body := e.do(t, "GET", "/metrics", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("/metrics Content-Type = %q, want the text exposition format", ct)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	m, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v\n%s", err, body)
+	}
+	return m
+}
+
+// value returns the value of the series of family name whose labels
+// include labels: a counter's or gauge's value, a histogram's count.
+func value(t *testing.T, m map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	f, ok := m[name]
+	if !ok {
+		t.Fatalf("no metric %s", name)
+	}
+next:
+	for _, s := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range s.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		switch f.GetType() {
+		case dto.MetricType_COUNTER:
+			return s.GetCounter().GetValue()
+		case dto.MetricType_GAUGE:
+			return s.GetGauge().GetValue()
+		case dto.MetricType_HISTOGRAM:
+			return float64(s.GetHistogram().GetSampleCount())
+		}
+	}
+	t.Fatalf("no series %s%v", name, labels)
+	return 0
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	m := scrape(t, e)
+	for _, outcome := range []string{"done", "failed", "cancelled"} {
+		if got := value(t, m, "layerbridge_scans_total", map[string]string{"outcome": outcome}); got != 0 {
+			t.Errorf("scans_total{%s} = %v before any scan", outcome, got)
+		}
+	}
+	if _, ok := m["layerbridge_cache_max_size_bytes"]; ok {
+		t.Error("cache_max_size_bytes exposed without a cache limit")
+	}
+
+	e.wait(t, e.post(t, "alpine:3.11").ID) // exports: cache miss
+	e.wait(t, e.post(t, "alpine:3.11").ID) // already stored: cache hit
+	e.wait(t, e.post(t, "nosuch:image").ID)
+
+	m = scrape(t, e)
+	checks := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"layerbridge_scans_total", map[string]string{"outcome": "done"}, 2},
+		{"layerbridge_scans_total", map[string]string{"outcome": "failed"}, 1},
+		{"layerbridge_scans_total", map[string]string{"outcome": "cancelled"}, 0},
+		{"layerbridge_scans_active", map[string]string{"state": "queued"}, 0},
+		{"layerbridge_export_duration_seconds", map[string]string{"cache": "miss"}, 1},
+		{"layerbridge_export_duration_seconds", map[string]string{"cache": "hit"}, 1},
+		{"layerbridge_index_duration_seconds", nil, 2},
+		{"layerbridge_match_duration_seconds", nil, 2},
+		{"layerbridge_layer_bytes_served_total", nil, 2 * alpineLayerSize},
+		{"layerbridge_layer_requests_total", map[string]string{"code": "200"}, 2},
+	}
+	for _, c := range checks {
+		if got := value(t, m, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if _, ok := m["go_goroutines"]; !ok {
+		t.Error("the Go runtime collector is missing")
+	}
+}
+
+func TestDeduplicationIsCounted(t *testing.T) {
+	e := newEnv(t, gateLoads())
+	a := e.post(t, "alpine:3.11")
+	<-e.loader.entered
+	e.post(t, "alpine:3.11")
+	e.post(t, "alpine")
+	<-e.loader.entered // alpine (alpine:latest) is exporting too
+	m := scrape(t, e)
+	if got := value(t, m, "layerbridge_scans_deduplicated_total", nil); got != 1 {
+		t.Errorf("deduplicated = %v, want 1 (alpine is alpine:latest, another image)", got)
+	}
+	if got := value(t, m, "layerbridge_scans_active", map[string]string{"state": "exporting"}); got != 2 {
+		t.Errorf("scans_active{exporting} = %v, want 2", got)
+	}
+	close(e.loader.gate)
+	e.wait(t, a.ID)
+}

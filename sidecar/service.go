@@ -1,0 +1,262 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/clairv2"
+	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+// Defaults of the Config limits left at zero.
+const (
+	DefaultMaxConcurrent = 2
+	DefaultMaxQueued     = 100
+	DefaultScanTimeout   = 30 * time.Minute
+	DefaultRetention     = time.Hour
+	DefaultMaxFinished   = 1000
+)
+
+// Config is everything a Service needs. Loader, Blobs, Base and Clair are
+// required; every limit left at zero takes its Default.
+type Config struct {
+	// Loader loads images into the store that Blobs reads. Only Docker
+	// daemon references reach it: the API refuses docker-archive:,
+	// oci-archive: and oci: references, which would name files on the
+	// sidecar's own file system.
+	Loader scan.ImageLoader
+	// Blobs is the store the loader writes to; the layer server and the
+	// registry view serve from it.
+	Blobs bridge.BlobOpener
+	// Catalog, when set, enables the registry view (read-only /v2/) over
+	// its images, guarded by Token. NewCatalog adapts the store.
+	Catalog bridge.Catalog
+	// Token guards the API and the registry view as bridge.Guard does: the
+	// zero Token answers loopback clients only. The per-scan layer URLs
+	// handed to Clair are never guarded (they carry a capability), and
+	// neither are /healthz, /readyz and /metrics, which name no image.
+	Token bridge.Token
+	// Base is the URL Clair reaches the listener that serves Handler at;
+	// the layer URLs handed to Clair are built on it.
+	Base *url.URL
+
+	Clair      *url.URL
+	API        string // scan.APIAuto (default), scan.APIv4 or scan.APIv2
+	PSK        string // base64 key of Clair 4's auth.psk; "" for none
+	PSKIssuer  string
+	HTTPClient *http.Client // for requests to Clair; nil: a client without timeout
+
+	// Engine opens the Docker Engine client that /readyz probes with
+	// dockersave.Probe; it should be the one the Loader uses. nil leaves
+	// Docker out of readiness.
+	Engine func() (dockersave.EngineClient, dockersave.Endpoint, error)
+
+	// MaxConcurrent bounds the scans that run at once; the others wait in
+	// state queued. MaxQueued bounds those waiting: beyond it the API
+	// answers 429.
+	MaxConcurrent int
+	MaxQueued     int
+	// ScanTimeout bounds one scan, queueing included.
+	ScanTimeout time.Duration
+	// A finished scan (done or failed) is kept for Retention after it
+	// finished, and only the MaxFinished most recent are kept; then GET
+	// answers 404 for it.
+	Retention   time.Duration
+	MaxFinished int
+
+	// Cache, when set with CacheMaxSize > 0, is pruned to CacheMaxSize
+	// bytes after each scan; each scan's image is pinned from its load
+	// until Clair is done with it.
+	Cache        Cache
+	CacheMaxSize int64
+
+	// Version is layerbridge's version, written into sarif and html reports.
+	Version string
+	// Backoff overrides the Clair clients' wait between polls (tests).
+	Backoff func(ctx context.Context, attempt int) error
+	// Logger receives one line per decision; nil discards.
+	Logger *slog.Logger
+	// Now is the clock of timestamps and retention; nil is time.Now.
+	Now func() time.Time
+}
+
+// Service runs scans requested over HTTP. Create it with New, serve
+// Handler, and call Shutdown before the http.Server's own Shutdown. It is
+// safe for concurrent use.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	server  *bridge.Server
+	metrics *metrics
+	v4      *clairv4.Client
+	v2      *clairv2.Client
+
+	sem chan struct{}  // one token per running scan
+	wg  sync.WaitGroup // scan goroutines
+
+	mu       sync.Mutex
+	draining bool
+	scans    map[string]*record // by id
+	active   map[string]*record // by request key, while queued or running
+	finished []*record          // oldest first
+}
+
+// ErrShuttingDown is the cause of scans cancelled by Shutdown, and the
+// reason the API refuses new scans once Drain was called.
+var ErrShuttingDown = errors.New("layerbridge is shutting down")
+
+// New checks cfg and returns a Service. It starts nothing: scans start on
+// request.
+func New(cfg Config) (*Service, error) {
+	if cfg.Loader == nil || cfg.Blobs == nil || cfg.Clair == nil {
+		return nil, errors.New("sidecar: Loader, Blobs and Clair are required")
+	}
+	if cfg.Base == nil || cfg.Base.Scheme == "" || cfg.Base.Host == "" {
+		return nil, fmt.Errorf("sidecar: base url %q is not absolute", cfg.Base)
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = DefaultMaxQueued
+	}
+	if cfg.ScanTimeout <= 0 {
+		cfg.ScanTimeout = DefaultScanTimeout
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.MaxFinished <= 0 {
+		cfg.MaxFinished = DefaultMaxFinished
+	}
+	s := &Service{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		metrics: newMetrics(),
+		sem:     make(chan struct{}, cfg.MaxConcurrent),
+		scans:   make(map[string]*record),
+		active:  make(map[string]*record),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if cfg.Cache != nil && cfg.CacheMaxSize > 0 {
+		s.metrics.registerCacheLimit(cfg.CacheMaxSize)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	o4 := []clairv4.Option{clairv4.WithHTTPClient(hc), clairv4.WithLogger(s.log)}
+	if cfg.PSK != "" {
+		o4 = append(o4, clairv4.WithPSK(cfg.PSK, cfg.PSKIssuer))
+	}
+	s.v4 = clairv4.New(cfg.Clair, o4...)
+	s.v2 = clairv2.New(cfg.Clair, clairv2.WithHTTPClient(hc), clairv2.WithLogger(s.log))
+
+	opts := []bridge.Option{bridge.WithLogger(s.log), bridge.WithFetchObserver(s.metrics.observeFetch)}
+	if cfg.Catalog != nil {
+		opts = append(opts, bridge.WithRegistry(cfg.Catalog, cfg.Token))
+	}
+	s.server = bridge.New(cfg.Blobs, opts...)
+	s.routes()
+	return s, nil
+}
+
+// Handler serves everything on one listener: the API under /api/v1/, the
+// per-scan layer URLs, the registry view under /v2/ (with a Catalog),
+// /healthz, /readyz and /metrics.
+func (s *Service) Handler() http.Handler { return s.server }
+
+// Drain stops accepting scans: from now on POST answers 503 and /readyz
+// reports not ready. Scans already accepted go on. It returns at once.
+func (s *Service) Drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.draining {
+		s.log.Info("draining: no new scans are accepted")
+	}
+	s.draining = true
+}
+
+// Shutdown drains (see Drain), cancels the scans still queued, and waits
+// for the running ones to finish until ctx is done: then it cancels them
+// (their grants are revoked, so Clair's later layer requests get 404) and
+// waits for them to return. It returns ctx's error when it had to cancel
+// running scans, nil otherwise.
+//
+// Call it before the http.Server's Shutdown, which then waits for the layer
+// downloads still in flight; scans already finished stay readable until
+// the server stops.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.Drain()
+	s.mu.Lock()
+	running := 0
+	for _, rec := range s.active {
+		if rec.state == StateQueued {
+			rec.cancel(ErrShuttingDown)
+		} else {
+			running++
+		}
+	}
+	s.mu.Unlock()
+	s.log.Info("waiting for running scans", "running", running)
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	n := len(s.active)
+	for _, rec := range s.active {
+		rec.cancel(ErrShuttingDown)
+	}
+	s.mu.Unlock()
+	s.log.Warn("grace period over: cancelling running scans", "scans", n)
+	<-done
+	return fmt.Errorf("cancelled %d running scan(s): %w", n, ctx.Err())
+}
+
+// PruneCache prunes the cache to Config.CacheMaxSize now, as happens after
+// every scan (for example once at start-up). Without a Cache or a limit it
+// does nothing.
+func (s *Service) PruneCache(ctx context.Context) error {
+	if s.cfg.Cache == nil || s.cfg.CacheMaxSize <= 0 {
+		return nil
+	}
+	start := time.Now()
+	res, err := s.cfg.Cache.Prune(ctx, s.cfg.CacheMaxSize)
+	// A failed Prune may still have evicted some: count what it did.
+	s.metrics.evicted.Add(float64(res.BytesFreed))
+	if err != nil {
+		return fmt.Errorf("prune the image cache to %d bytes: %w", s.cfg.CacheMaxSize, err)
+	}
+	s.metrics.cacheSize.Set(float64(res.After))
+	s.log.Debug("cache pruned", "before", res.Before, "after", res.After, "limit", s.cfg.CacheMaxSize,
+		"evicted_images", len(res.Evicted), "blobs_removed", res.BlobsRemoved, "freed", res.BytesFreed,
+		"in_use", res.InUse, "duration", time.Since(start).Round(time.Millisecond))
+	if res.After > s.cfg.CacheMaxSize {
+		s.log.Info("the image cache stays above its limit: the images of running scans are pinned",
+			"size", res.After, "limit", s.cfg.CacheMaxSize, "in_use", res.InUse)
+	}
+	return nil
+}
