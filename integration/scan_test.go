@@ -371,17 +371,14 @@ func assertNoStaging(t *testing.T, cache string) {
 }
 
 // buildTinyImage builds a one-layer FROM-scratch image whose content is new
-// to Clair (a random file), so that Clair must download it.
-func buildTinyImage(t *testing.T, docker harness.ImageBuilder) string {
+// to Clair (a random file), so that Clair must download it. The image is
+// removed when the test ends.
+func buildTinyImage(t *testing.T, docker harness.DockerAPI) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY nonce /nonce\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "nonce"), []byte(fmt.Sprintf("%s %d\n", t.Name(), time.Now().UnixNano())), 0o644)
-	tag := fmt.Sprintf("layerbridge-test-tiny:%d", time.Now().UnixNano())
-	if _, err := harness.BuildImage(t.Context(), docker, dir, tag, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	return tag
+	return harness.BuildImageT(t, docker, dir, "layerbridge-test-tiny")
 }
 
 func copyLayout(t *testing.T, from, to string) {

@@ -85,8 +85,10 @@ func ExtractLegacyLayers(archive, dir string) ([]string, error) {
 // WriteDirTar writes the tree under root to w as an uncompressed tar, the
 // way a one-layer image built FROM scratch with `COPY root/ /` would hold
 // it: entries sorted by name, directories before their contents, owner
-// 0:0, modes 0755/0644, modification times zeroed, so the same tree
-// always gives the same bytes (and digest). Only directories and regular files are allowed.
+// 0:0, modes 0755 for directories and for files their owner may execute
+// (as git records them), 0644 for other files, modification times zeroed,
+// so the same tree always gives the same bytes (and digest), whatever the
+// umask. Only directories and regular files are allowed.
 func WriteDirTar(w io.Writer, root string) error {
 	var names []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -134,6 +136,9 @@ func addToTar(tw *tar.Writer, root, p string) error {
 		return tw.WriteHeader(h)
 	}
 	h.Typeflag, h.Mode, h.Size = tar.TypeReg, 0o644, fi.Size()
+	if fi.Mode().Perm()&0o100 != 0 {
+		h.Mode = 0o755
+	}
 	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,9 +57,22 @@ type Clair struct {
 	// (LogTail) before.
 	LogPath string
 
+	// ContainerName is the name of Clair's container, when
+	// StartClairContainer started it: its DNS name on the network.
+	ContainerName string
+	// NetworkURL is the API base URL as containers on Clair's network see
+	// it, http://<ContainerName>:6060; "" for a Clair on loopback.
+	NetworkURL string
+	// ContainerIP is the address of Clair's container on its network: the
+	// client address of Clair's layer downloads. Invalid on loopback.
+	ContainerIP netip.Addr
+
 	psk    *PSK
 	dir    string
-	proc   *process
+	proc   *process   // Clair on loopback (StartClair)
+	ctr    *Container // Clair in a container (StartClairContainer)
+	image  string     // its image, removed by Close
+	docker DockerAPI
 	client *http.Client
 	trap   *loopbackServer
 
@@ -152,7 +166,7 @@ func (c *Clair) start(ctx context.Context, opts ClairOptions, log *slog.Logger) 
 		c.URL = "http://127.0.0.1:" + strconv.Itoa(apiPort)
 		c.IntrospectionURL = "http://127.0.0.1:" + strconv.Itoa(introPort)
 		conf := filepath.Join(c.dir, "config.yaml")
-		if err := writeClairConfig(conf, opts, apiPort, introPort, mapping); err != nil {
+		if err := writeClairConfig(conf, opts, "127.0.0.1:"+strconv.Itoa(apiPort), "127.0.0.1:"+strconv.Itoa(introPort), mapping); err != nil {
 			return err
 		}
 		// Each attempt starts a fresh log: readiness is judged from it.
@@ -186,15 +200,15 @@ func (c *Clair) start(ctx context.Context, opts ClairOptions, log *slog.Logger) 
 
 // writeClairConfig writes the offline combo-mode configuration, the shape
 // of ../shared/clair-config/clair4.yaml.
-func writeClairConfig(path string, opts ClairOptions, apiPort, introPort int, mapping string) error {
+func writeClairConfig(path string, opts ClairOptions, apiAddr, introAddr, mapping string) error {
 	level := opts.LogLevel
 	if level == "" {
 		level = "info"
 	}
 	feedURL := strings.TrimSuffix(opts.FeedURL, "/") + "/"
 	conf := map[string]any{
-		"http_listen_addr":   "127.0.0.1:" + strconv.Itoa(apiPort),
-		"introspection_addr": "127.0.0.1:" + strconv.Itoa(introPort),
+		"http_listen_addr":   apiAddr,
+		"introspection_addr": introAddr,
 		"log_level":          level,
 		"indexer": map[string]any{
 			"connstring":             opts.ConnString,
@@ -267,7 +281,7 @@ func (c *Clair) poll(ctx context.Context, interval time.Duration, check func() (
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if exited, err := c.proc.exited(); exited {
+		if exited, err := c.exited(); exited {
 			return fmt.Errorf("clair exited: %v", err)
 		}
 		done, err := check()
@@ -277,10 +291,26 @@ func (c *Clair) poll(ctx context.Context, interval time.Duration, check func() (
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("clair not ready: %w", context.Cause(ctx))
-		case <-c.proc.done:
+		case <-c.done():
 		case <-tick.C:
 		}
 	}
+}
+
+// exited reports whether Clair's process or container has ended, and how.
+func (c *Clair) exited() (bool, error) {
+	if c.ctr != nil {
+		return c.ctr.Exited()
+	}
+	return c.proc.exited()
+}
+
+// done is closed when Clair's process or container has ended.
+func (c *Clair) done() <-chan struct{} {
+	if c.ctr != nil {
+		return c.ctr.Done()
+	}
+	return c.proc.done
 }
 
 // WaitForUpdaters waits until the matcher has recorded a vulnerability
@@ -374,12 +404,20 @@ func (c *Clair) ExternalRequests() []string {
 // LogTail returns at most the last n bytes of Clair's log; "" after Close.
 func (c *Clair) LogTail(n int) string { return fileTail(c.LogPath, n) }
 
-// Close stops Clair (SIGINT, SIGKILL after 15 s), the trap proxy, and
-// removes Clair's directory. It may be called more than once.
+// Close stops Clair (SIGINT, SIGKILL after 15 s; in a container SIGTERM,
+// then SIGKILL), the trap proxy, and removes Clair's directory (and its
+// container and image). It may be called more than once.
 func (c *Clair) Close() error {
 	var errs []error
 	if c.proc != nil {
 		c.proc.stop()
+	}
+	if c.ctr != nil {
+		errs = append(errs, c.ctr.Close())
+	}
+	if c.image != "" {
+		errs = append(errs, RemoveImage(c.docker, c.image))
+		c.image = ""
 	}
 	if c.trap != nil {
 		if err := c.trap.close(); err != nil {

@@ -7,14 +7,23 @@
 // files (LayerServer), and the reference findings real Clair reports for
 // layers served by that plain server (ReferenceV4, ReferenceV2).
 //
+// For the sidecar, Clair also runs in a container (StartDocker, DockerStack):
+// a static Clair (BuildStaticClair) in a FROM scratch image on a
+// user-defined Docker network made for the run (Network), PostgreSQL and the
+// feed server listening on that network's gateway as well, trusting only
+// its subnet. Containers under test join the network (RunContainer,
+// BuildOwnedImage). Everything it creates in Docker is labelled with the
+// creating process, removed on Close, and removed by the next StartDocker
+// (RemoveOrphans) if that process died first.
+//
 // It is built for both callers: tests (StartT and the other ...T helpers
 // wrap each service with t.Context and t.Cleanup, and print Clair's log
 // when a test fails) and plain programs such as cmd/demo (Start with a
 // context, then Close). Every process runs in its own process group, is
 // stopped when its context ends or on Close, and is killed by the kernel if
-// the calling process dies first; nothing listens beyond 127.0.0.1, and
-// Clair's attempts to reach public hosts are refused and recorded
-// (Clair.ExternalRequests).
+// the calling process dies first; nothing listens beyond 127.0.0.1 (but
+// for the gateway of a Network made for the run), and Clair's attempts to
+// reach public hosts are refused and recorded (Clair.ExternalRequests).
 //
 // Inputs: directories (a SecDB feed, layer files, a Docker build context)
 // and the integration module's pinned Clair version. Outputs: URLs of the
@@ -23,5 +32,6 @@
 // It must not import layerbridge's product packages: it is the independent
 // reference the product is checked against. Of the environment it reads
 // only CI (Unavailable), Docker's DOCKER_* (DockerClient) and the user
-// cache directory (DefaultCacheDir); it starts nothing that outlives Close.
+// cache directory (DefaultCacheDir); it starts nothing that outlives Close
+// (containers: nothing that outlives the next StartDocker).
 package harness

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 )
 
-// FeedServer serves an Alpine SecDB directory over HTTP on loopback, the
+// FeedServer serves an Alpine SecDB directory over HTTP on loopback (or on
+// the address given to ServeFeedOn), the
 // way secdb.alpinelinux.org does for Clair v4's alpine updater: files as
 // they are, directories (v3.3/, v3.4/, ...) answering 200.
 type FeedServer struct {
@@ -23,6 +25,13 @@ type FeedServer struct {
 // ServeFeed serves dir until Close or the end of ctx. dir must hold
 // last-update and the vX.Y/ release directories (see ExpectedUpdaters).
 func ServeFeed(ctx context.Context, dir string) (*FeedServer, error) {
+	return ServeFeedOn(ctx, dir, netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+}
+
+// ServeFeedOn is ServeFeed on a free port of addr instead of loopback: the
+// gateway of a Network, for a Clair in a container on it. addr must be an
+// address of this host; every client that can reach it can read the feed.
+func ServeFeedOn(ctx context.Context, dir string, addr netip.Addr) (*FeedServer, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("serve feed: %w", err)
@@ -30,7 +39,7 @@ func ServeFeed(ctx context.Context, dir string) (*FeedServer, error) {
 	if _, err := os.Stat(filepath.Join(abs, "last-update")); err != nil {
 		return nil, fmt.Errorf("serve feed %s: not an Alpine SecDB directory: %w", abs, err)
 	}
-	srv, err := serveLoopback(ctx, http.FileServer(http.Dir(abs)))
+	srv, err := serveOn(ctx, addr, http.FileServer(http.Dir(abs)))
 	if err != nil {
 		return nil, fmt.Errorf("serve feed: %w", err)
 	}

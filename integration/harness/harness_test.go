@@ -147,6 +147,27 @@ func TestWriteDirTar(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("entries %v, want %v", names, want)
 	}
+	// A file its owner may execute (a binary to COPY into an image) stays
+	// executable, whatever its group and other bits.
+	if err := os.WriteFile(filepath.Join(root, "tool"), []byte("#!/bin/sh\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var c bytes.Buffer
+	if err := WriteDirTar(&c, root); err != nil {
+		t.Fatal(err)
+	}
+	for tr := tar.NewReader(&c); ; {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no tool entry: %v", err)
+		}
+		if h.Name == "tool" {
+			if h.Mode != 0o755 {
+				t.Errorf("tool: mode %o, want 755", h.Mode)
+			}
+			break
+		}
+	}
 	if err := os.Symlink("a.txt", filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +272,7 @@ func TestWriteClairConfig(t *testing.T) {
 			opts.PSK = nil
 			opts.FeedURL = "http://127.0.0.1:9"
 		}
-		if err := writeClairConfig(path, opts, 6060, 8089, "/m.json"); err != nil {
+		if err := writeClairConfig(path, opts, "127.0.0.1:6060", "127.0.0.1:8089", "/m.json"); err != nil {
 			t.Fatal(err)
 		}
 		var c struct {
@@ -555,5 +576,27 @@ func TestClairExternalRequestsAreRecorded(t *testing.T) {
 	}
 	if got := c.ExternalRequests(); got[0] != "CONNECT secdb.example.invalid:443" {
 		t.Errorf("recorded %v", got)
+	}
+}
+
+func TestFindingsV4(t *testing.T) {
+	report := `{"manifest_hash":"sha256:aa","packages":{"1":{"id":"1","name":"musl","version":"1.1.24-r2"},"2":{"id":"2","name":"zlib","version":"1.2.11-r3"}},
+		"vulnerabilities":{"10":{"id":"10","name":"CVE-2020-28928"},"11":{"id":"11","name":"CVE-2020-28928"}},
+		"package_vulnerabilities":{"1":["10","11"],"2":[]}}`
+	got, err := FindingsV4([]byte(report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Finding{{"musl", "1.1.24-r2", "CVE-2020-28928"}}; !slices.Equal(got, want) {
+		t.Errorf("findings %v, want %v (duplicates merged)", got, want)
+	}
+	for _, bad := range []string{
+		`{"packages":{},"vulnerabilities":{"10":{"name":"x"}},"package_vulnerabilities":{"1":["10"]}}`,
+		`{"packages":{"1":{"name":"musl"}},"vulnerabilities":{},"package_vulnerabilities":{"1":["10"]}}`,
+		`not json`,
+	} {
+		if _, err := FindingsV4([]byte(bad)); err == nil {
+			t.Errorf("FindingsV4(%s) accepted", bad)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -22,11 +23,11 @@ type Layer struct {
 	Path string
 }
 
-// LayerServer is a plain static file server for layer files on loopback,
-// the reference that layerbridge's bridge is compared with: GET and HEAD of
-// /sha256-<hex> answer the file through http.ServeContent with
-// Content-Type application/octet-stream (never sniffed, never compressed
-// on the fly).
+// LayerServer is a plain static file server for layer files on loopback (or
+// the address given to ServeLayersOn), the reference that layerbridge's
+// bridge is compared with: GET and HEAD of /sha256-<hex> answer the file
+// through http.ServeContent with Content-Type application/octet-stream
+// (never sniffed, never compressed on the fly).
 type LayerServer struct {
 	// URL is the base URL, without a trailing slash.
 	URL string
@@ -43,6 +44,12 @@ type LayerServer struct {
 // until Close or the end of ctx. Files are opened per request, so they must
 // stay in place while served.
 func ServeLayers(ctx context.Context, files ...string) (*LayerServer, error) {
+	return ServeLayersOn(ctx, netip.AddrFrom4([4]byte{127, 0, 0, 1}), files...)
+}
+
+// ServeLayersOn is ServeLayers on a free port of addr instead of loopback:
+// the gateway of a Network, for a Clair in a container on it.
+func ServeLayersOn(ctx context.Context, addr netip.Addr, files ...string) (*LayerServer, error) {
 	s := &LayerServer{byPath: map[string]Layer{}, gets: map[digest.Digest]int{}}
 	for _, f := range files {
 		d, err := digestFile(f)
@@ -53,7 +60,7 @@ func ServeLayers(ctx context.Context, files ...string) (*LayerServer, error) {
 		s.layers = append(s.layers, l)
 		s.byPath["/sha256-"+d.Encoded()] = l
 	}
-	srv, err := serveLoopback(ctx, http.HandlerFunc(s.serve))
+	srv, err := serveOn(ctx, addr, http.HandlerFunc(s.serve))
 	if err != nil {
 		return nil, fmt.Errorf("serve layers: %w", err)
 	}

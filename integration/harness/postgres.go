@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -29,14 +30,19 @@ var ErrUnavailable = errors.New("not available on this machine")
 const postgresUser = "postgres"
 
 // Postgres is a throwaway PostgreSQL cluster: its own data directory in a
-// temporary directory, trust authentication, TCP on 127.0.0.1 only, its
-// unix socket inside the temporary directory. Close stops it and removes
+// temporary directory, trust authentication, TCP on 127.0.0.1 (and, started
+// by StartPostgresOn, on a Docker network's gateway for that network's
+// subnet only), its unix socket inside the temporary directory. Close stops it and removes
 // the directory.
 type Postgres struct {
 	// Port is the TCP port on 127.0.0.1.
 	Port int
 	// Database is the database created for Clair, owned by user postgres.
 	Database string
+	// Gateway is the address clients on a Docker network reach the server
+	// at (the network's gateway, the same Port), when StartPostgresOn
+	// started it; invalid when it listens on loopback only.
+	Gateway netip.Addr
 
 	dir     string
 	logPath string
@@ -110,6 +116,22 @@ func serverCredential() (*syscall.Credential, error) {
 // until ctx ends; Close must be called either way to remove the directory.
 // log receives progress messages; nil discards them.
 func StartPostgres(ctx context.Context, log *slog.Logger) (*Postgres, error) {
+	return startPostgres(ctx, nil, log)
+}
+
+// StartPostgresOn is StartPostgres for containers on n: the server also
+// listens on n's gateway (Postgres.Gateway, GatewayConnString), and trusts
+// connections from n's subnet, as it trusts loopback. Anything on that
+// network may then use the cluster without a password: create n for the
+// test alone (CreateNetwork).
+func StartPostgresOn(ctx context.Context, n *Network, log *slog.Logger) (*Postgres, error) {
+	if n == nil || !n.Gateway.IsValid() || !n.Subnet.IsValid() {
+		return nil, errors.New("start postgres: the network has no gateway or subnet")
+	}
+	return startPostgres(ctx, n, log)
+}
+
+func startPostgres(ctx context.Context, n *Network, log *slog.Logger) (*Postgres, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -126,13 +148,17 @@ func StartPostgres(ctx context.Context, log *slog.Logger) (*Postgres, error) {
 		return nil, fmt.Errorf("postgres temp dir: %w", err)
 	}
 	p := &Postgres{Database: "clair", dir: dir, logPath: filepath.Join(dir, "postgres.log")}
-	if err := p.start(ctx, binDir, cred, log); err != nil {
+	var allow netip.Prefix
+	if n != nil {
+		p.Gateway, allow = n.Gateway, n.Subnet.Masked()
+	}
+	if err := p.start(ctx, binDir, cred, allow, log); err != nil {
 		return nil, errors.Join(err, p.Close())
 	}
 	return p, nil
 }
 
-func (p *Postgres) start(ctx context.Context, binDir string, cred *syscall.Credential, log *slog.Logger) error {
+func (p *Postgres) start(ctx context.Context, binDir string, cred *syscall.Credential, allow netip.Prefix, log *slog.Logger) error {
 	if cred != nil {
 		if err := os.Chown(p.dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return fmt.Errorf("postgres temp dir: %w", err)
@@ -144,6 +170,13 @@ func (p *Postgres) start(ctx context.Context, binDir string, cred *syscall.Crede
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb in %s: %w\n%s", p.dir, err, tail(out, 4096))
+	}
+	listen := "127.0.0.1"
+	if p.Gateway.IsValid() {
+		listen += "," + p.Gateway.String()
+		if err := appendFile(filepath.Join(data, "pg_hba.conf"), "host all all "+allow.String()+" trust\n"); err != nil {
+			return fmt.Errorf("postgres: allow %s: %w", allow, err)
+		}
 	}
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
@@ -157,7 +190,7 @@ func (p *Postgres) start(ctx context.Context, binDir string, cred *syscall.Crede
 			return err
 		}
 		cmd := exec.Command(filepath.Join(binDir, "postgres"),
-			"-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-k", p.dir,
+			"-D", data, "-h", listen, "-p", strconv.Itoa(p.Port), "-k", p.dir,
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "max_connections=200")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
@@ -215,6 +248,29 @@ func (p *Postgres) waitReady(ctx context.Context, timeout time.Duration) error {
 // user postgres over TCP (trust authentication, no TLS).
 func (p *Postgres) ConnString(db string) string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", p.Port, postgresUser, db)
+}
+
+// GatewayConnString is ConnString for clients on the Docker network the
+// server was started for (StartPostgresOn): host is Gateway. It is "" for a
+// server on loopback only.
+func (p *Postgres) GatewayConnString(db string) string {
+	if !p.Gateway.IsValid() {
+		return ""
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", p.Gateway, p.Port, postgresUser, db)
+}
+
+// appendFile appends s to the existing file at path.
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // LogTail returns at most the last n bytes of the server log. It is empty

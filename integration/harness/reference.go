@@ -106,16 +106,7 @@ func ReferenceV4(ctx context.Context, client *http.Client, clairURL string, laye
 	if (status != http.StatusCreated && status != http.StatusOK) || !index.Success {
 		return nil, fmt.Errorf("reference v4: index: status %d: %s", status, tail(raw, 2048))
 	}
-	var report struct {
-		Packages map[string]struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
-		} `json:"packages"`
-		Vulnerabilities map[string]struct {
-			Name string `json:"name"`
-		} `json:"vulnerabilities"`
-		PackageVulnerabilities map[string][]string `json:"package_vulnerabilities"`
-	}
+	var report vulnerabilityReport
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -135,21 +126,59 @@ func ReferenceV4(ctx context.Context, client *http.Client, clairURL string, laye
 		case <-tick.C:
 		}
 	}
+	out, err := report.findings()
+	if err != nil {
+		return nil, fmt.Errorf("reference v4: %w", err)
+	}
+	return out, nil
+}
+
+// vulnerabilityReport is the part of Clair v4's vulnerability report (GET
+// /matcher/api/v1/vulnerability_report/..., clairctl report -o json) that
+// findings come from.
+type vulnerabilityReport struct {
+	Packages map[string]struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"packages"`
+	Vulnerabilities map[string]struct {
+		Name string `json:"name"`
+	} `json:"vulnerabilities"`
+	PackageVulnerabilities map[string][]string `json:"package_vulnerabilities"`
+}
+
+func (r vulnerabilityReport) findings() ([]Finding, error) {
 	var out []Finding
-	for pkgID, vulnIDs := range report.PackageVulnerabilities {
-		p, ok := report.Packages[pkgID]
+	for pkgID, vulnIDs := range r.PackageVulnerabilities {
+		p, ok := r.Packages[pkgID]
 		if !ok {
-			return nil, fmt.Errorf("reference v4: package %q of package_vulnerabilities not in packages", pkgID)
+			return nil, fmt.Errorf("package %q of package_vulnerabilities not in packages", pkgID)
 		}
 		for _, id := range vulnIDs {
-			v, ok := report.Vulnerabilities[id]
+			v, ok := r.Vulnerabilities[id]
 			if !ok {
-				return nil, fmt.Errorf("reference v4: vulnerability %q not in vulnerabilities", id)
+				return nil, fmt.Errorf("vulnerability %q not in vulnerabilities", id)
 			}
 			out = append(out, Finding{Package: p.Name, Version: p.Version, Vulnerability: v.Name})
 		}
 	}
 	return sortFindings(out), nil
+}
+
+// FindingsV4 returns the findings of a Clair v4 vulnerability report in
+// JSON, as Clair's matcher API and `clairctl report -o json` print it,
+// sorted and without duplicates. A report naming a package or vulnerability
+// it does not describe is an error.
+func FindingsV4(report []byte) ([]Finding, error) {
+	var r vulnerabilityReport
+	if err := json.Unmarshal(report, &r); err != nil {
+		return nil, fmt.Errorf("clair v4 vulnerability report: %w", err)
+	}
+	out, err := r.findings()
+	if err != nil {
+		return nil, fmt.Errorf("clair v4 vulnerability report: %w", err)
+	}
+	return out, nil
 }
 
 // ReferenceV2 returns what a Clair v2 (the stand-in, or a real one) at

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
-// loopbackServer is an http.Server on a free 127.0.0.1 port, serving until
-// Close or the end of the context it was started with.
+// loopbackServer is an http.Server on a free port of one local address
+// (127.0.0.1 unless started with serveOn), serving until Close or the end of
+// the context it was started with.
 type loopbackServer struct {
 	url      string
 	srv      *http.Server
@@ -19,9 +21,15 @@ type loopbackServer struct {
 }
 
 func serveLoopback(ctx context.Context, h http.Handler) (*loopbackServer, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveOn(ctx, netip.AddrFrom4([4]byte{127, 0, 0, 1}), h)
+}
+
+// serveOn is serveLoopback on a free port of addr, which must be an address
+// of this host (such as the gateway of a Docker network, see Network).
+func serveOn(ctx context.Context, addr netip.Addr, h http.Handler) (*loopbackServer, error) {
+	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
-		return nil, fmt.Errorf("listen on loopback: %w", err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	s := &loopbackServer{
 		url:  "http://" + l.Addr().String(),

@@ -33,13 +33,15 @@ type Options struct {
 
 // Timings says where a Start spent its time.
 type Timings struct {
-	// ClairBuild is the time BuildClair took (zero with ClairBinary).
+	// ClairBuild is the time BuildClair (BuildStaticClair for StartDocker)
+	// took (zero with ClairBinary).
 	ClairBuild time.Duration
 	// ClairBuilt is true when Clair was compiled rather than found.
 	ClairBuilt bool
 	// Postgres is initdb, start and readiness.
 	Postgres time.Duration
-	// ClairUp is from starting Clair to its readiness endpoint answering.
+	// ClairUp is from starting Clair to its readiness endpoint answering
+	// (for StartDocker, building Clair's image included).
 	ClairUp time.Duration
 	// FirstUpdate is from Clair being up to the first vulnerability update
 	// having finished.
@@ -97,36 +99,57 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if timeout == 0 {
 		timeout = 3 * time.Minute
 	}
-	if err := s.start(ctx, timeout, opts, binary, updaters, log); err != nil {
+	if err := s.start(ctx, timeout, opts, binary, updaters, nil, log); err != nil {
 		return nil, errors.Join(fmt.Errorf("start harness: %w", err), s.Close())
 	}
 	return s, nil
 }
 
+// inDocker is where a Stack runs Clair in a container.
+type inDocker struct {
+	cli     DockerAPI
+	network *Network
+}
+
 // start starts the services bound to ctx and waits up to updateTimeout for
-// the first vulnerability update.
-func (s *Stack) start(ctx context.Context, updateTimeout time.Duration, opts Options, binary string, updaters []string, log *slog.Logger) error {
+// the first vulnerability update. With d, Clair runs in a container on
+// d.network and PostgreSQL and the feed listen on its gateway too.
+func (s *Stack) start(ctx context.Context, updateTimeout time.Duration, opts Options, binary string, updaters []string, d *inDocker, log *slog.Logger) error {
 	t := time.Now()
 	var err error
-	s.Postgres, err = StartPostgres(ctx, log)
+	if d != nil {
+		s.Postgres, err = StartPostgresOn(ctx, d.network, log)
+	} else {
+		s.Postgres, err = StartPostgres(ctx, log)
+	}
 	if err != nil {
 		return err
 	}
 	s.Timings.Postgres = time.Since(t)
 	log.InfoContext(ctx, "postgres ready", slog.Int("port", s.Postgres.Port), slog.Duration("took", s.Timings.Postgres))
 
-	s.Feed, err = ServeFeed(ctx, opts.FeedDir)
+	if d != nil {
+		s.Feed, err = ServeFeedOn(ctx, opts.FeedDir, d.network.Gateway)
+	} else {
+		s.Feed, err = ServeFeed(ctx, opts.FeedDir)
+	}
 	if err != nil {
 		return err
 	}
 	t = time.Now()
-	s.Clair, err = StartClair(ctx, ClairOptions{
+	co := ClairOptions{
 		Binary:     binary,
 		ConnString: s.Postgres.ConnString(s.Postgres.Database),
 		FeedURL:    s.Feed.URL,
 		PSK:        opts.PSK,
 		Logger:     log,
-	})
+	}
+	if d != nil {
+		co.ConnString = s.Postgres.GatewayConnString(s.Postgres.Database)
+		s.Clair, err = StartClairContainer(ctx, d.cli, ClairContainerOptions{ClairOptions: co, Network: d.network, Aliases: []string{ClairAlias}})
+	} else {
+		s.Clair, err = StartClair(ctx, co)
+	}
 	if err != nil {
 		return err
 	}

@@ -93,3 +93,70 @@ func DockerT(t testing.TB) *client.Client {
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
 }
+
+// StartDockerT is StartDocker for tests, as StartT is Start: progress and
+// timings in the test log, everything stopped and removed at cleanup (the
+// network last, so close the test's own containers on it first: register
+// them after calling StartDockerT), the end of Clair's and PostgreSQL's logs
+// printed if the test failed. A missing Docker daemon or PostgreSQL goes
+// through Unavailable.
+func StartDockerT(t testing.TB, opts Options) *DockerStack {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
+	}
+	cli := DockerT(t)
+	s, err := StartDocker(t.Context(), cli, opts)
+	if errors.Is(err, ErrUnavailable) {
+		Unavailable(t, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("clair container log (last 16 KiB):\n%s", s.Clair.LogTail(16<<10))
+			t.Logf("postgres log (last 4 KiB):\n%s", s.Postgres.LogTail(4<<10))
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("stop harness: %v", err)
+		}
+	})
+	return s
+}
+
+// RunContainerT is RunContainer for the test's lifetime: at cleanup the
+// container is stopped and removed, its output printed first if the test
+// failed.
+func RunContainerT(t testing.TB, cli ContainerAPI, spec ContainerSpec) *Container {
+	t.Helper()
+	c, err := RunContainer(t.Context(), cli, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("output of container %s (last 16 KiB):\n%s", c.Name, c.LogTail(16<<10))
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("remove container %s: %v", c.Name, err)
+		}
+	})
+	return c
+}
+
+// BuildImageT builds contextDir with BuildOwnedImage as repo:<random hex>
+// and returns that tag; the image is removed at cleanup.
+func BuildImageT(t testing.TB, cli DockerAPI, contextDir, repo string) string {
+	t.Helper()
+	tag := repo + ":" + randomHex(6)
+	if _, err := BuildOwnedImage(t.Context(), cli, contextDir, tag, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := RemoveImage(cli, tag); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return tag
+}
