@@ -1,21 +1,18 @@
 package clairv2
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/layerbridge/layerbridge/internal/httprec"
 )
 
 // samples holds real exchanges recorded from Clair v4.9 and v2.1.7; each
@@ -33,71 +30,17 @@ type exchange struct {
 // loadExchange reads a recorded .http file in place.
 func loadExchange(t testing.TB, name string) exchange {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(samples, name))
+	r, err := httprec.Load(filepath.Join(samples, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := parseExchange(b)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return e
-}
-
-// parseExchange splits a raw response. The recordings end header lines with
-// CRLF except the elided Date line (LF only); the body is everything after
-// the first empty line, unchanged.
-func parseExchange(b []byte) (exchange, error) {
-	var lines []string
-	rest := b
-	for {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			return exchange{}, fmt.Errorf("no end of headers")
-		}
-		line := strings.TrimSuffix(string(rest[:i]), "\r")
-		rest = rest[i+1:]
-		if line == "" {
-			break
-		}
-		lines = append(lines, line)
-	}
-	if len(lines) == 0 {
-		return exchange{}, fmt.Errorf("no status line")
-	}
-	f := strings.Fields(lines[0])
-	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return exchange{}, fmt.Errorf("bad status line %q", lines[0])
-	}
-	status, err := strconv.Atoi(f[1])
-	if err != nil {
-		return exchange{}, fmt.Errorf("bad status line %q", lines[0])
-	}
-	h := http.Header{}
-	for _, l := range lines[1:] {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			return exchange{}, fmt.Errorf("bad header line %q", l)
-		}
-		h.Add(k, strings.TrimSpace(v))
-	}
-	return exchange{status: status, header: h, body: rest}, nil
+	return exchange{status: r.Status, header: r.Header, body: r.Body}
 }
 
 // ServeHTTP replays the exchange: same status, headers (Go's server sets the
 // framing ones itself) and body bytes.
-func (e exchange) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	for k, vs := range e.header {
-		switch http.CanonicalHeaderKey(k) {
-		case "Date", "Content-Length", "Transfer-Encoding":
-			continue
-		}
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
-	}
-	w.WriteHeader(e.status)
-	w.Write(e.body)
+func (e exchange) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	httprec.Response{Status: e.status, Header: e.header, Body: e.body}.ServeHTTP(w, r)
 }
 
 // jsonExchange is an answer shaped like Clair v2's writeResponse

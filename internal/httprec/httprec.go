@@ -79,7 +79,7 @@ func Parse(b []byte) (Response, error) {
 func (r Response) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	for k, vs := range r.Header {
 		switch http.CanonicalHeaderKey(k) {
-		case "Date", "Content-Length", "Transfer-Encoding", "Trailer":
+		case "Date", "Content-Length", "Transfer-Encoding":
 			continue
 		}
 		for _, v := range vs {
