@@ -1,0 +1,106 @@
+package layering
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/layerbridge/layerbridge"
+
+// rule is what one product package may import, directly (non-test files).
+type rule struct {
+	project    []string // packages of this module, relative to its root
+	thirdParty []string // module path prefixes outside the standard library; nil means any
+	env        bool     // may read the environment and use flags (only the CLI)
+}
+
+// rules is the design's dependency direction. Every package of the module
+// must have a row: a new package is a decision to write down here.
+var rules = map[string]rule{
+	"report":             {thirdParty: []string{"go.yaml.in/yaml/v3"}},
+	"clairv4":            {project: []string{"report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"clairv2":            {project: []string{"report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"dockersave":         {},
+	"bridge":             {},
+	"scan":               {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "report"}},
+	"sidecar":            {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "report", "scan"}},
+	"doctor":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "scan"}},
+	"cmd/layerbridge":    {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "report", "scan", "sidecar"}, env: true},
+	"internal/httprec":   {thirdParty: []string{}},
+	"internal/fakeclair": {project: []string{"internal/httprec"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"internal/layering":  {thirdParty: []string{}},
+}
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	GoFiles    []string
+	Imports    []string
+}
+
+func TestDependencyRules(t *testing.T) {
+	cmd := exec.Command("go", "list", "-json", module+"/...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := map[string]bool{}
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		seen[rel] = true
+		r, ok := rules[rel]
+		if !ok {
+			t.Errorf("package %s has no dependency rule: add it to rules", rel)
+			continue
+		}
+		for _, imp := range p.Imports {
+			switch {
+			case strings.HasPrefix(imp, module+"/"):
+				if dep := strings.TrimPrefix(imp, module+"/"); !slices.Contains(r.project, dep) {
+					t.Errorf("%s imports %s, which the design does not allow", rel, dep)
+				}
+			case !strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
+				if (imp == "flag") && !r.env {
+					t.Errorf("%s imports flag: only cmd/layerbridge parses flags", rel)
+				}
+			default:
+				if strings.Contains(imp, "pflag") && !r.env {
+					t.Errorf("%s imports %s: only cmd/layerbridge parses flags", rel, imp)
+				}
+				if r.thirdParty != nil && !slices.ContainsFunc(r.thirdParty, func(prefix string) bool { return strings.HasPrefix(imp, prefix) }) {
+					t.Errorf("%s imports %s: only %v outside the standard library", rel, imp, r.thirdParty)
+				}
+			}
+		}
+		if r.env {
+			continue
+		}
+		for _, f := range p.GoFiles {
+			src, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, banned := range []string{"os.Getenv(", "os.LookupEnv(", "os.Environ(", "client.FromEnv", "os.Exit(", "log.Fatal", "os.Stdout", "os.Stderr", "fmt.Print"} {
+				if strings.Contains(string(src), banned) {
+					t.Errorf("%s/%s uses %s: libraries take their inputs as parameters and return errors", rel, f, banned)
+				}
+			}
+		}
+	}
+	for rel := range rules {
+		if !seen[rel] {
+			t.Errorf("rule for %s, which is not a package any more", rel)
+		}
+	}
+}
