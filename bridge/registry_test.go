@@ -108,7 +108,7 @@ type registryFixture struct {
 
 const testSecret = "s3cret-token-for-tests"
 
-func newRegistryFixture(t *testing.T) *registryFixture {
+func newRegistryFixture(t testing.TB) *registryFixture {
 	t.Helper()
 	f := &registryFixture{dir: t.TempDir(), cat: &fakeCatalog{repos: map[string]*fakeRepo{}, fail: map[string]error{}}}
 	var err error
@@ -147,7 +147,7 @@ func (f *registryFixture) repo(name string) *fakeRepo {
 	return r
 }
 
-func (f *registryFixture) put(t *testing.T, repo string, mt types.MediaType, b []byte) ocispec.Descriptor {
+func (f *registryFixture) put(t testing.TB, repo string, mt types.MediaType, b []byte) ocispec.Descriptor {
 	t.Helper()
 	d := digest.FromBytes(b)
 	if err := os.WriteFile(filepath.Join(f.dir, d.Encoded()), b, 0o644); err != nil {
@@ -167,7 +167,7 @@ func (f *registryFixture) stored(t *testing.T, d digest.Digest) []byte {
 	return b
 }
 
-func (f *registryFixture) addImage(t *testing.T, repo string, img v1.Image, tags ...string) ocispec.Descriptor {
+func (f *registryFixture) addImage(t testing.TB, repo string, img v1.Image, tags ...string) ocispec.Descriptor {
 	t.Helper()
 	raw, err := img.RawManifest()
 	if err != nil {
@@ -213,7 +213,7 @@ func (f *registryFixture) addImage(t *testing.T, repo string, img v1.Image, tags
 	return desc
 }
 
-func (f *registryFixture) addIndex(t *testing.T, repo string, idx v1.ImageIndex, tags ...string) {
+func (f *registryFixture) addIndex(t testing.TB, repo string, idx v1.ImageIndex, tags ...string) {
 	t.Helper()
 	im, err := idx.IndexManifest()
 	if err != nil {

@@ -222,6 +222,12 @@ func (g *Grant) end(f Fetch) {
 	}
 }
 
+// ErrInterrupted is the Err of a Fetch whose body was cut short: the client
+// stopped reading (Clair aborting or timing out a download) or the
+// connection broke. Its Status is what was sent before, usually 200, and
+// Bytes how much of the blob got out.
+var ErrInterrupted = errors.New("layer download interrupted")
+
 // errNotRegistered is the cause behind every 404: the same answer whether the
 // capability is unknown, revoked, or the blob is not part of it, so that a
 // client learns nothing about what exists.
@@ -238,8 +244,14 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 	f := Fetch{Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.Path}
 	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
 	var grant *Grant // set once the request is admitted under it
+	var size int64 = -1
 	defer func() {
 		f.Status, f.Bytes, f.Duration = cw.status, cw.n, s.now().Sub(start)
+		if f.Err == nil && cw.err != nil {
+			// The client stopped reading or the connection broke: the
+			// status was sent, the body was cut short.
+			f.Err = fmt.Errorf("%w after %d of %d bytes: %w", ErrInterrupted, cw.n, size, cw.err)
+		}
 		if grant != nil {
 			f.Grant = grant.label
 			grant.end(f)
@@ -289,6 +301,7 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 		http.Error(cw, "cannot open blob", http.StatusInternalServerError)
 		return
 	}
+	size = fi.Size()
 	if desc.Size > 0 && fi.Size() != desc.Size {
 		// A stored blob of the wrong size is corrupt: serving it would make
 		// Clair fail its digest check with a less useful message.
@@ -319,11 +332,14 @@ func (s *Server) logFetch(f Fetch) {
 		"grant", f.Grant, "digest", f.Digest.String(), "client", f.Remote, "method", f.Method,
 		"status", f.Status, "bytes", f.Bytes, "duration", f.Duration.Round(time.Microsecond),
 	}
-	if f.Err != nil {
+	switch {
+	case errors.Is(f.Err, ErrInterrupted):
+		s.log.Warn("layer download interrupted", append(attrs, "err", f.Err)...)
+	case f.Err != nil:
 		s.log.Warn("layer request refused", append(attrs, "err", f.Err)...)
-		return
+	default:
+		s.log.Info("layer fetched", attrs...)
 	}
-	s.log.Info("layer fetched", attrs...)
 }
 
 // countingWriter records the status and body size of a response. It keeps
@@ -333,6 +349,13 @@ type countingWriter struct {
 	status      int
 	n           int64
 	wroteHeader bool
+	err         error // the first failed write: the body was cut short
+}
+
+func (c *countingWriter) failed(err error) {
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 }
 
 func (c *countingWriter) WriteHeader(code int) {
@@ -346,6 +369,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.wroteHeader = true
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
+	c.failed(err)
 	return n, err
 }
 
@@ -356,10 +380,12 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
 		n, err := rf.ReadFrom(r)
 		c.n += n
+		c.failed(err)
 		return n, err
 	}
 	n, err := io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
 	c.n += n
+	c.failed(err)
 	return n, err
 }
 
