@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 
@@ -24,6 +25,8 @@ func DetectAPI(ctx context.Context, u *url.URL, want string, v4 *clairv4.Client,
 			return true, &AuthError{URL: redact(u), Rejected: withPSK, Err: err}
 		case clairv4.IsUnreachable(err):
 			return false, &ClairUnreachableError{URL: redact(u), Err: err}
+		case timedOut(ctx, err):
+			return false, &ClairUnreachableError{URL: redact(u), Err: fmt.Errorf("no answer before the probe's deadline: %w", err)}
 		}
 		return false, err
 	}
@@ -34,6 +37,8 @@ func DetectAPI(ctx context.Context, u *url.URL, want string, v4 *clairv4.Client,
 			return true, nil
 		case clairv2.IsUnreachable(err):
 			return false, &ClairUnreachableError{URL: redact(u), Err: err}
+		case timedOut(ctx, err):
+			return false, &ClairUnreachableError{URL: redact(u), Err: fmt.Errorf("no answer before the probe's deadline: %w", err)}
 		}
 		return false, err
 	}
@@ -69,6 +74,12 @@ func DetectAPI(ctx context.Context, u *url.URL, want string, v4 *clairv4.Client,
 	default:
 		return "", fmt.Errorf("unknown clair api %q: want auto, v4 or v2", want)
 	}
+}
+
+// timedOut reports a probe that ctx's deadline cut short: Clair accepted
+// the connection (or never completed it) but did not answer in time.
+func timedOut(ctx context.Context, err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded)
 }
 
 func isUnreachable(err error) bool {

@@ -88,8 +88,11 @@ func (e *LayerFetchError) Error() string {
 	default:
 		var bad []string
 		for _, f := range e.Fetches {
-			if f.Status != 200 {
+			switch {
+			case f.Status != 200:
 				bad = append(bad, fmt.Sprintf("%s answered %d", short(f.Digest.String()), f.Status))
+			case errors.Is(f.Err, bridge.ErrInterrupted):
+				bad = append(bad, fmt.Sprintf("%s interrupted after %d bytes", short(f.Digest.String()), f.Bytes))
 			}
 		}
 		fmt.Fprintf(&b, " (clair made %d layer request(s)", n)

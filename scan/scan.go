@@ -34,6 +34,22 @@ type ImageLoader interface {
 	Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error)
 }
 
+// PinningLoader is an ImageLoader that can also keep the image's blobs from
+// being evicted until release is called (see dockersave.Loader.LoadPinned);
+// *dockersave.Loader is one. Run uses LoadPinned when its Loader has it, and
+// releases the pin once Clair is done with the layers: without a pin, a
+// prune of the store (by this process or another sharing it) can delete a
+// layer Clair is about to download. A wrapper around a *dockersave.Loader
+// must forward LoadPinned to keep that protection.
+type PinningLoader interface {
+	ImageLoader
+	LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (img dockersave.Image, release func(), err error)
+}
+
+// DefaultProbeTimeout bounds each probe of Clair when Config.ProbeTimeout
+// is zero.
+const DefaultProbeTimeout = 30 * time.Second
+
 // Config is everything one scan needs. Loader, Blobs and Clair are required.
 type Config struct {
 	Image    string            // reference, as dockersave.ParseRef reads it
@@ -68,6 +84,15 @@ type Config struct {
 
 	// Backoff overrides the Clair clients' wait between polls (tests).
 	Backoff func(ctx context.Context, attempt int) error
+
+	// ProbeTimeout bounds each probe of Clair (which API it speaks, whether
+	// it has vulnerability data), retries included: a Clair that accepts
+	// connections but never answers fails the scan with a
+	// *ClairUnreachableError after it, instead of holding the scan until
+	// ctx ends. 0 means DefaultProbeTimeout. The index request and the
+	// reports are bounded by ctx only: indexing a large image legitimately
+	// takes minutes, and Clair answers the index request only when done.
+	ProbeTimeout time.Duration
 
 	Logger *slog.Logger
 }
@@ -107,9 +132,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		hc = &http.Client{}
 	}
 	v4, v2 := newClients(cfg, hc, log)
+	probeTimeout := cfg.ProbeTimeout
+	if probeTimeout <= 0 {
+		probeTimeout = DefaultProbeTimeout
+	}
 
 	res := &Result{}
-	api, err := DetectAPI(ctx, cfg.Clair, cfg.API, v4, v2, cfg.PSK != "")
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	api, err := DetectAPI(pctx, cfg.Clair, cfg.API, v4, v2, cfg.PSK != "")
+	cancel()
 	if err != nil {
 		return res, err
 	}
@@ -121,10 +152,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		stage = func(Stage) {}
 	}
 	stage(StageExporting)
-	img, err := cfg.Loader.Load(ctx, cfg.Image, cfg.Platform)
+	img, release, err := load(ctx, cfg.Loader, cfg.Image, cfg.Platform)
 	if err != nil {
 		return res, err
 	}
+	// Runs last, after the grant is closed: no layer of the image is
+	// evicted while Clair may still download it.
+	defer release()
 	res.Image = img
 	if img.CacheHit {
 		log.InfoContext(ctx, "image found in the cache, not exported again", "ref", cfg.Image, "id", img.ID)
@@ -157,9 +191,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var rep *report.Report
 	switch api {
 	case APIv4:
-		rep, err = scanV4(ctx, v4, img, grant, stage, log)
+		rep, err = scanV4(ctx, v4, img, grant, stage, probeTimeout, log)
 	case APIv2:
-		rep, err = scanV2(ctx, v2, img, grant, stage, log)
+		rep, err = scanV2(ctx, v2, img, grant, stage, probeTimeout, log)
 	}
 	// Clair has answered: no request of its should still be running, but
 	// one may finish its bookkeeping just after Clair has the last byte.
@@ -183,6 +217,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	rep.Normalize()
 	res.Report = rep
 	return res, nil
+}
+
+// load loads the image, pinned when the loader can pin; release is never
+// nil.
+func load(ctx context.Context, l ImageLoader, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
+	if pl, ok := l.(PinningLoader); ok {
+		img, release, err := pl.LoadPinned(ctx, ref, platform)
+		if err != nil {
+			return img, func() {}, err
+		}
+		return img, release, nil
+	}
+	img, err := l.Load(ctx, ref, platform)
+	return img, func() {}, err
 }
 
 func orAuto(s string) string {
@@ -294,7 +342,7 @@ func layerURLs(g *bridge.Grant, layers []ocispec.Descriptor) ([]string, error) {
 	return urls, nil
 }
 
-func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), log *slog.Logger) (*report.Report, error) {
+func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), probeTimeout time.Duration, log *slog.Logger) (*report.Report, error) {
 	urls, err := layerURLs(g, img.Manifest.Layers)
 	if err != nil {
 		return nil, err
@@ -305,7 +353,9 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 		log.DebugContext(ctx, "layer for clair", "layer", i+1, "digest", l.Digest, "size", l.Size, "media_type", l.MediaType)
 	}
 	var warnings []string
-	present, err := c.VulnerabilityDataPresent(ctx)
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	present, err := c.VulnerabilityDataPresent(pctx)
+	cancel()
 	switch {
 	case err != nil:
 		log.DebugContext(ctx, "cannot tell whether clair has vulnerability data", "err", err)
@@ -340,7 +390,7 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 	return &report.Report{Findings: vr.Findings, Raw: vr.Raw, Warnings: warnings}, nil
 }
 
-func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), log *slog.Logger) (*report.Report, error) {
+func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), probeTimeout time.Duration, log *slog.Logger) (*report.Report, error) {
 	urls, err := layerURLs(g, img.Manifest.Layers)
 	if err != nil {
 		return nil, err
@@ -351,7 +401,10 @@ func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bri
 	}
 	names := clairv2.LayerNames(digests)
 	var warnings []string
-	if present, err := c.VulnerabilityDataPresent(ctx); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	present, err := c.VulnerabilityDataPresent(pctx)
+	cancel()
+	if err != nil {
 		log.DebugContext(ctx, "cannot tell whether clair has vulnerability data", "err", err)
 	} else if present {
 		log.DebugContext(ctx, "clair has vulnerability data")
