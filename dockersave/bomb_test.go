@@ -84,7 +84,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // TestDecompressionBombsStream: layers (gzip, zstd) and a docker-archive
-// gzip wrapper inflating to 64 (24) MiB, within the limit but not matching
+// gzip wrapper inflating to 64 (16) MiB, within the limit but not matching
 // the config, are rejected without the inflated bytes ever being held in
 // memory. (The wrapper's inflated bytes are also staged on disk, which
 // costs more under -race: it inflates less.)
@@ -115,7 +115,7 @@ func TestDecompressionBombsStream(t *testing.T) {
 			a.replace(t, a.layer, blobEntry(bomb))
 			return rewriteManifestJSON(t, a, a.layer, blobEntry(bomb).name)
 		}},
-		{"docker-archive gzip wrapper", 24, archiveFormats[7], func(t *testing.T, mib int) []byte {
+		{"docker-archive gzip wrapper", 16, archiveFormats[7], func(t *testing.T, mib int) []byte {
 			g := genImage{layers: genLayers(t)}
 			wrongDiffIDs(&g)
 			a := buildLegacy(t, g)

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -38,6 +39,10 @@ type tarEntry struct {
 	// front of the entry, whose own header is then plain USTAR: records
 	// such as "path" or "linkpath" override what the USTAR header says.
 	pax map[string]string
+	// declared, when set, is the size the entry's header claims; no
+	// content follows and the archive ends there (a layout directory gets
+	// a sparse file of that size).
+	declared int64
 }
 
 func buildTar(t testing.TB, entries []tarEntry) []byte {
@@ -58,6 +63,13 @@ func buildTar(t testing.TB, entries []tarEntry) []byte {
 		}
 		if h.Typeflag == tar.TypeReg {
 			h.Size = int64(len(e.body))
+		}
+		if e.declared > 0 {
+			h.Size = e.declared
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			return buf.Bytes()
 		}
 		if h.Typeflag == tar.TypeDir {
 			h.Mode = 0o755
@@ -152,13 +164,16 @@ func gzipBytes(t testing.TB, b []byte) []byte {
 	return buf.Bytes()
 }
 
+// zstdEncoder is shared by the tests: making one costs more than
+// compressing a small layer, and EncodeAll may be called concurrently.
+var zstdEncoder = sync.OnceValues(func() (*zstd.Encoder, error) { return zstd.NewWriter(nil) })
+
 func zstdBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
-	enc, err := zstd.NewWriter(nil)
+	enc, err := zstdEncoder()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer enc.Close()
 	return enc.EncodeAll(b, nil)
 }
 

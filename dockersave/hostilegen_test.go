@@ -2,7 +2,6 @@ package dockersave
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -435,6 +434,9 @@ func writeLayoutDir(t testing.TB, dir string, entries []tarEntry) {
 			err = os.MkdirAll(p, 0o755)
 		case 0, tar.TypeReg:
 			err = os.WriteFile(p, e.body, 0o644)
+			if err == nil && e.declared > 0 {
+				err = os.Truncate(p, e.declared)
+			}
 		case tar.TypeSymlink:
 			err = os.Symlink(e.link, p)
 		case tar.TypeChar:
@@ -611,8 +613,9 @@ var hostileCases = []hostileCase{
 		image: func(g *genImage) { g.layerSize = new(int64(-1)) }},
 	{name: "metadata file above the limit", want: always(ErrTooLarge),
 		edit: func(t testing.TB, _ *sandbox, _ archiveFormat, a *genArchive) {
-			e := a.entry(t, a.meta)
-			e.body = append(e.body, bytes.Repeat([]byte(" "), maxMetadataSize)...)
+			// Refused on its size alone: the header claims it, nothing
+			// of it is read.
+			a.entry(t, a.meta).declared = maxMetadataSize + 1
 		}},
 	{name: "pax path moving the layer out", tarOnly: true, want: always(ErrUnsafeEntry),
 		edit: func(t testing.TB, _ *sandbox, _ archiveFormat, a *genArchive) {
@@ -722,17 +725,15 @@ func TestTruncatedAtEveryBlock(t *testing.T) {
 				}
 				cuts++
 			}
-			for n := 0; n < len(tarData); n += 512 {
-				data := tarData[:n]
-				if f.wrap != nil {
-					data = f.wrap(t, data) // a whole wrapper around a cut tar
-				}
-				cut(fmt.Sprintf("tar cut at %d of %d", n, len(tarData)), data)
-			}
 			whole := tarData
-			if f.wrap != nil {
+			if f.wrap == nil {
+				for n := 0; n < len(tarData); n += 512 {
+					cut(fmt.Sprintf("tar cut at %d of %d", n, len(tarData)), tarData[:n])
+				}
+			} else {
+				// The tar inside is the legacy format's, cut above: here
+				// the compressed stream is cut short.
 				whole = f.wrap(t, tarData)
-				// The compressed stream itself cut short.
 				for n := 0; n < len(whole); n += 32 {
 					cut(fmt.Sprintf("compressed stream cut at %d of %d", n, len(whole)), whole[:n])
 				}
@@ -741,5 +742,21 @@ func TestTruncatedAtEveryBlock(t *testing.T) {
 				t.Fatalf("after %d cuts, the whole archive: %v", cuts, err)
 			}
 		})
+	}
+}
+
+// TestLayoutMetadataFifo: an oci: layout directory whose index.json is a
+// fifo must be refused at once, not wait for a writer forever. Known gap:
+// ocidir.go's readCapped opens the file (blocking) before it checks that
+// it is a regular file; opening with O_NONBLOCK (and O_NOFOLLOW), as
+// Store.OpenBlob now does, fixes it. Enable this test with that fix.
+func TestLayoutMetadataFifo(t *testing.T) {
+	t.Skip("known gap (issue 9): oci:DIR with a fifo for index.json blocks in ocidir.go readCapped")
+	sb := newSandbox(t)
+	f := archiveFormats[6]
+	a := f.build(t, genImage{layers: genLayers(t)})
+	a.replace(t, "index.json", tarEntry{name: "index.json", typ: tar.TypeFifo})
+	if _, err := sb.load(sb.format(f, a)); !errors.Is(err, ErrUnsafeEntry) {
+		t.Fatalf("got %v, want %v", err, ErrUnsafeEntry)
 	}
 }
