@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -30,8 +32,30 @@ func (o *layout) has(d digest.Digest) bool {
 	if checkBlobDigest(d) != nil {
 		return false
 	}
-	fi, err := o.root.Stat(blobPath(d))
-	return err == nil && fi.Mode().IsRegular()
+	// Anything at the path counts: get refuses what is not a regular file
+	// with ErrUnsafeEntry, which says more than a missing blob would.
+	_, err := o.root.Stat(blobPath(d))
+	return err == nil
+}
+
+// openRegular opens name under root for reading and checks that it is a
+// regular file. O_NONBLOCK keeps a fifo planted in the layout from blocking
+// the open; it changes nothing for a regular file.
+func openRegular(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w: not a regular file (%s)", ErrUnsafeEntry, fi.Mode().Type())
+	}
+	return f, fi, nil
 }
 
 func (o *layout) get(d digest.Digest, size int64) (*stagedBlob, error) {
@@ -45,7 +69,7 @@ func (o *layout) get(d digest.Digest, size int64) (*stagedBlob, error) {
 	if err := checkBlobDigest(d); err != nil {
 		return nil, archiveErr(o.image, name, fmt.Errorf("%w: %v", ErrMalformedJSON, err))
 	}
-	f, err := o.root.Open(name)
+	f, fi, err := openRegular(o.root, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, archiveErr(o.image, name, fmt.Errorf("%w: %s", ErrMissingBlob, d))
 	}
@@ -53,13 +77,6 @@ func (o *layout) get(d digest.Digest, size int64) (*stagedBlob, error) {
 		return nil, archiveErr(o.image, name, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, archiveErr(o.image, name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, archiveErr(o.image, name, fmt.Errorf("%w: not a regular file", ErrUnsafeEntry))
-	}
 	if size >= 0 && fi.Size() != size {
 		return nil, archiveErr(o.image, name, fmt.Errorf("%w: %d bytes, descriptor says %d", ErrSizeMismatch, fi.Size(), size))
 	}
@@ -114,18 +131,11 @@ func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispe
 }
 
 func readCapped(root *os.Root, name string) ([]byte, error) {
-	f, err := root.Open(name)
+	f, fi, err := openRegular(root, name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: not a regular file", ErrUnsafeEntry)
-	}
 	if fi.Size() > maxMetadataSize {
 		return nil, fmt.Errorf("%w: %d bytes of metadata (limit %d)", ErrTooLarge, fi.Size(), maxMetadataSize)
 	}
