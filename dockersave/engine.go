@@ -89,8 +89,14 @@ func ping(ctx context.Context, c EngineClient, ep Endpoint) (client.PingResult, 
 // classifyEngineErr maps client errors to the typed errors callers branch on.
 // ref, when set, names the image for not-found and platform errors.
 func classifyEngineErr(err error, ep Endpoint, ref string) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if ref != "" {
+			return fmt.Errorf("%s: %w", ref, err)
+		}
+		return fmt.Errorf("docker daemon at %s: %w", ep.Host, err)
 	}
 	msg := strings.ToLower(err.Error())
 	switch {

@@ -42,7 +42,8 @@ var (
 	// ErrMalformedJSON: manifest.json, index.json, a manifest or a config that
 	// does not parse.
 	ErrMalformedJSON = errors.New("malformed json")
-	// ErrTruncated: the stream ended early or without the tar end-of-archive marker.
+	// ErrTruncated: the stream ended early or without the tar end-of-archive
+	// marker, or a tar header in it does not parse.
 	ErrTruncated = errors.New("truncated archive")
 	// ErrTrailingData: bytes other than zero padding after the end of the archive.
 	ErrTrailingData = errors.New("trailing data after end of archive")

@@ -484,7 +484,7 @@ func verify(src blobSource, c *candidate) (*verified, error) {
 			}
 		}
 		if b.diffErr != nil {
-			return nil, archiveErr(image, l.entry, fmt.Errorf("%w: layer %d: %v", ErrDiffIDMismatch, i, b.diffErr))
+			return nil, archiveErr(image, l.entry, fmt.Errorf("%w: layer %d: %w", ErrDiffIDMismatch, i, b.diffErr))
 		}
 		if b.diffID != diffIDs[i] {
 			return nil, archiveErr(image, l.entry, fmt.Errorf("%w: layer %d is %s uncompressed, config rootfs.diff_ids[%d] says %s", ErrDiffIDMismatch, i, b.diffID, i, diffIDs[i]))

@@ -364,6 +364,10 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 		return Image{}, fmt.Errorf("%s: %w", ref, err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Image{}, fmt.Errorf("%s: %w", ref, err)
+	}
 	br := bufio.NewReaderSize(f, 64<<10)
 	magic, _ := br.Peek(4)
 	var in io.Reader = br
@@ -374,14 +378,14 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 		if err != nil {
 			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: gzip: %v", ErrTruncated, err))
 		}
-		in = gz
+		in = &cappedReader{r: gz, limit: inflationLimit(fi.Size())}
 	case compressionZstd:
 		zd, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: zstd: %v", ErrTruncated, err))
 		}
 		defer zd.Close()
-		in = zd
+		in = &cappedReader{r: zd, limit: inflationLimit(fi.Size())}
 	}
 	l.log.DebugContext(ctx, "read archive", "ref", ref, "path", r.Name, "compression", comp)
 	start := time.Now()

@@ -1,0 +1,36 @@
+package dockersave
+
+import "io"
+
+// inflationLimit is how many bytes a compressed stream of size bytes may
+// inflate to before it counts as a decompression bomb.
+func inflationLimit(size int64) int64 {
+	limit := int64(minDecompressedLimit)
+	if size > 0 && size*maxDecompressionRatio > limit {
+		limit = size * maxDecompressionRatio
+	}
+	return limit
+}
+
+// cappedReader fails with errDecompressedTooLarge once more than limit bytes
+// were read through it, instead of letting a bomb fill the disk.
+type cappedReader struct {
+	r     io.Reader
+	limit int64
+	n     int64
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.n > c.limit {
+		return 0, errDecompressedTooLarge
+	}
+	if rest := c.limit + 1 - c.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.limit {
+		return n, errDecompressedTooLarge
+	}
+	return n, err
+}
