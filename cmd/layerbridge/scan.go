@@ -288,8 +288,10 @@ func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *s
 	return nil
 }
 
+var _ scan.PinningLoader = progressDone{}
+
 // progressDone clears the progress line once the image is loaded, before
-// anything else is logged.
+// anything else is logged. It keeps the loader's pinning (scan.PinningLoader).
 type progressDone struct {
 	loader *dockersave.Loader
 	p      *progressPrinter
@@ -297,10 +299,20 @@ type progressDone struct {
 
 func (l progressDone) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error) {
 	img, err := l.loader.Load(ctx, ref, platform)
+	l.clear()
+	return img, err
+}
+
+func (l progressDone) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
+	img, release, err := l.loader.LoadPinned(ctx, ref, platform)
+	l.clear()
+	return img, release, err
+}
+
+func (l progressDone) clear() {
 	if l.p != nil {
 		l.p.done()
 	}
-	return img, err
 }
 
 func loadIgnoreFile(path string) (*report.IgnoreRules, error) {
