@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test unit integration lint demo bench fuzz image clean
+.PHONY: all build test unit integration lint demo bench bench-go fuzz fuzz-smoke image clean
 
 all: build
 
@@ -13,11 +13,38 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/layerbridge
 
-## test: lint, unit tests (race detector) and the integration tests against real Docker and real Clair
-test: lint unit integration
+## test: lint, unit tests (race detector), each fuzz target briefly, and the integration tests against real
+## Docker and real Clair
+test: lint unit fuzz-smoke integration
 
+## unit: every package's tests under the race detector, then the few that inflate a gigabyte (which the race
+## detector makes too slow, so they skip themselves under it) without it
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run '^TestDecompressionBombBeyondTheLimit$$' ./dockersave
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s); a failing input is written to the package's
+## testdata/fuzz/ and then runs with every `go test`. FUZZMINIMIZETIME bounds the minimization of each new
+## input (10 runs; go's default, 60 s per input, would take most of a short run).
+FUZZTIME         ?= 30s
+FUZZMINIMIZETIME ?= 10x
+FUZZ_TARGETS := \
+	dockersave:FuzzReadArchive \
+	dockersave:FuzzInterpretMetadata \
+	dockersave:FuzzStoreIndex \
+	dockersave:FuzzOpenBlob \
+	bridge:FuzzLayerPaths \
+	bridge:FuzzRegistryPaths
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./$$pkg; \
+	done
+
+## fuzz-smoke: each fuzz target for 5 s (part of `make test`)
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 integration: build
 	cd integration && LAYERBRIDGE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m ./...
@@ -32,6 +59,29 @@ lint:
 ## demo: start PostgreSQL, a SecDB feed and Clair 4.9 on loopback, build a small vulnerable image and scan it
 demo: build
 	cd integration && $(GO) run ./cmd/demo --layerbridge $(abspath $(BIN))
+
+## bench: build the benchmark images in the local Docker daemon (once), then measure docker save, the naive
+## save-and-untar, layerbridge inspect cold and warm, serving and end-to-end scans against Clair; prints one
+## table with the targets of issue 8 (about 20 minutes; BENCHFLAGS="--page-cache keep" halves it)
+BENCHFLAGS ?=
+bench: build
+	cd integration && $(GO) run ./cmd/bench --layerbridge $(abspath $(BIN)) $(BENCHFLAGS)
+
+## bench-go: the Go benchmarks that need neither Docker nor Clair (archive reader, blob server)
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dockersave/ ./bridge/
+
+## image: the container image $(IMAGE):$(VERSION) and :latest (FROM scratch, offline: no registry needed;
+## the context is prepared by deploy/image/context.sh from bin/layerbridge and the host's CA certificates)
+IMAGE     ?= layerbridge
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+image: build
+	rm -rf bin/image-context
+	sh deploy/image/context.sh bin/image-context $(BIN) $(CA_BUNDLE)
+	docker build --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest bin/image-context
 
 clean:
 	rm -rf bin
