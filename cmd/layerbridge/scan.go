@@ -87,8 +87,8 @@ Examples:
 
 // scanOptions are the flags of "layerbridge scan".
 type scanOptions struct {
-	clair     clairFlags
-	timeout   time.Duration
+	clair   clairFlags
+	timeout time.Duration
 
 	listen    string
 	advertise string
