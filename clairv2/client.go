@@ -1,15 +1,12 @@
 package clairv2
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/layerbridge/layerbridge/internal/clairhttp"
 )
 
 // Client talks to one Clair v2.1.x API (the port of api.port, 6060 by
@@ -65,16 +62,7 @@ func New(base *url.URL, opts ...Option) *Client {
 		log:     slog.New(slog.DiscardHandler),
 		backoff: defaultBackoff(),
 	}
-	switch {
-	case base == nil:
-		c.err = errors.New("clair url is missing")
-	case (base.Scheme != "http" && base.Scheme != "https") || base.Host == "":
-		c.err = fmt.Errorf("clair url %q must be an absolute http or https url", base.Redacted())
-	default:
-		u := *base
-		u.RawQuery, u.Fragment = "", ""
-		c.base = &u
-	}
+	c.base, c.err = clairhttp.BaseURL(base)
 	for _, o := range opts {
 		o(c)
 	}
@@ -83,23 +71,14 @@ func New(base *url.URL, opts ...Option) *Client {
 
 // endpoint returns base joined with the path segments, each escaped.
 func (c *Client) endpoint(segments ...string) *url.URL {
-	escaped := make([]string, len(segments))
-	for i, s := range segments {
-		escaped[i] = url.PathEscape(s)
-	}
-	return c.base.JoinPath(escaped...)
+	return clairhttp.Endpoint(c.base, segments...)
 }
 
 // response is an answer read to the end.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
+type response = clairhttp.Response
 
-// maxTransientRetries bounds retries of 429/502/503/504 answers to a GET.
-const maxTransientRetries = 5
-
+// retryable reports answers worth repeating: only GETs, since Clair may
+// still be processing a POST /v1/layers.
 func retryable(method string, status int) bool {
 	if method != http.MethodGet {
 		return false
@@ -112,47 +91,9 @@ func retryable(method string, status int) bool {
 }
 
 // send performs one request, repeating a GET (after the backoff) while the
-// answer is retryable. A transport failure is returned as net/http reports
-// it (a *url.Error naming method and URL).
+// answer is retryable (at most clairhttp.MaxRetries times). A transport
+// failure is returned as net/http reports it.
 func (c *Client) send(ctx context.Context, method string, u *url.URL, body []byte) (*response, error) {
-	for attempt := 1; ; attempt++ {
-		r, err := c.roundTrip(ctx, method, u, body)
-		if err != nil {
-			return nil, err
-		}
-		if !retryable(method, r.status) || attempt > maxTransientRetries {
-			return r, nil
-		}
-		c.log.DebugContext(ctx, "clair busy, retrying", "method", method, "url", u.Redacted(), "status", r.status, "attempt", attempt)
-		if err := c.backoff(ctx, attempt); err != nil {
-			return nil, fmt.Errorf("%w; gave up waiting: %w", newAPIError(method, u.Redacted(), r), err)
-		}
-	}
-}
-
-func (c *Client) roundTrip(ctx context.Context, method string, u *url.URL, body []byte) (*response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return nil, fmt.Errorf("build request %s %s: %w", method, u.Redacted(), err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	start := time.Now()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.log.DebugContext(ctx, "clair request", "method", method, "url", u.Redacted(), "duration", time.Since(start), "err", err)
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	c.log.DebugContext(ctx, "clair request", "method", method, "url", u.Redacted(), "status", resp.StatusCode, "duration", time.Since(start), "bytes", len(b))
-	if err != nil {
-		return nil, fmt.Errorf("read answer to %s %s: %w", method, u.Redacted(), err)
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	rq := clairhttp.Requester{Log: c.log, Backoff: clairhttp.Backoff(c.backoff), Retryable: retryable}
+	return rq.Send(ctx, c.http, method, u, body, func(r *response) error { return newAPIError(method, u.Redacted(), r) })
 }

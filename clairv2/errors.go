@@ -1,15 +1,14 @@
 package clairv2
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"net"
 	"net/http"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/layerbridge/layerbridge/internal/clairhttp"
 )
 
 // Values to test with errors.Is. They are never returned bare: an *APIError
@@ -46,9 +45,6 @@ var (
 	// v4 configured with a pre-shared key (which checks tokens before routes).
 	ErrUnauthorized = errors.New("the server rejected the request's credentials")
 )
-
-// maxErrorBody caps the raw body an *APIError keeps.
-const maxErrorBody = 64 << 10
 
 // APIError is a request Clair answered with an unexpected status. Every
 // non-2xx answer becomes one, so errors.As(err, &apiErr) gives the status and
@@ -97,42 +93,17 @@ func (e *APIError) Is(target error) bool {
 // newAPIError builds the error for an answer with an unexpected status,
 // reading Clair's {"Error":{"Message","Type"}} body when there is one.
 func newAPIError(method, redactedURL string, r *response) *APIError {
-	e := &APIError{Method: method, URL: redactedURL, StatusCode: r.status}
-	e.Body = r.body
-	if len(e.Body) > maxErrorBody {
-		e.Body = e.Body[:maxErrorBody:maxErrorBody]
-	}
+	e := &APIError{Method: method, URL: redactedURL, StatusCode: r.Status}
+	e.Body = r.Body
+	e.Body = clairhttp.CapBody(e.Body)
 	var env wireErrorEnvelope
-	if json.Unmarshal(r.body, &env) == nil && env.Error != nil {
+	if json.Unmarshal(r.Body, &env) == nil && env.Error != nil {
 		e.Message, e.Type = env.Error.Message, env.Error.Type
 	} else {
-		e.Message = plainMessage(r.header.Get("Content-Type"), r.body)
+		e.Message = clairhttp.PlainMessage(r.Header.Get("Content-Type"), r.Body)
 	}
-	e.wrongAPI = r.status == http.StatusNotFound && isBareNotFound(r.header.Get("Content-Type"), r.body)
+	e.wrongAPI = r.Status == http.StatusNotFound && clairhttp.IsBareNotFound(r.Header.Get("Content-Type"), r.Body)
 	return e
-}
-
-// isBareNotFound reports Go's http.NotFound answer, which both Clair
-// generations give for routes they do not have.
-func isBareNotFound(contentType string, body []byte) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return (mt == "" || mt == "text/plain") && string(bytes.TrimSpace(body)) == "404 page not found"
-}
-
-// plainMessage returns the first line of a short plain-text body (at most 256
-// bytes), or "" for anything else (HTML pages, binary).
-func plainMessage(contentType string, body []byte) string {
-	if mt, _, _ := mime.ParseMediaType(contentType); mt != "" && mt != "text/plain" {
-		return ""
-	}
-	line, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte("\n"))
-	if len(line) > 256 {
-		line = line[:256]
-	}
-	if !utf8.Valid(line) || bytes.HasPrefix(line, []byte("<")) {
-		return ""
-	}
-	return string(bytes.TrimSpace(line))
 }
 
 // IsLayerFetchError reports that Clair could not download a layer (see

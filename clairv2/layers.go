@@ -120,7 +120,7 @@ func (c *Client) PostLayer(ctx context.Context, l Layer) error {
 	if err != nil {
 		return err
 	}
-	if r.status < 200 || r.status > 299 {
+	if r.Status < 200 || r.Status > 299 {
 		return newAPIError(http.MethodPost, ep.Redacted(), r)
 	}
 	return nil
@@ -155,10 +155,10 @@ func (c *Client) LayerReport(ctx context.Context, name string) (*Report, error) 
 	if err != nil {
 		return nil, err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		return nil, newAPIError(http.MethodGet, ep.Redacted(), r)
 	}
-	rep, err := decodeLayerReport(r.body)
+	rep, err := decodeLayerReport(r.Body)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", ep.Redacted(), err)
 	}

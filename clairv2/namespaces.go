@@ -38,14 +38,14 @@ func (c *Client) namespaces(ctx context.Context, probe bool) ([]Namespace, error
 	if err != nil {
 		return nil, err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		e := newAPIError(http.MethodGet, ep.Redacted(), r)
 		// Every Clair v2 serves this route: any 404 means something else.
-		e.wrongAPI = e.wrongAPI || (probe && r.status == http.StatusNotFound)
+		e.wrongAPI = e.wrongAPI || (probe && r.Status == http.StatusNotFound)
 		return nil, e
 	}
 	var env wireNamespaceEnvelope
-	if err := json.Unmarshal(r.body, &env); err != nil || env.Namespaces == nil && !hasKey(r.body, "Namespaces") {
+	if err := json.Unmarshal(r.Body, &env); err != nil || env.Namespaces == nil && !hasKey(r.Body, "Namespaces") {
 		return nil, fmt.Errorf("GET %s answered 200 without a namespace list: %w", ep.Redacted(), ErrWrongAPI)
 	}
 	var out []Namespace
@@ -84,11 +84,11 @@ func (c *Client) HasVulnerabilities(ctx context.Context, namespace string) (bool
 	if err != nil {
 		return false, err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		return false, newAPIError(http.MethodGet, ep.Redacted(), r)
 	}
 	var env wireVulnerabilityEnvelope
-	if err := json.Unmarshal(r.body, &env); err != nil {
+	if err := json.Unmarshal(r.Body, &env); err != nil {
 		return false, fmt.Errorf("GET %s: decode vulnerabilities: %w", ep.Redacted(), err)
 	}
 	return len(env.Vulnerabilities) > 0, nil

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/layerbridge/layerbridge/internal/clairhttp"
 )
 
 // noVulns is Clair v2's answer for a namespace without vulnerabilities
@@ -206,7 +208,7 @@ func TestGetRetriesAreBounded(t *testing.T) {
 	if _, err := newTestClient(t, srv).Namespaces(t.Context()); err == nil {
 		t.Fatal("no error")
 	}
-	if n := len(f.requests()); n != 1+maxTransientRetries {
-		t.Errorf("%d requests, want %d", n, 1+maxTransientRetries)
+	if n := len(f.requests()); n != 1+clairhttp.MaxRetries {
+		t.Errorf("%d requests, want %d", n, 1+clairhttp.MaxRetries)
 	}
 }

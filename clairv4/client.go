@@ -1,15 +1,14 @@
 package clairv4
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/layerbridge/layerbridge/internal/clairhttp"
 )
 
 // Client talks to one Clair v4 (combo mode, or an indexer and matcher behind
@@ -86,16 +85,7 @@ func New(base *url.URL, opts ...Option) *Client {
 		backoff: defaultBackoff(),
 		now:     time.Now,
 	}
-	switch {
-	case base == nil:
-		c.err = errors.New("clair url is missing")
-	case (base.Scheme != "http" && base.Scheme != "https") || base.Host == "":
-		c.err = fmt.Errorf("clair url %q must be an absolute http or https url", base.Redacted())
-	default:
-		u := *base
-		u.RawQuery, u.Fragment = "", ""
-		c.base = &u
-	}
+	c.base, c.err = clairhttp.BaseURL(base)
 	for _, o := range opts {
 		o(c)
 	}
@@ -104,22 +94,11 @@ func New(base *url.URL, opts ...Option) *Client {
 
 // endpoint returns base joined with the path segments, each escaped.
 func (c *Client) endpoint(segments ...string) *url.URL {
-	escaped := make([]string, len(segments))
-	for i, s := range segments {
-		escaped[i] = url.PathEscape(s)
-	}
-	return c.base.JoinPath(escaped...)
+	return clairhttp.Endpoint(c.base, segments...)
 }
 
 // response is an answer read to the end.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// maxTransientRetries bounds retries of 429/502/503/504 answers.
-const maxTransientRetries = 5
+type response = clairhttp.Response
 
 // retryable reports answers worth repeating: Clair's concurrency limit (429,
 // sent before any work is done) for any method, gateway trouble only for GET.
@@ -134,59 +113,26 @@ func retryable(method string, status int) bool {
 }
 
 // send performs one request with hc, repeating it (after the backoff) while
-// Clair answers with a retryable status. A transport failure is returned as
-// net/http reports it (a *url.Error naming method and URL).
+// Clair answers with a retryable status (at most clairhttp.MaxRetries
+// times). A transport failure is returned as net/http reports it.
 func (c *Client) send(ctx context.Context, hc *http.Client, method string, u *url.URL, body []byte) (*response, error) {
-	for attempt := 1; ; attempt++ {
-		r, err := c.roundTrip(ctx, hc, method, u, body)
-		if err != nil {
-			return nil, err
-		}
-		if !retryable(method, r.status) || attempt > maxTransientRetries {
-			return r, nil
-		}
-		c.log.DebugContext(ctx, "clair busy, retrying", "method", method, "url", u.Redacted(), "status", r.status, "attempt", attempt)
-		if err := c.backoff(ctx, attempt); err != nil {
-			return nil, fmt.Errorf("%w; gave up waiting: %w", newAPIError(method, u.Redacted(), r), err)
-		}
-	}
-}
-
-func (c *Client) roundTrip(ctx context.Context, hc *http.Client, method string, u *url.URL, body []byte) (*response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return nil, fmt.Errorf("build request %s %s: %w", method, u.Redacted(), err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	rq := clairhttp.Requester{
+		Log:       c.log,
+		Backoff:   clairhttp.Backoff(c.backoff),
+		Retryable: retryable,
+		// Clair reports a failure after the status line was sent in this
+		// trailer (httptransport.writerError): the body is then incomplete.
+		ErrorTrailer: "Clair-Error",
 	}
 	if c.psk != nil {
-		tok, err := c.psk.token(c.now())
-		if err != nil {
-			return nil, err
+		rq.Authorize = func(req *http.Request) error {
+			tok, err := c.psk.token(c.now())
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+			return nil
 		}
-		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	start := time.Now()
-	resp, err := hc.Do(req)
-	if err != nil {
-		c.log.DebugContext(ctx, "clair request", "method", method, "url", u.Redacted(), "duration", time.Since(start), "err", err)
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	c.log.DebugContext(ctx, "clair request", "method", method, "url", u.Redacted(), "status", resp.StatusCode, "duration", time.Since(start), "bytes", len(b))
-	if err != nil {
-		return nil, fmt.Errorf("read answer to %s %s: %w", method, u.Redacted(), err)
-	}
-	// Clair reports a failure after the status line was sent in this trailer
-	// (httptransport.writerError): the body is then incomplete.
-	if msg := resp.Trailer.Get("Clair-Error"); msg != "" {
-		return nil, fmt.Errorf("clair failed while answering %s %s: %s", method, u.Redacted(), msg)
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	return rq.Send(ctx, hc, method, u, body, func(r *response) error { return newAPIError(method, u.Redacted(), r) })
 }

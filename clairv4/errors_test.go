@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/layerbridge/layerbridge/internal/clairhttp"
 )
 
 // TestStatusToError maps each answer Clair (or a stranger) gives to
@@ -122,8 +124,8 @@ func TestRetriesAreBounded(t *testing.T) {
 	if !errors.As(err, &ae) || ae.StatusCode != 503 {
 		t.Fatalf("err = %v", err)
 	}
-	if n := len(f.requests()); n != 1+maxTransientRetries {
-		t.Errorf("%d requests, want %d", n, 1+maxTransientRetries)
+	if n := len(f.requests()); n != 1+clairhttp.MaxRetries {
+		t.Errorf("%d requests, want %d", n, 1+clairhttp.MaxRetries)
 	}
 }
 

@@ -57,15 +57,15 @@ func (c *Client) IndexState(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		e := newAPIError(http.MethodGet, u.Redacted(), r)
 		// Every Clair v4 indexer serves this route: any 404 means the URL
 		// points at something else.
-		e.wrongAPI = e.wrongAPI || r.status == http.StatusNotFound
+		e.wrongAPI = e.wrongAPI || r.Status == http.StatusNotFound
 		return "", e
 	}
 	var s wireIndexState
-	if err := json.Unmarshal(r.body, &s); err != nil || s.State == "" {
+	if err := json.Unmarshal(r.Body, &s); err != nil || s.State == "" {
 		return "", fmt.Errorf("GET %s answered 200 without an index state: %w", u.Redacted(), ErrWrongAPI)
 	}
 	return s.State, nil
@@ -97,7 +97,7 @@ func (c *Client) Index(ctx context.Context, m Manifest) (*IndexReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.status < 200 || r.status > 299 {
+	if r.Status < 200 || r.Status > 299 {
 		e := newAPIError(http.MethodPost, u.Redacted(), r)
 		// 4.3+: the index failed ("failed to start scan: <cause>"), as
 		// opposed to a request Clair refused (bogus manifest, 429).
@@ -106,7 +106,7 @@ func (c *Client) Index(ctx context.Context, m Manifest) (*IndexReport, error) {
 		}
 		return nil, e
 	}
-	ir, err := decodeIndexReport(r.body)
+	ir, err := decodeIndexReport(r.Body)
 	if err != nil {
 		return nil, fmt.Errorf("index manifest %s: POST %s: %w", m.Hash, u.Redacted(), err)
 	}
@@ -151,10 +151,10 @@ func (c *Client) IndexReport(ctx context.Context, d digest.Digest) (*IndexReport
 	if err != nil {
 		return nil, err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		return nil, newAPIError(http.MethodGet, u.Redacted(), r)
 	}
-	ir, err := decodeIndexReport(r.body)
+	ir, err := decodeIndexReport(r.Body)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
 	}

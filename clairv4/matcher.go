@@ -37,9 +37,9 @@ func (c *Client) VulnerabilityReport(ctx context.Context, d digest.Digest) (*Rep
 			}
 			return nil, err
 		}
-		switch r.status {
+		switch r.Status {
 		case http.StatusOK:
-			rep, err := decodeVulnerabilityReport(r.body)
+			rep, err := decodeVulnerabilityReport(r.Body)
 			if err != nil {
 				return nil, fmt.Errorf("GET %s: %w", u.Redacted(), err)
 			}
@@ -85,11 +85,11 @@ func (c *Client) LatestUpdateOperations(ctx context.Context) ([]UpdateOperation,
 	if err != nil {
 		return nil, err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		return nil, newAPIError(http.MethodGet, u.Redacted(), r)
 	}
 	var w map[string][]wireUpdateOperation
-	if err := json.Unmarshal(r.body, &w); err != nil {
+	if err := json.Unmarshal(r.Body, &w); err != nil {
 		return nil, fmt.Errorf("GET %s: decode update operations: %w", u.Redacted(), err)
 	}
 	var ops []UpdateOperation

@@ -22,9 +22,9 @@ func (c *Client) OpenAPIVersion(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if r.status != http.StatusOK {
+	if r.Status != http.StatusOK {
 		e := newAPIError(http.MethodGet, u.Redacted(), r)
-		e.wrongAPI = e.wrongAPI || r.status == http.StatusNotFound
+		e.wrongAPI = e.wrongAPI || r.Status == http.StatusNotFound
 		return "", e
 	}
 	var doc struct {
@@ -32,7 +32,7 @@ func (c *Client) OpenAPIVersion(ctx context.Context) (string, error) {
 			Version string `json:"version"`
 		} `json:"info"`
 	}
-	if err := json.Unmarshal(r.body, &doc); err != nil || doc.Info.Version == "" {
+	if err := json.Unmarshal(r.Body, &doc); err != nil || doc.Info.Version == "" {
 		return "", fmt.Errorf("GET %s answered 200 without an openapi info.version: %w", u.Redacted(), ErrWrongAPI)
 	}
 	return doc.Info.Version, nil

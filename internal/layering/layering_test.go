@@ -23,14 +23,15 @@ type rule struct {
 // must have a row: a new package is a decision to write down here.
 var rules = map[string]rule{
 	"report":             {thirdParty: []string{"go.yaml.in/yaml/v3"}},
-	"clairv4":            {project: []string{"report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
-	"clairv2":            {project: []string{"report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"clairv4":            {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"clairv2":            {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"dockersave":         {},
 	"bridge":             {},
 	"scan":               {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "report"}},
 	"sidecar":            {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "report", "scan"}},
 	"doctor":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "scan"}},
 	"cmd/layerbridge":    {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "report", "scan", "sidecar"}, env: true},
+	"internal/clairhttp": {thirdParty: []string{}},
 	"internal/httprec":   {thirdParty: []string{}},
 	"internal/fakeclair": {project: []string{"internal/httprec"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"internal/layering":  {thirdParty: []string{}},
