@@ -62,7 +62,7 @@ demo: build
 
 ## bench: build the benchmark images in the local Docker daemon (once), then measure docker save, the naive
 ## save-and-untar, layerbridge inspect cold and warm, serving and end-to-end scans against Clair; prints one
-## table with the targets of issue 8 (about 20 minutes; BENCHFLAGS="--page-cache keep" halves it)
+## table with the targets of issue 8 (about 10 minutes on 2 cores; BENCHFLAGS="--page-cache keep" halves it)
 BENCHFLAGS ?=
 bench: build
 	cd integration && $(GO) run ./cmd/bench --layerbridge $(abspath $(BIN)) $(BENCHFLAGS)
