@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -141,6 +142,22 @@ func (c *clairFlags) validate() error {
 func (c *clairFlags) clairURL() *url.URL {
 	u, _ := url.Parse(c.url)
 	return u
+}
+
+// warnLoopbackInContainer warns when --clair names loopback from inside a
+// container: that is the container's own loopback, where Clair is only when
+// it shares the container's network namespace (one pod, --network
+// container:...). The usual mistake is the default URL in a sidecar.
+func (c *clairFlags) warnLoopbackInContainer(e env, log *slog.Logger) {
+	if e.inContainer == nil || !e.inContainer() {
+		return
+	}
+	host := c.clairURL().Hostname()
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return
+	}
+	log.Warn("--clair names loopback, but layerbridge runs in a container: that is the container's own loopback, which Clair shares only in the same pod or with --network container:...; "+
+		"give Clair's address on the container network, for example --clair http://clair:6060 (or set CLAIR_ADDR)", "clair", c.clairURL().Redacted())
 }
 
 func isHTTPURL(s string) bool {

@@ -26,11 +26,25 @@ type env struct {
 	getenv func(string) string
 	home   string
 	isTTY  func(w any) bool
+	// inContainer reports whether this process runs in a container, where
+	// loopback is the container's own.
+	inContainer func() bool
 }
 
 func osEnv() env {
 	home, _ := os.UserHomeDir()
-	return env{getenv: os.Getenv, home: home, isTTY: isTerminal}
+	return env{getenv: os.Getenv, home: home, isTTY: isTerminal, inContainer: runningInContainer}
+}
+
+// runningInContainer looks for the marker files Docker (/.dockerenv) and
+// Podman (/run/.containerenv) put in every container they start.
+func runningInContainer() bool {
+	for _, f := range []string{"/.dockerenv", "/run/.containerenv"} {
+		if _, err := os.Stat(f); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // command is one subcommand: its name, one line of help, and its entry point.

@@ -212,6 +212,7 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		}
 		return o.finish(rep, e, stdout, log, failOn, ignore)
 	}
+	o.clair.warnLoopbackInContainer(e, log)
 	var advertise *url.URL
 	if o.advertise != "" {
 		advertise, _ = url.Parse(o.advertise)

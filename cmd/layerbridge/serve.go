@@ -205,6 +205,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 	defer ln.Close()
 	clairURL := o.clair.clairURL()
+	o.clair.warnLoopbackInContainer(e, log)
 	base, err := o.advertised(ctx, clairURL, ln.Addr().(*net.TCPAddr), d, log)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -104,11 +105,20 @@ var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // returns the exit code.
 func startServe(t *testing.T, args ...string) (base string, stop func() int) {
 	t.Helper()
+	base, _, stop = startServeIn(t, false, args...)
+	return base, stop
+}
+
+// startServeIn is startServe in a container (inContainer) or not, returning
+// the log lines written before serve was listening too.
+func startServeIn(t *testing.T, inContainer bool, args ...string) (base string, early []string, stop func() int) {
+	t.Helper()
 	dir := t.TempDir()
 	e := testEnv(t, map[string]string{
 		"DOCKER_HOST":           "unix://" + filepath.Join(dir, "no-docker.sock"),
 		"LAYERBRIDGE_CACHE_DIR": filepath.Join(dir, "cache"),
 	})
+	e.inContainer = func() bool { return inContainer }
 	ctx, cancel := context.WithCancel(t.Context())
 	lines := make(logLines, 1000)
 	code := make(chan int, 1)
@@ -119,11 +129,12 @@ func startServe(t *testing.T, args ...string) (base string, stop func() int) {
 		select {
 		case line := <-lines:
 			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				return "http://" + m[1], sync.OnceValue(func() int {
+				return "http://" + m[1], early, sync.OnceValue(func() int {
 					cancel()
 					return <-code
 				})
 			}
+			early = append(early, line)
 		case c := <-code:
 			cancel()
 			t.Fatalf("serve exited %d before listening", c)
@@ -182,6 +193,33 @@ func TestServeCommand(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Errorf("serve exited %d on the shutdown signal, want 0", code)
+	}
+}
+
+// In a container, loopback is the container's own: a --clair on loopback
+// (the default) is then almost always a mistake, and serve says so at
+// start-up; on a host it is the usual setup and nothing is said.
+func TestServeWarnsAboutLoopbackClairInAContainer(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	for _, tc := range []struct {
+		name        string
+		inContainer bool
+		wantWarning bool
+	}{
+		{"in a container", true, true},
+		{"on the host", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, early, stop := startServeIn(t, tc.inContainer, "--clair", clair.URL)
+			defer stop()
+			warned := slices.ContainsFunc(early, func(l string) bool {
+				return strings.Contains(l, "WARN") && strings.Contains(l, "container's own loopback") && strings.Contains(l, "--clair http://clair:6060")
+			})
+			if warned != tc.wantWarning {
+				t.Errorf("warned about a loopback --clair: %v, want %v; log before listening:\n%s", warned, tc.wantWarning, strings.Join(early, "\n"))
+			}
+		})
 	}
 }
 
