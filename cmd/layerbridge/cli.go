@@ -6,10 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -158,6 +160,38 @@ func (c *clairFlags) warnLoopbackInContainer(e env, log *slog.Logger) {
 	}
 	log.Warn("--clair names loopback, but layerbridge runs in a container: that is the container's own loopback, which Clair shares only in the same pod or with --network container:...; "+
 		"give Clair's address on the container network, for example --clair http://clair:6060 (or set CLAIR_ADDR)", "clair", c.clairURL().Redacted())
+}
+
+// validateListen checks a --listen value: HOST:PORT with an IP address (or
+// nothing) for HOST and a port number; "" (choose for me) is valid too.
+func validateListen(listen string) error {
+	if listen == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", listen, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return usageErrorf("--listen %q: port %q is not a number from 0 to 65535", listen, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return usageErrorf("--listen %q: %q is not an IP address (use 0.0.0.0 for every interface)", listen, host)
+		}
+	}
+	return nil
+}
+
+// validateAdvertise checks an --advertise value ("" is valid: detect it);
+// example is a URL to suggest.
+func validateAdvertise(advertise, example string) error {
+	if advertise == "" || isHTTPURL(advertise) {
+		return nil
+	}
+	ue := usageErrorf("--advertise %q is not an http(s) URL", advertise)
+	ue.hints = append(ue.hints, "give the base URL Clair should download layers from, for example --advertise "+example)
+	return ue
 }
 
 func isHTTPURL(s string) bool {

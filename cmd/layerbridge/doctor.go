@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -126,15 +125,11 @@ func (o *doctorOptions) validate(args []string) error {
 	if err := o.clair.validate(); err != nil {
 		return err
 	}
-	if o.advertise != "" {
-		if u, err := url.Parse(o.advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return usageErrorf("--advertise %q is not an http(s) URL", o.advertise)
-		}
+	if err := validateAdvertise(o.advertise, "http://172.18.0.1:8080"); err != nil {
+		return err
 	}
-	if o.listen != "" {
-		if _, _, err := net.SplitHostPort(o.listen); err != nil {
-			return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", o.listen, err)
-		}
+	if err := validateListen(o.listen); err != nil {
+		return err
 	}
 	if o.format != "table" && o.format != "json" {
 		return usageErrorf("-f/--format %q: want table or json", o.format)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -145,18 +144,11 @@ func (o *scanOptions) validate(args []string) error {
 	if err := report.CheckFormat(o.format); err != nil {
 		return usageErrorf("-f/--format: %v", err)
 	}
-	if o.advertise != "" {
-		u, err := url.Parse(o.advertise)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			ue := usageErrorf("--advertise %q is not an http(s) URL", o.advertise)
-			ue.hints = append(ue.hints, "give the base URL Clair should download layers from, for example --advertise http://172.18.0.1:8080")
-			return ue
-		}
+	if err := validateAdvertise(o.advertise, "http://172.18.0.1:8080"); err != nil {
+		return err
 	}
-	if o.listen != "" {
-		if _, _, err := net.SplitHostPort(o.listen); err != nil {
-			return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", o.listen, err)
-		}
+	if err := validateListen(o.listen); err != nil {
+		return err
 	}
 	if o.timeout < 0 {
 		return usageErrorf("--timeout %s is negative", o.timeout)

@@ -133,22 +133,14 @@ func (o *serveOptions) validate(args []string) error {
 	if err := o.clair.validate(); err != nil {
 		return err
 	}
-	host, port, err := net.SplitHostPort(o.listen)
-	if err != nil {
-		return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", o.listen, err)
+	if o.listen == "" {
+		return usageErrorf("--listen is empty: want HOST:PORT, for example 0.0.0.0:8080")
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return usageErrorf("--listen %q: port %q is not a number from 0 to 65535", o.listen, port)
+	if err := validateListen(o.listen); err != nil {
+		return err
 	}
-	if host != "" {
-		if _, err := netip.ParseAddr(host); err != nil {
-			return usageErrorf("--listen %q: %q is not an IP address (use 0.0.0.0 for every interface)", o.listen, host)
-		}
-	}
-	if o.advertise != "" && !isHTTPURL(o.advertise) {
-		ue := usageErrorf("--advertise %q is not an http(s) URL", o.advertise)
-		ue.hints = append(ue.hints, "give the base URL Clair should download layers from, for example --advertise http://layerbridge:8080")
-		return ue
+	if err := validateAdvertise(o.advertise, "http://layerbridge:8080"); err != nil {
+		return err
 	}
 	if o.maxScans < 1 {
 		return usageErrorf("--max-concurrent-scans %d: want at least 1", o.maxScans)
@@ -156,6 +148,7 @@ func (o *serveOptions) validate(args []string) error {
 	if o.grace < 0 {
 		return usageErrorf("--shutdown-grace %s is negative", o.grace)
 	}
+	var err error
 	if o.cacheSize, err = parseSize(o.cacheMax); err != nil {
 		ue := usageErrorf("--cache-max-size: %v", err)
 		ue.hints = append(ue.hints, "for example: --cache-max-size 10GB (or 0 to never evict)")
