@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,12 +77,16 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	}
 	defer c.close()
 
-	base, reason, ln, err := r.listen(ctx, containers)
+	ep, err := bridge.Listen(ctx, r.cfg.Clair, bridge.ListenOptions{
+		Advertise: r.cfg.Advertise, Listen: r.cfg.Listen,
+		AdvertiseOptions: bridge.AdvertiseOptions{Containers: containers, Logger: r.log},
+	})
 	if err != nil {
 		r.add(CheckReachAddress, Failed, fmt.Sprintf("no address to serve layers on: %v", err), addressFix(err))
 		r.add(CheckReachFetch, Skipped, "no address to test", "")
 		return
 	}
+	base, reason, ln := ep.Base, ep.Reason, ep.Listener
 	r.add(CheckReachAddress, Passed, fmt.Sprintf("layer URLs start with %s (listening on %s): %s", base, ln.Addr(), reason), "")
 
 	// The fetch observer, not the grant, is read: it is complete once the
@@ -139,50 +142,6 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	seen := slices.Clone(fetches)
 	mu.Unlock()
 	r.fetch(base, reason, seen, err, indexed)
-}
-
-// listen picks the advertised base URL and opens the listener the way the
-// scan command does: --advertise as given (listening on --listen, else on
-// every interface at the advertised port), else the detected address,
-// where --listen's host, when it names one, wins.
-func (r *run) listen(ctx context.Context, containers bridge.ContainerLister) (*url.URL, string, net.Listener, error) {
-	var lc net.ListenConfig
-	if adv := r.cfg.Advertise; adv != nil {
-		addr := r.cfg.Listen
-		if addr == "" {
-			port := adv.Port()
-			if port == "" {
-				port = map[bool]string{true: "443", false: "80"}[adv.Scheme == "https"]
-			}
-			addr = ":" + port
-		}
-		ln, err := lc.Listen(ctx, "tcp", addr)
-		if err != nil {
-			return nil, "", nil, fmt.Errorf("listen on %s for --advertise %s: %w", addr, adv, err)
-		}
-		return adv, "it was given with --advertise", ln, nil
-	}
-	addr, err := bridge.Advertise(ctx, r.cfg.Clair, bridge.AdvertiseOptions{Containers: containers, Logger: r.log})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	ip, reason := addr.IP, addr.Reason
-	listenAddr := net.JoinHostPort(ip.String(), "0")
-	if r.cfg.Listen != "" {
-		listenAddr = r.cfg.Listen
-		if h, _, err := net.SplitHostPort(r.cfg.Listen); err == nil && h != "" {
-			if lip, err := netip.ParseAddr(h); err == nil && !lip.IsUnspecified() && lip != ip {
-				reason = fmt.Sprintf("--listen names %s; detection would have chosen %s (%s)", lip, ip, reason)
-				ip = lip
-			}
-		}
-	}
-	ln, err := lc.Listen(ctx, "tcp", listenAddr)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("listen on %s (the address clair can reach: %s): %w", listenAddr, reason, err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	return &url.URL{Scheme: "http", Host: net.JoinHostPort(ip.String(), strconv.Itoa(port))}, reason, ln, nil
 }
 
 // fetch turns the canary scan's outcome into the verdict on reachability.

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -170,12 +168,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	srv, base, reason := cfg.Server, cfg.Base, "the layer server's configured address"
 	if srv == nil {
 		srv = bridge.New(cfg.Blobs, bridge.WithLogger(log))
-		var ln net.Listener
-		base, reason, ln, err = listen(ctx, cfg, log)
+		ep, err := bridge.Listen(ctx, cfg.Clair, bridge.ListenOptions{
+			Advertise: cfg.Advertise, Listen: cfg.Listen,
+			AdvertiseOptions: bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log},
+		})
 		if err != nil {
 			return res, err
 		}
-		stop := serve(ln, srv, log)
+		base, reason = ep.Base, ep.Reason
+		stop := serve(ep.Listener, srv, log)
 		defer stop()
 	} else if base == nil {
 		return res, errors.New("scan: Config.Server needs Config.Base")
@@ -251,57 +252,6 @@ func newClients(cfg Config, hc *http.Client, log *slog.Logger) (*clairv4.Client,
 		o2 = append(o2, clairv2.WithBackoff(clairv2.Backoff(cfg.Backoff)))
 	}
 	return clairv4.New(cfg.Clair, o4...), clairv2.New(cfg.Clair, o2...)
-}
-
-// listen decides the advertised base URL and opens the listener.
-func listen(ctx context.Context, cfg Config, log *slog.Logger) (*url.URL, string, net.Listener, error) {
-	var lc net.ListenConfig
-	if cfg.Advertise != nil {
-		addr := cfg.Listen
-		if addr == "" {
-			addr = ":" + portOf(cfg.Advertise)
-		}
-		ln, err := lc.Listen(ctx, "tcp", addr)
-		if err != nil {
-			return nil, "", nil, fmt.Errorf("listen on %s for --advertise %s: %w", addr, cfg.Advertise, err)
-		}
-		reason := "given with --advertise"
-		log.DebugContext(ctx, "advertised address", "url", cfg.Advertise.String(), "listen", ln.Addr().String(), "why", reason)
-		return cfg.Advertise, reason, ln, nil
-	}
-	addr, err := bridge.Advertise(ctx, cfg.Clair, bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	ip, reason := addr.IP, addr.Reason
-	listenAddr := net.JoinHostPort(ip.String(), "0")
-	if cfg.Listen != "" {
-		listenAddr = cfg.Listen
-		if h, _, err := net.SplitHostPort(cfg.Listen); err == nil && h != "" {
-			if lip, err := netip.ParseAddr(h); err == nil && !lip.IsUnspecified() && lip != ip {
-				reason = fmt.Sprintf("--listen names %s; detection would have chosen %s (%s)", lip, ip, reason)
-				ip = lip
-			}
-		}
-	}
-	ln, err := lc.Listen(ctx, "tcp", listenAddr)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("listen on %s (the address clair can reach: %s): %w", listenAddr, reason, err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	base := &url.URL{Scheme: "http", Host: net.JoinHostPort(ip.String(), strconv.Itoa(port))}
-	log.DebugContext(ctx, "advertised address", "url", base.String(), "listen", ln.Addr().String(), "why", reason)
-	return base, reason, ln, nil
-}
-
-func portOf(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	if u.Scheme == "https" {
-		return "443"
-	}
-	return "80"
 }
 
 // serve runs the layer server on ln until the returned stop is called; stop

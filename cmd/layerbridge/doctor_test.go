@@ -151,7 +151,7 @@ func TestScanDebugLogExplainsEveryDecision(t *testing.T) {
 	)
 	// Clair's own message reaches the user.
 	has(scanLog(1, "--clair", v4.URL, "--listen", "127.0.0.1:0", "--advertise", "http://127.0.0.1:1", alpineArchive),
-		`msg="advertised address" url=http://127.0.0.1:1 listen=127.0.0.1:\d+ why="given with --advertise"`,
+		`msg="advertised address" url=http://127.0.0.1:1 listen=127.0.0.1:\d+ why="it was given with --advertise"`,
 		`msg="clair request" method=POST url=\S+/indexer/api/v1/index_report status=500`,
 		`msg="layer requests from clair" count=0`,
 		`layerbridge: error: .*clair could not download the layers from http://127.0.0.1:1 .*failed to fetch layers: .*connection refused`,

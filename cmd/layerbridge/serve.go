@@ -271,7 +271,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 func (o *serveOptions) advertised(ctx context.Context, clair *url.URL, addr *net.TCPAddr, d *daemon, log *slog.Logger) (*url.URL, error) {
 	if o.advertise != "" {
 		u, _ := url.Parse(o.advertise)
-		log.Debug("advertised address", "url", u.String(), "listen", addr.String(), "why", "given with --advertise")
+		log.Debug("advertised address", "url", u.String(), "listen", addr.String(), "why", "it was given with --advertise")
 		return u, nil
 	}
 	a, err := bridge.Advertise(ctx, clair, bridge.AdvertiseOptions{Containers: d.containers(), Logger: log})
