@@ -61,6 +61,13 @@ type AdvertiseOptions struct {
 	Logger *slog.Logger
 }
 
+func (o AdvertiseOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
 // Address is the decision of Advertise: the IP to listen on and to put in the
 // layer URLs handed to Clair, and why.
 type Address struct {
@@ -84,10 +91,7 @@ var ErrNoSharedNetwork = errors.New("layerbridge's container shares no docker ne
 //   - Otherwise the local address of the route to Clair's host: loopback
 //     for a Clair on loopback.
 func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Address, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := opts.logger()
 	if opts.LocalAddrs == nil {
 		opts.LocalAddrs = interfaceAddrs
 	}

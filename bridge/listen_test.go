@@ -79,6 +79,41 @@ func TestListen(t *testing.T) {
 	}
 }
 
+func TestAdvertiseListener(t *testing.T) {
+	clair, _ := url.Parse("http://127.0.0.1:6060")
+	for _, tc := range []struct {
+		name, listen, advertise string
+		wantHost, wantReason    string
+	}{
+		{"on every interface: the detected address", "0.0.0.0:0", "", "127.0.0.1", "is on loopback"},
+		{"on one IP: that IP", "127.0.0.2:0", "", "127.0.0.2", "--listen names 127.0.0.2; detection would have chosen 127.0.0.1"},
+		{"--advertise: as it is", "127.0.0.1:0", "http://layerbridge:8080", "layerbridge:8080", "it was given with --advertise"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", tc.listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			opts := ListenOptions{AdvertiseOptions: loopbackOnly}
+			if tc.advertise != "" {
+				opts.Advertise = mustURL(t, tc.advertise)
+			}
+			ep, err := AdvertiseListener(t.Context(), clair, ln, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.wantHost
+			if tc.advertise == "" {
+				want = net.JoinHostPort(tc.wantHost, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+			}
+			if ep.Base.Host != want || ep.Listener != ln || !strings.Contains(ep.Reason, tc.wantReason) {
+				t.Errorf("got %s (%q), want host %s and a reason containing %q", ep.Base, ep.Reason, want, tc.wantReason)
+			}
+		})
+	}
+}
+
 func TestListenFailsOnABusyPort(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

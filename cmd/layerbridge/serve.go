@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -199,10 +197,18 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	defer ln.Close()
 	clairURL := o.clair.clairURL()
 	o.clair.warnLoopbackInContainer(e, log)
-	base, err := o.advertised(ctx, clairURL, ln.Addr().(*net.TCPAddr), d, log)
+	var advertise *url.URL
+	if o.advertise != "" {
+		advertise, _ = url.Parse(o.advertise)
+	}
+	ep, err := bridge.AdvertiseListener(ctx, clairURL, ln, bridge.ListenOptions{
+		Advertise:        advertise,
+		AdvertiseOptions: bridge.AdvertiseOptions{Containers: d.containers(), Logger: log},
+	})
 	if err != nil {
 		return err
 	}
+	base := ep.Base
 
 	cfg := sidecar.Config{
 		Loader:        loader,
@@ -265,28 +271,6 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// advertised decides the base URL Clair downloads layers from, and logs why.
-func (o *serveOptions) advertised(ctx context.Context, clair *url.URL, addr *net.TCPAddr, d *daemon, log *slog.Logger) (*url.URL, error) {
-	if o.advertise != "" {
-		u, _ := url.Parse(o.advertise)
-		log.Debug("advertised address", "url", u.String(), "listen", addr.String(), "why", "it was given with --advertise")
-		return u, nil
-	}
-	a, err := bridge.Advertise(ctx, clair, bridge.AdvertiseOptions{Containers: d.containers(), Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	ip, why := a.IP, a.Reason
-	if lip, ok := netip.AddrFromSlice(addr.IP); ok && !lip.Unmap().IsUnspecified() && lip.Unmap() != ip {
-		why = fmt.Sprintf("--listen names %s; detection would have chosen %s (%s)", lip.Unmap(), ip, why)
-		ip = lip.Unmap()
-	}
-	u := &url.URL{Scheme: "http", Host: net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))}
-	log.Debug("advertised address", "url", u.String(), "listen", addr.String(), "why", why,
-		"clair_container", a.Container, "network", a.Network)
-	return u, nil
 }
 
 // hintedError is an error with the hints that say what to do about it.
