@@ -2,6 +2,7 @@ package harness
 
 import (
 	"io"
+	"log/slog"
 	"os"
 )
 
@@ -35,4 +36,18 @@ func fileTail(path string, n int) string {
 		return ""
 	}
 	return string(b)
+}
+
+// ProgressLogger is the logger of the harness's commands (make demo, make
+// bench): text lines on w, without timestamps, which progress output to a
+// person does not need.
+func ProgressLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
 }

@@ -78,14 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "demo: error:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
+	log := harness.ProgressLogger(stderr)
 	code, err := demo(ctx, o, stdout, stderr, log)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "demo: interrupted; everything it started is stopped")
