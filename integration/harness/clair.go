@@ -105,7 +105,7 @@ func StartClair(ctx context.Context, opts ClairOptions) (*Clair, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir, err := os.MkdirTemp("", "layerbridge-clair-")
+	dir, err := tempDir("layerbridge-clair-")
 	if err != nil {
 		return nil, fmt.Errorf("start clair: %w", err)
 	}

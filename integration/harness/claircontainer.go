@@ -76,7 +76,7 @@ func StartClairContainer(ctx context.Context, cli DockerAPI, opts ClairContainer
 	if opts.Name == "" {
 		opts.Name = "layerbridge-test-clair-" + randomHex(6)
 	}
-	dir, err := os.MkdirTemp("", "layerbridge-clair-")
+	dir, err := tempDir("layerbridge-clair-")
 	if err != nil {
 		return nil, fmt.Errorf("start clair container: %w", err)
 	}

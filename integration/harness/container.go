@@ -106,7 +106,7 @@ func RunContainer(ctx context.Context, cli ContainerAPI, spec ContainerSpec) (*C
 	if spec.Name == "" || spec.Image == "" || spec.Network == nil {
 		return nil, errors.New("run container: Name, Image and Network are required")
 	}
-	dir, err := os.MkdirTemp("", "layerbridge-container-")
+	dir, err := tempDir("layerbridge-container-")
 	if err != nil {
 		return nil, fmt.Errorf("run container %s: %w", spec.Name, err)
 	}

@@ -143,7 +143,7 @@ func startPostgres(ctx context.Context, n *Network, log *slog.Logger) (*Postgres
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "layerbridge-pg-")
+	dir, err := tempDir("layerbridge-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("postgres temp dir: %w", err)
 	}
