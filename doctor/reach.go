@@ -269,9 +269,9 @@ func addressFix(err error) string {
 	case errors.Is(err, bridge.ErrNoSharedNetwork):
 		return "connect layerbridge's container to one of Clair's networks (docker network connect NETWORK CONTAINER), or run layerbridge on the host"
 	case err != nil && strings.Contains(err.Error(), "listen"):
-		return "the address cannot be listened on here: choose the local address with --listen HOST:PORT (0.0.0.0:PORT for every interface) and what Clair connects to with --advertise URL"
+		return "the address cannot be listened on here: choose the local address with --listen IP:PORT (0.0.0.0:PORT for every interface) and what Clair connects to with --advertise URL"
 	}
-	return "give the address Clair should download from with --advertise URL (and --listen HOST:PORT)"
+	return "give the address Clair should download from with --advertise URL (and --listen IP:PORT)"
 }
 
 // staticContainers answers with one listing, so that the daemon is asked

@@ -162,15 +162,15 @@ func (c *clairFlags) warnLoopbackInContainer(e env, log *slog.Logger) {
 		"give Clair's address on the container network, for example --clair http://clair:6060 (or set CLAIR_ADDR)", "clair", c.clairURL().Redacted())
 }
 
-// validateListen checks a --listen value: HOST:PORT with an IP address (or
-// nothing) for HOST and a port number; "" (choose for me) is valid too.
+// validateListen checks a --listen value: IP:PORT, where IP may be empty
+// (every interface) and PORT is a number; "" (choose for me) is valid too.
 func validateListen(listen string) error {
 	if listen == "" {
 		return nil
 	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return usageErrorf("--listen %q: want HOST:PORT (for example 0.0.0.0:8080): %v", listen, err)
+		return usageErrorf("--listen %q: want IP:PORT (for example 0.0.0.0:8080): %v", listen, err)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return usageErrorf("--listen %q: port %q is not a number from 0 to 65535", listen, port)

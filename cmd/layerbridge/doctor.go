@@ -54,7 +54,7 @@ Clair:
                             also bounds each group of checks (default 30s)
 
 Layer server (as for scan):
-    --listen HOST:PORT      address to listen on (default: the advertised
+    --listen IP:PORT        address to listen on (default: the advertised
                             address, on a free port)
     --advertise URL         base URL Clair downloads layers from (default:
                             detected)

@@ -81,7 +81,7 @@ func hintsFor(err error) []string {
 	case errors.As(err, &fetch):
 		if fetch.NeverReached() {
 			add("Clair never reached layerbridge at %s (chosen because: %s)", fetch.Advertised, fetch.Reason)
-			add("give an address Clair can reach with --advertise URL (and --listen HOST:PORT), or run layerbridge on Clair's Docker network")
+			add("give an address Clair can reach with --advertise URL (and --listen IP:PORT), or run layerbridge on Clair's Docker network")
 		} else {
 			add("Clair reached layerbridge at %s but a download failed: run with --log-level debug to see every layer request", fetch.Advertised)
 		}

@@ -42,7 +42,7 @@ Clair:
     --timeout DURATION      give up after this long (default 30m)
 
 Layer server:
-    --listen HOST:PORT      address to listen on (default: the advertised
+    --listen IP:PORT        address to listen on (default: the advertised
                             address, on a free port)
     --advertise URL         base URL Clair downloads layers from (default:
                             detected: the bridge's address on Clair's Docker

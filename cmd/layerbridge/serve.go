@@ -40,7 +40,7 @@ token: each scan's layer URLs carry their own secret and stop working when
 the scan ends. /healthz, /readyz and /metrics are open and name no image.
 
 Listener:
-    --listen HOST:PORT      address to listen on (default 0.0.0.0:8080, with or
+    --listen IP:PORT        address to listen on (default 0.0.0.0:8080, with or
                             without a token: Clair must reach the layer URLs
                             from its network; the token rule above guards the
                             rest)
@@ -132,7 +132,7 @@ func (o *serveOptions) validate(args []string) error {
 		return err
 	}
 	if o.listen == "" {
-		return usageErrorf("--listen is empty: want HOST:PORT, for example 0.0.0.0:8080")
+		return usageErrorf("--listen is empty: want IP:PORT, for example 0.0.0.0:8080")
 	}
 	if err := validateListen(o.listen); err != nil {
 		return err

@@ -64,7 +64,7 @@ func TestServeFlags(t *testing.T) {
 		{[]string{"--clair", "clair:6060"}, `--clair "clair:6060" is not an http(s) URL`},
 		{[]string{"--clair-api", "v3"}, `--clair-api "v3": want auto, v4 or v2`},
 		{[]string{"--clair-api", "v2", "--clair-psk", "a2V5"}, "--clair-psk is for Clair 4"},
-		{[]string{"--listen", "8080"}, `--listen "8080": want HOST:PORT`},
+		{[]string{"--listen", "8080"}, `--listen "8080": want IP:PORT`},
 		{[]string{"--listen", ":http"}, `port "http" is not a number`},
 		{[]string{"--listen", "layerbridge:8080"}, `"layerbridge" is not an IP address`},
 		{[]string{"--advertise", "layerbridge:8080"}, `--advertise "layerbridge:8080" is not an http(s) URL`},
