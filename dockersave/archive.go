@@ -25,8 +25,13 @@ const (
 	maxLayers       = 500
 	maxIndexDepth   = 4
 	maxTrailing     = 1 << 20
-	tailSize        = 64 << 10
-	endOfArchive    = 2 * 512
+	// tailSize is how much of the stream already read is kept to find the
+	// daemon's error message in, when the stream breaks: a {"errorDetail"}
+	// line is well under it. It is copied on every read, so kept small.
+	tailSize = 8 << 10
+	// errorReadAhead is how much more is read after a break to find it.
+	errorReadAhead = 64 << 10
+	endOfArchive   = 2 * 512
 )
 
 type entryClass int
@@ -365,7 +370,7 @@ func (a *archive) streamErr(ctx context.Context, tr *trackingReader, entry strin
 		return archiveErr(a.image, entry, err)
 	}
 	seen := tr.lastBytes()
-	more, _ := io.ReadAll(io.LimitReader(tr.r, tailSize))
+	more, _ := io.ReadAll(io.LimitReader(tr.r, errorReadAhead))
 	if de := findDaemonError(append(seen, more...)); de != nil {
 		return archiveErr(a.image, entry, fmt.Errorf("%w: %w", ErrTruncated, de))
 	}
