@@ -374,11 +374,17 @@ const (
 )
 
 func ownerLabels() map[string]string {
-	host, _ := os.Hostname()
-	return map[string]string{labelHarness: "true", labelOwner: host + "/" + strconv.Itoa(os.Getpid())}
+	return map[string]string{labelHarness: "true", labelOwner: ownerID()}
 }
 
-// ownerGone reports whether the owner label names a process of this host
+// ownerID names this process as the owner of what the harness creates (in
+// Docker labels, and in its temporary directories): host name and PID.
+func ownerID() string {
+	host, _ := os.Hostname()
+	return host + "/" + strconv.Itoa(os.Getpid())
+}
+
+// ownerGone reports whether the owner (an ownerID) names a process of this host
 // that no longer exists. Owners on other hosts (a CI runner sharing the
 // daemon) are never gone as far as this process can tell.
 func ownerGone(owner string) bool {

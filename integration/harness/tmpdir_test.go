@@ -9,7 +9,7 @@ import (
 )
 
 // The directories of dead harness processes are swept; live owners',
-// ownerless ones and other prefixes' are kept.
+// other hosts', ownerless ones and other prefixes' are kept.
 func TestSweepTempDirs(t *testing.T) {
 	parent := t.TempDir()
 	dead := exec.Command("true")
@@ -28,15 +28,18 @@ func TestSweepTempDirs(t *testing.T) {
 		}
 		return dir
 	}
-	deadDir := mk("layerbridge-pg-1", strconv.Itoa(dead.Process.Pid))
-	liveDir := mk("layerbridge-pg-2", strconv.Itoa(os.Getpid()))
+	host, _ := os.Hostname()
+	deadOwner := host + "/" + strconv.Itoa(dead.Process.Pid)
+	deadDir := mk("layerbridge-pg-1", deadOwner)
+	liveDir := mk("layerbridge-pg-2", ownerID())
 	ownerless := mk("layerbridge-pg-3", "")
-	garbage := mk("layerbridge-pg-4", "not a pid")
-	otherPrefix := mk("layerbridge-clair-1", strconv.Itoa(dead.Process.Pid))
+	garbage := mk("layerbridge-pg-4", "not an owner")
+	otherHost := mk("layerbridge-pg-5", "another-host/"+strconv.Itoa(dead.Process.Pid))
+	otherPrefix := mk("layerbridge-clair-1", deadOwner)
 
 	sweepTempDirs(parent, "layerbridge-pg-")
 
-	for dir, want := range map[string]bool{deadDir: false, liveDir: true, ownerless: true, garbage: true, otherPrefix: true} {
+	for dir, want := range map[string]bool{deadDir: false, liveDir: true, ownerless: true, garbage: true, otherHost: true, otherPrefix: true} {
 		_, err := os.Stat(dir)
 		if got := err == nil; got != want {
 			t.Errorf("%s kept: %v, want %v", filepath.Base(dir), got, want)
@@ -51,7 +54,7 @@ func TestTempDirRecordsItsOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
-	if err != nil || string(b) != strconv.Itoa(os.Getpid()) {
-		t.Errorf("owner file: %q, %v; want this process's pid", b, err)
+	if err != nil || string(b) != ownerID() {
+		t.Errorf("owner file: %q, %v; want %q", b, err, ownerID())
 	}
 }
