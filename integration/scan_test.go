@@ -329,27 +329,10 @@ func TestScanInterruptedDuringIndex(t *testing.T) {
 	fixture, _ := filepath.Abs(alpineFixture)
 	cache := t.TempDir()
 	ctx := withTimeout(t, 2*time.Minute)
-	cmd := exec.CommandContext(ctx, layerbridgeBin(t), "scan", "--clair", "http://"+ln.Addr().String(), "--cache-dir", cache, "docker-archive:"+fixture)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-posted:
-	case <-ctx.Done():
-		t.Fatal("the scan never reached clair")
-	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
-		t.Fatalf("exit: %v, want code 130; stderr:\n%s", err, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "layerbridge: interrupted") {
-		t.Errorf("stderr lacks the interruption:\n%s", stderr.String())
+	stderr := interruptWhen(t, ctx, posted, "the scan never reached clair",
+		"scan", "--clair", "http://"+ln.Addr().String(), "--cache-dir", cache, "docker-archive:"+fixture)
+	if !strings.Contains(stderr, "layerbridge: interrupted") {
+		t.Errorf("stderr lacks the interruption:\n%s", stderr)
 	}
 	// The store is consistent: the image is there and inspect reads it
 	// without exporting again.
@@ -358,6 +341,33 @@ func TestScanInterruptedDuringIndex(t *testing.T) {
 		t.Errorf("inspect after the interrupted scan: exit %d", r.code)
 	}
 	assertNoStaging(t, cache)
+}
+
+// interruptWhen runs layerbridge with args, sends it SIGINT once reached
+// fires (failing with never if ctx ends first), checks that it exits with
+// code 130 and returns its stderr.
+func interruptWhen(t *testing.T, ctx context.Context, reached <-chan struct{}, never string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, layerbridgeBin(t), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		t.Fatal(never)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit: %v, want code 130; stderr:\n%s", err, stderr.String())
+	}
+	return stderr.String()
 }
 
 func assertNoStaging(t *testing.T, cache string) {
@@ -491,25 +501,8 @@ func TestScanInterruptedDuringExport(t *testing.T) {
 
 	cache := t.TempDir()
 	ctx := withTimeout(t, 2*time.Minute)
-	cmd := exec.CommandContext(ctx, layerbridgeBin(t), "inspect", "--docker-host", "unix://"+sock, "--cache-dir", cache, "slow:latest")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-streaming:
-	case <-ctx.Done():
-		t.Fatal("the export never started")
-	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
-		t.Fatalf("exit: %v, want code 130; stderr:\n%s", err, stderr.String())
-	}
+	interruptWhen(t, ctx, streaming, "the export never started",
+		"inspect", "--docker-host", "unix://"+sock, "--cache-dir", cache, "slow:latest")
 	blobs, _ := os.ReadDir(filepath.Join(cache, "blobs", "sha256"))
 	if len(blobs) != 0 {
 		t.Errorf("%d blobs visible after an interrupted export, want none", len(blobs))
