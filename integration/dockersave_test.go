@@ -1,12 +1,9 @@
 package integration_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,28 +70,17 @@ func loadFixture(t *testing.T, c *client.Client, name string) (ref string) {
 		t.Fatalf("docker load %s: %v", name, err)
 	}
 	defer res.Close()
-	dec := json.NewDecoder(bufio.NewReader(res))
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("docker load %s: %v", name, err)
-		}
-		if msg.ErrorDetail != nil {
-			t.Fatalf("docker load %s: %s", name, msg.ErrorDetail.Message)
-		}
-		if s, ok := strings.CutPrefix(strings.TrimSpace(msg.Stream), "Loaded image: "); ok && ref == "" {
+	err = harness.ReadJSONMessages(res, func(m harness.JSONMessage) {
+		line := strings.TrimSpace(m.Stream)
+		if s, ok := strings.CutPrefix(line, "Loaded image: "); ok && ref == "" {
 			ref = s
 		}
-		if s, ok := strings.CutPrefix(strings.TrimSpace(msg.Stream), "Loaded image ID: "); ok && ref == "" {
+		if s, ok := strings.CutPrefix(line, "Loaded image ID: "); ok && ref == "" {
 			ref = s
 		}
+	})
+	if err != nil {
+		t.Fatalf("docker load %s: %v", name, err)
 	}
 	if ref == "" {
 		t.Fatalf("docker load %s: no image reported", name)

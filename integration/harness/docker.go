@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,35 +74,19 @@ func buildImage(ctx context.Context, cli ImageBuilder, contextDir, tag string, l
 	}
 	defer res.Body.Close()
 	var id string
-	dec := json.NewDecoder(bufio.NewReader(res.Body))
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-			Aux *struct {
-				ID string `json:"ID"`
-			} `json:"aux"`
+	err = ReadJSONMessages(res.Body, func(m JSONMessage) {
+		var aux struct {
+			ID string `json:"ID"`
 		}
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return "", fmt.Errorf("build %s: reading the build output: %w", tag, err)
+		if json.Unmarshal(m.Aux, &aux) == nil && aux.ID != "" {
+			id = aux.ID
 		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return "", fmt.Errorf("build %s: %s", tag, msg.ErrorDetail.Message)
+		if m.Stream != "" {
+			fmt.Fprint(progress, m.Stream)
 		}
-		if msg.Error != "" {
-			return "", fmt.Errorf("build %s: %s", tag, msg.Error)
-		}
-		if msg.Aux != nil && msg.Aux.ID != "" {
-			id = msg.Aux.ID
-		}
-		if msg.Stream != "" {
-			fmt.Fprint(progress, msg.Stream)
-		}
+	})
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", tag, err)
 	}
 	if id == "" {
 		return "", fmt.Errorf("build %s: the daemon reported no image ID", tag)

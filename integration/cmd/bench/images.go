@@ -7,17 +7,19 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/integration/harness"
 )
 
 // benchLabel marks every image this program loads, so that --remove-images
@@ -209,7 +211,7 @@ type dockerAPI interface {
 // the same bytes) is already there; the tag is (re)applied by the load.
 // loaded says whether it had to load.
 func ensureImage(ctx context.Context, d dockerAPI, b *builtImage) (loaded bool, err error) {
-	if ins, err := d.ImageInspect(ctx, b.id.String()); err == nil && ins.ID == b.id.String() && hasTag(ins.RepoTags, b.spec.tag()) {
+	if ins, err := d.ImageInspect(ctx, b.id.String()); err == nil && ins.ID == b.id.String() && slices.Contains(ins.RepoTags, b.spec.tag()) {
 		return false, nil
 	}
 	pr, pw := io.Pipe()
@@ -220,7 +222,7 @@ func ensureImage(ctx context.Context, d dockerAPI, b *builtImage) (loaded bool, 
 		return false, fmt.Errorf("load %s: %w", b.spec.tag(), err)
 	}
 	defer res.Close()
-	if err := checkJSONStream(res); err != nil {
+	if err := harness.ReadJSONMessages(res, nil); err != nil {
 		return false, fmt.Errorf("load %s: %w", b.spec.tag(), err)
 	}
 	ins, err := d.ImageInspect(ctx, b.id.String())
@@ -231,40 +233,6 @@ func ensureImage(ctx context.Context, d dockerAPI, b *builtImage) (loaded bool, 
 		return false, fmt.Errorf("load %s: daemon has id %s, want %s", b.spec.tag(), ins.ID, b.id)
 	}
 	return true, nil
-}
-
-func hasTag(tags []string, tag string) bool {
-	for _, t := range tags {
-		if t == tag {
-			return true
-		}
-	}
-	return false
-}
-
-// checkJSONStream reads a daemon progress stream to its end and returns the
-// first error message in it.
-func checkJSONStream(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var msg struct {
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("reading the daemon's answer: %w", err)
-		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return errors.New(msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
-	}
 }
 
 // removeImages removes every image labelled benchLabel whose ID is not in
