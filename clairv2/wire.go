@@ -2,7 +2,7 @@ package clairv2
 
 // Private mirrors of Clair v2.1.7's api/v1/models.go, holding only the fields
 // this package reads or writes; unknown fields (Metadata, IndexedByVersion …)
-// are ignored. See ../../shared/clair-samples/v2.1.7 for recorded bodies.
+// are ignored. See ../testdata/clair-samples/v2.1.7 for recorded bodies.
 
 type wireErrorEnvelope struct {
 	Error *wireError `json:"Error"`

@@ -27,7 +27,7 @@ import (
 // samples holds real exchanges recorded from Clair v4.9 and v2.1.7; each
 // .http file is a raw response (status line, headers, body; Date elided and
 // chunked bodies stored de-chunked).
-const samples = "../../shared/clair-samples"
+const samples = "../testdata/clair-samples"
 
 // exchange is one recorded (or, for Clair 4.2, reconstructed) response.
 type exchange struct {

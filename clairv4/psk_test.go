@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The key from ../../shared/clair-config (auth.psk.key), base64 of the secret.
+// The key from ../testdata/clair-config (auth.psk.key), base64 of the secret.
 const testPSK = "bGF5ZXJicmlkZ2UtdGVzdC1wc2stMDEyMzQ1Njc4OWFi"
 
 func mustDecode(t *testing.T, b64 string) []byte {

@@ -6,7 +6,7 @@ import "time"
 // VulnerabilityReport, driver.UpdateOperation), holding only the fields this
 // package reads; unknown fields are ignored, so newer claircore additions
 // (enrichments, Self/Aliases, PackageNotVulnerable …) do no harm. See
-// ../../shared/clair-samples/v4.9 for recorded bodies.
+// ../testdata/clair-samples/v4.9 for recorded bodies.
 
 type wireIndexState struct {
 	State string `json:"state"`

@@ -145,7 +145,7 @@ func checkFixture(t *testing.T, s *Store, img Image, w fixtureWant) {
 	}
 }
 
-// TestConformanceFixtures loads every real archive in ../shared/fixtures in
+// TestConformanceFixtures loads every real archive in ../testdata/fixtures in
 // place and checks it with checkImage.
 func TestConformanceFixtures(t *testing.T) {
 	for _, w := range fixtureWants {

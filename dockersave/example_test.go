@@ -21,7 +21,7 @@ func ExampleLoader_Load() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	img, err := dockersave.NewLoader(store).Load(context.Background(), "oci-archive:../../shared/fixtures/dive-test-oci-gzip-image.tar", nil)
+	img, err := dockersave.NewLoader(store).Load(context.Background(), "oci-archive:../testdata/fixtures/dive-test-oci-gzip-image.tar", nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func ExampleLoader_Load() {
 		fmt.Println("layer:", l.Digest, l.Size, l.MediaType, l.DiffID)
 	}
 	// Output:
-	// ref: oci-archive:../../shared/fixtures/dive-test-oci-gzip-image.tar
+	// ref: oci-archive:../testdata/fixtures/dive-test-oci-gzip-image.tar
 	// id: sha256:3eaccc100f866490f00ae82727b459a737af031dcf44c791d8aa714a70f24959
 	// platform: linux/arm64
 	// manifest: sha256:7d255e9e3d216a9a92a5c1ce0563a5ddd92f28a34a9df025d3cf8dfa5ea08366

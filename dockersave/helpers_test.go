@@ -25,7 +25,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-const fixturesDir = "../../shared/fixtures"
+const fixturesDir = "../testdata/fixtures"
 
 var linuxAMD64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}
 

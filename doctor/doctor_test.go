@@ -161,7 +161,7 @@ func TestStaleSocket(t *testing.T) {
 
 // An archive needs no daemon: Docker problems are then warnings.
 func TestArchiveNeedsNoDaemon(t *testing.T) {
-	archive := "docker-archive:../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+	archive := "docker-archive:../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 	results := Run(t.Context(), Config{
 		Docker:   daemonAt("unix://"+filepath.Join(shortTempDir(t), "missing.sock"), "default"),
 		Image:    archive,

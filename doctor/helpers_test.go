@@ -16,7 +16,7 @@ import (
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 )
 
-const samples = "../../shared/clair-samples"
+const samples = "../testdata/clair-samples"
 
 // testPSK is the secret fakeclair checks; testPSKBase64 is how Clair's
 // config (and --clair-psk) spells it.

@@ -60,7 +60,7 @@ func dockersaveEngine(t *testing.T) (*countingEngine, dockersave.Endpoint) {
 // image it loaded (by its first tag).
 func loadFixture(t *testing.T, c *client.Client, name string) (ref string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join("../../shared/fixtures", name))
+	f, err := os.Open(filepath.Join("../testdata/fixtures", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestDockersaveFixturesThroughDaemon(t *testing.T) {
 			}
 			checkAgainstDaemon(t, eng.Client, s, ref, img)
 
-			fromArchive, err := dockersave.NewLoader(openStore(t)).Load(t.Context(), "docker-archive:../../shared/fixtures/"+fixture, nil)
+			fromArchive, err := dockersave.NewLoader(openStore(t)).Load(t.Context(), "docker-archive:../testdata/fixtures/"+fixture, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -54,7 +54,7 @@ func expectCheck(t *testing.T, results map[string]doctorResult, check, status st
 // quotes Clair's own error.
 func TestDoctorWithRealDockerAndClair(t *testing.T) {
 	t.Parallel()
-	stack := harness.StartT(t, harness.Options{FeedDir: sharedFeed})
+	stack := harness.StartT(t, harness.Options{FeedDir: recordedFeed})
 	docker := harness.DockerT(t)
 	ref := loadFixture(t, docker, "alpine-3.11-docker-save.tar.gz")
 	cache := t.TempDir()

@@ -19,7 +19,7 @@ import (
 	"github.com/layerbridge/layerbridge/integration/harness"
 )
 
-// TestScanEveryFixture scans each archive of ../shared/fixtures with
+// TestScanEveryFixture scans each archive of ../testdata/fixtures with
 // layerbridge through real Clair 4.9, and compares the findings with what
 // another Clair reports for the same layer blobs taken out of the archive by
 // this test (not by layerbridge) and served by a plain file server. Two
@@ -30,16 +30,16 @@ func TestScanEveryFixture(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ref = harness.StartT(t, harness.Options{FeedDir: sharedFeed})
+		ref = harness.StartT(t, harness.Options{FeedDir: recordedFeed})
 	}()
-	lb = harness.StartT(t, harness.Options{FeedDir: sharedFeed})
+	lb = harness.StartT(t, harness.Options{FeedDir: recordedFeed})
 	<-done
 	if ref == nil {
 		t.FailNow()
 	}
 	fixtures := []struct {
 		file, scheme string
-		pairs        int // as Clair 4.9 reports them with ../shared/secdb
+		pairs        int // as Clair 4.9 reports them with ../testdata/secdb
 	}{
 		{"alpine-3.11-docker-save.tar.gz", "docker-archive", 17},
 		{"dive-test-docker-image.tar", "docker-archive", 0},
@@ -50,7 +50,7 @@ func TestScanEveryFixture(t *testing.T) {
 	}
 	for _, fx := range fixtures {
 		t.Run(fx.file, func(t *testing.T) {
-			archive, err := filepath.Abs(filepath.Join("../../shared/fixtures", fx.file))
+			archive, err := filepath.Abs(filepath.Join("../testdata/fixtures", fx.file))
 			if err != nil {
 				t.Fatal(err)
 			}

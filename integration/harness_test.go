@@ -13,18 +13,19 @@ import (
 	"github.com/layerbridge/layerbridge/integration/harness"
 )
 
-// Paths as the repository is checked out: ../shared is a sibling of the
-// repository root.
+// Test data, all inside the repository: testdata/ at its root holds the real
+// archives and the SecDB feed the Clair recordings were made with
+// (recordedFeed); the integration module's own testdata/ holds the demo's.
 const (
-	sharedFeed     = "../../shared/secdb"
-	alpineFixture  = "../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+	recordedFeed     = "../testdata/secdb"
+	alpineFixture  = "../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 	alpineLayerSum = "sha256:beee9f30bc1f711043e78d4a2be0668955d4b761d587d6f60c2c8dc081efb203"
 	projectFeed    = "testdata/secdb"
 	demoRootFS     = "testdata/demo-image/rootfs"
 )
 
 // What real Clair v4.9 reports for the alpine 3.11 fixture fed
-// ../shared/secdb (../shared/clair-samples/v4.9/GET-vulnerability_report):
+// ../testdata/secdb (../testdata/clair-samples/v4.9/GET-vulnerability_report):
 // advisories match by source package, so libcrypto1.1 and libssl1.1 get
 // openssl's, musl-utils musl's, ssl_client busybox's.
 var alpine311V4 = findings(`
@@ -47,7 +48,7 @@ musl-utils 1.1.24-r2 CVE-2020-28928
 ssl_client 1.31.1-r9 CVE-2021-28831
 `)
 
-// What Clair v2.1.7 reports for it (../shared/clair-samples/v2.1.7): binary
+// What Clair v2.1.7 reports for it (../testdata/clair-samples/v2.1.7): binary
 // package names only.
 var alpine311V2 = findings(`
 apk-tools 2.10.4-r3 CVE-2021-30139
@@ -118,14 +119,14 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 }
 
 // TestClairReportsFixtureFindings is the reference the end-to-end tests
-// compare layerbridge with: real Clair v4.9, fed ../shared/secdb, scanning
+// compare layerbridge with: real Clair v4.9, fed ../testdata/secdb, scanning
 // the alpine 3.11 fixture's layer served by a plain file server, reports 17
 // (package, vulnerability) pairs over 9 vulnerabilities; the Clair v2
 // stand-in reports the 3 that real Clair v2.1.7 reported.
 func TestClairReportsFixtureFindings(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	stack := harness.StartT(t, harness.Options{FeedDir: sharedFeed})
+	stack := harness.StartT(t, harness.Options{FeedDir: recordedFeed})
 	t.Logf("harness up in %v: %+v", time.Since(start).Round(time.Millisecond), stack.Timings)
 
 	files, err := harness.ExtractLegacyLayers(alpineFixture, t.TempDir())
@@ -157,7 +158,7 @@ func TestClairReportsFixtureFindings(t *testing.T) {
 		}
 	})
 	t.Run("v2 stand-in", func(t *testing.T) {
-		standin := harness.StartStandinT(t, sharedFeed)
+		standin := harness.StartStandinT(t, recordedFeed)
 		got, err := standin.Reference(withTimeout(t, time.Minute), layers.Layers())
 		if err != nil {
 			t.Fatal(err)

@@ -150,7 +150,7 @@ func decodeReport(t *testing.T, r run) jsonReport {
 // served by a plain file server.
 func TestScanFixtureWithRealClair(t *testing.T) {
 	t.Parallel()
-	stack := harness.StartT(t, harness.Options{FeedDir: sharedFeed})
+	stack := harness.StartT(t, harness.Options{FeedDir: recordedFeed})
 	docker := harness.DockerT(t)
 	ref := loadFixture(t, docker, "alpine-3.11-docker-save.tar.gz")
 	if ref != "alpine:3.11" {
@@ -216,7 +216,7 @@ func TestScanFixtureWithRealClair(t *testing.T) {
 	}
 
 	t.Run("clair v2", func(t *testing.T) {
-		standin := harness.StartStandinT(t, sharedFeed)
+		standin := harness.StartStandinT(t, recordedFeed)
 		for _, api := range []string{"v2", "auto"} {
 			ctx := withTimeout(t, 2*time.Minute)
 			rep := decodeReport(t, layerbridge(t, ctx, nil, "scan", "--clair", standin.URL, "--clair-api", api, "--cache-dir", daemonCache, "-f", "json", ref))
@@ -278,7 +278,7 @@ func TestScanFixtureWithRealClair(t *testing.T) {
 func TestScanWithPSK(t *testing.T) {
 	t.Parallel()
 	psk := harness.TestPSK
-	stack := harness.StartT(t, harness.Options{FeedDir: sharedFeed, PSK: &psk})
+	stack := harness.StartT(t, harness.Options{FeedDir: recordedFeed, PSK: &psk})
 	fixture, err := filepath.Abs(alpineFixture)
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ import (
 func TestSidecarInContainer(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	stack := harness.StartDockerT(t, harness.Options{FeedDir: sharedFeed})
+	stack := harness.StartDockerT(t, harness.Options{FeedDir: recordedFeed})
 	t.Logf("clair in a container on %s up in %v: %+v", stack.Network.Name, time.Since(start).Round(time.Millisecond), stack.Timings)
 	docker := harness.DockerT(t)
 	ref := loadFixture(t, docker, "alpine-3.11-docker-save.tar.gz")

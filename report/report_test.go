@@ -13,9 +13,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-// samples is where the recorded Clair exchanges live: shared/ is a sibling
-// of the repository root.
-const samples = "../../shared/clair-samples"
+// samples is where the recorded Clair exchanges live: testdata/ at the
+// repository's root.
+const samples = "../testdata/clair-samples"
 
 // recordedBody returns the body of a recorded HTTP response.
 func recordedBody(t *testing.T, name string) []byte {

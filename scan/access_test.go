@@ -31,7 +31,7 @@ func TestPlantedLinksAreNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	img, err := dockersave.NewLoader(store).Load(t.Context(), "docker-archive:../../shared/fixtures/dive-test-docker-image.tar", nil)
+	img, err := dockersave.NewLoader(store).Load(t.Context(), "docker-archive:../testdata/fixtures/dive-test-docker-image.tar", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 )
 
-const samples = "../../shared/clair-samples"
+const samples = "../testdata/clair-samples"
 
-const alpineArchive = "docker-archive:../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+const alpineArchive = "docker-archive:../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 
 var testPSK = []byte("layerbridge-test-psk-0123456789ab")
 
@@ -216,7 +216,7 @@ func TestScanV2ChainsParents(t *testing.T) {
 	clair := httptest.NewServer(fake)
 	defer clair.Close()
 	cfg := newConfig(t, clair.URL)
-	cfg.Image = "docker-archive:../../shared/fixtures/dive-test-docker-image.tar"
+	cfg.Image = "docker-archive:../testdata/fixtures/dive-test-docker-image.tar"
 	res, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -24,8 +24,8 @@ import (
 )
 
 const (
-	samples       = "../../shared/clair-samples"
-	alpineArchive = "docker-archive:../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+	samples       = "../testdata/clair-samples"
+	alpineArchive = "docker-archive:../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 	// alpineLayerSize is the size of the fixture's one (uncompressed) layer.
 	alpineLayerSize = 5861888
 	testToken       = "sidecar-test-token-0123456789"

@@ -174,7 +174,7 @@ func shortDir(t *testing.T) string {
 // Docker 20.10 daemon on the graphdriver store.
 func serveFakeDaemon(t *testing.T, sock string) {
 	t.Helper()
-	f, err := os.Open("../../../shared/fixtures/alpine-3.11-docker-save.tar.gz")
+	f, err := os.Open("../../testdata/fixtures/alpine-3.11-docker-save.tar.gz")
 	if err != nil {
 		t.Fatal(err)
 	}

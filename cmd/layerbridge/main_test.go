@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 // TestScripts runs testdata/script/*.txtar: usage, flag errors and hints,
 // and offline inspect of the fixture archives.
 func TestScripts(t *testing.T) {
-	fixtures, err := filepath.Abs("../../../shared/fixtures")
+	fixtures, err := filepath.Abs("../../testdata/fixtures")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 )
 
 const (
-	samples       = "../../../shared/clair-samples"
-	alpineArchive = "docker-archive:../../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+	samples       = "../../testdata/clair-samples"
+	alpineArchive = "docker-archive:../../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 )
 
 func TestScanCommand(t *testing.T) {

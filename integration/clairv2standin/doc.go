@@ -1,7 +1,7 @@
 // Package clairv2standin stands in for Clair v2.1.7, which cannot be built
 // here (it is not on the Go module proxy): an http.Handler serving the part
 // of the /v1 API that layerbridge's clairv2 client uses, built from the
-// exchanges recorded from a real v2.1.7 in ../../shared/clair-samples/v2.1.7
+// exchanges recorded from a real v2.1.7 in ../../testdata/clair-samples/v2.1.7
 // and the research notes on its source.
 //
 // Inputs: an Alpine SecDB feed (the vX.Y/main.yaml files Clair v2's alpine

@@ -129,7 +129,7 @@ func WithHTTPClient(c *http.Client) Option { return func(s *Server) { s.client =
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
 // New loads the Alpine SecDB feed (a tree with vX.Y/main.yaml files, such as
-// os.DirFS("../../shared/secdb")) and returns a stand-in with no layers. The
+// os.DirFS("../../testdata/secdb")) and returns a stand-in with no layers. The
 // feed is read once: later changes to it are not seen.
 func New(feed fs.FS, opts ...Option) (*Server, error) {
 	adv, err := loadFeed(feed)

@@ -21,14 +21,14 @@ import (
 )
 
 const (
-	sharedDir   = "../../../shared"
+	sharedDir   = "../../testdata"
 	fixtureHex  = "beee9f30bc1f711043e78d4a2be0668955d4b761d587d6f60c2c8dc081efb203"
 	fixtureName = "sha256:" + fixtureHex
 	// recordedLayerURL is where the recordings' layer server listened.
 	recordedLayerURL = "http://127.0.0.1:8901"
 )
 
-// recording is one raw HTTP response from ../shared/clair-samples.
+// recording is one raw HTTP response from ../../testdata/clair-samples.
 type recording struct {
 	status int
 	header http.Header

@@ -19,7 +19,7 @@ import (
 
 // ExtractLegacyLayers copies the <id>/layer.tar entries of a legacy
 // `docker save` archive (plain or gzip-compressed, such as
-// ../shared/fixtures/alpine-3.11-docker-save.tar.gz) into dir as <id>.tar
+// ../testdata/fixtures/alpine-3.11-docker-save.tar.gz) into dir as <id>.tar
 // and returns their paths in the order of the archive's manifest.json (base
 // layer first). It streams the archive once; each file is written
 // atomically.

@@ -199,7 +199,7 @@ func (c *Clair) start(ctx context.Context, opts ClairOptions, log *slog.Logger) 
 }
 
 // writeClairConfig writes the offline combo-mode configuration, the shape
-// of ../shared/clair-config/clair4.yaml.
+// of ../../testdata/clair-config/clair4.yaml.
 func writeClairConfig(path string, opts ClairOptions, apiAddr, introAddr, mapping string) error {
 	level := opts.LogLevel
 	if level == "" {

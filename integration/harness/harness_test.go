@@ -28,13 +28,13 @@ import (
 )
 
 const (
-	sharedFeed    = "../../../shared/secdb"
+	recordedFeed    = "../../testdata/secdb"
 	projectFeed   = "../testdata/secdb"
-	alpineFixture = "../../../shared/fixtures/alpine-3.11-docker-save.tar.gz"
+	alpineFixture = "../../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 )
 
 func TestExpectedUpdaters(t *testing.T) {
-	got, err := ExpectedUpdaters(sharedFeed)
+	got, err := ExpectedUpdaters(recordedFeed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestExtractLegacyLayers(t *testing.T) {
 	if d.String() != "sha256:beee9f30bc1f711043e78d4a2be0668955d4b761d587d6f60c2c8dc081efb203" {
 		t.Errorf("digest %s", d)
 	}
-	if _, err := ExtractLegacyLayers(filepath.Join(sharedFeed, "last-update"), t.TempDir()); err == nil {
+	if _, err := ExtractLegacyLayers(filepath.Join(recordedFeed, "last-update"), t.TempDir()); err == nil {
 		t.Error("a file that is not a docker save was accepted")
 	}
 }
@@ -244,7 +244,7 @@ func hexSHA256(b []byte) string {
 }
 
 func TestFeedServer(t *testing.T) {
-	f, err := ServeFeed(t.Context(), sharedFeed)
+	f, err := ServeFeed(t.Context(), recordedFeed)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,8 @@ import (
 // Options configures Start.
 type Options struct {
 	// FeedDir is the Alpine SecDB directory Clair's updater is fed:
-	// testdata/secdb (the project's own) or ../shared/secdb. Required.
+	// integration/testdata/secdb (the demo's) or the repository's testdata/secdb
+	// (the feed the Clair recordings were made with). Required.
 	FeedDir string
 	// ModuleDir is a directory inside the integration module, where Clair
 	// is built ("" means the current directory, right for tests of this

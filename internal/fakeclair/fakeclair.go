@@ -1,6 +1,6 @@
 // Package fakeclair provides test doubles of Clair 4.9 and Clair v2.1.7 that
 // answer with the responses recorded from the real servers
-// (../shared/clair-samples) and, like the real ones, download every layer
+// (../../testdata/clair-samples) and, like the real ones, download every layer
 // they are given: Clair 4 re-hashes it against the manifest and checks its
 // Content-Type; Clair 2 only needs a 2xx.
 //

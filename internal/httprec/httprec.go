@@ -1,5 +1,5 @@
 // Package httprec reads the raw HTTP responses recorded from real Clair
-// servers (../shared/clair-samples: status line, headers, a blank line, the
+// servers (../../testdata/clair-samples: status line, headers, a blank line, the
 // body) and replays them, so that test fakes answer exactly as Clair did.
 //
 // It is for tests only and imports nothing of the project.

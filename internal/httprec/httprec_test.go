@@ -7,9 +7,9 @@ import (
 )
 
 func TestLoadEveryRecording(t *testing.T) {
-	files, err := filepath.Glob("../../../shared/clair-samples/*/*.http")
+	files, err := filepath.Glob("../../testdata/clair-samples/*/*.http")
 	if err != nil || len(files) < 10 {
-		t.Fatalf("found %d recordings (%v): is ../shared beside the repository?", len(files), err)
+		t.Fatalf("found %d recordings (%v): is testdata/clair-samples in the repository?", len(files), err)
 	}
 	for _, f := range files {
 		r, err := Load(f)
