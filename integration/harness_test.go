@@ -17,7 +17,7 @@ import (
 // archives and the SecDB feed the Clair recordings were made with
 // (recordedFeed); the integration module's own testdata/ holds the demo's.
 const (
-	recordedFeed     = "../testdata/secdb"
+	recordedFeed   = "../testdata/secdb"
 	alpineFixture  = "../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 	alpineLayerSum = "sha256:beee9f30bc1f711043e78d4a2be0668955d4b761d587d6f60c2c8dc081efb203"
 	projectFeed    = "testdata/secdb"

@@ -28,7 +28,7 @@ import (
 )
 
 const (
-	recordedFeed    = "../../testdata/secdb"
+	recordedFeed  = "../../testdata/secdb"
 	projectFeed   = "../testdata/secdb"
 	alpineFixture = "../../testdata/fixtures/alpine-3.11-docker-save.tar.gz"
 )
