@@ -28,9 +28,10 @@ var _ EngineClient = (*client.Client)(nil)
 
 // API versions that gate features used here.
 const (
-	apiSavePlatform    = "1.48" // ImageSave with a platform
-	apiInspectPlatform = "1.49" // ImageInspect with a platform
-	pingTimeout        = 15 * time.Second
+	apiSavePlatform     = "1.48" // ImageSave with a platform
+	apiInspectManifests = "1.48" // ImageInspect listing an index's manifests
+	apiInspectPlatform  = "1.49" // ImageInspect with a platform
+	pingTimeout         = 15 * time.Second
 )
 
 // DaemonInfo is what Probe learned about a daemon, for `layerbridge doctor`

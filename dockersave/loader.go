@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"github.com/moby/moby/client/pkg/versions"
 	digest "github.com/opencontainers/go-digest"
@@ -224,28 +225,13 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 	if err != nil {
 		return Image{}, err
 	}
-	ins, err := eng.ImageInspect(ctx, name)
+	t, err := inspectTarget(ctx, eng, ep, api, ref, name, want)
 	if err != nil {
-		return Image{}, classifyEngineErr(err, ep, ref)
+		return Image{}, err
 	}
-	have := inspectPlatform(ins)
-	if want != nil && !platformMatches(*want, have) {
-		if !apiAtLeast(api, apiInspectPlatform) {
-			return Image{}, &PlatformError{Ref: ref, Want: *want, Available: []ocispec.Platform{have}}
-		}
-		ins, err = eng.ImageInspect(ctx, name, client.ImageInspectWithPlatform(want))
-		if err != nil {
-			return Image{}, &PlatformError{Ref: ref, Want: *want, Available: []ocispec.Platform{have}, Err: err}
-		}
-		if have = inspectPlatform(ins); !platformMatches(*want, have) {
-			return Image{}, &PlatformError{Ref: ref, Want: *want, Available: []ocispec.Platform{have}}
-		}
-	}
-	id, err := digest.Parse(ins.ID)
-	if err != nil {
-		return Image{}, fmt.Errorf("%s: daemon returned image id %q: %w", ref, ins.ID, err)
-	}
-	l.log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", FormatPlatform(have), "tags", ins.RepoTags)
+	id, have, ins := t.id, t.platform, t.inspect
+	l.log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", FormatPlatform(have), "tags", ins.RepoTags,
+		"manifest", t.manifest, "platforms", formatPlatforms(t.platforms))
 	hit := func() (Image, bool, error) {
 		img, ok, err := l.store.Lookup(id, have)
 		if err != nil || !ok {
@@ -306,7 +292,7 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 	if err != nil {
 		return Image{}, err
 	}
-	if err := checkAgainstInspect(ref, id, ins.RootFS.Layers, v); err != nil {
+	if err := checkAgainstInspect(ref, t, v); err != nil {
 		return Image{}, err
 	}
 	img := imageOf(ref, SourceDaemon, id, have, ins.RepoTags, v)
@@ -317,17 +303,145 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 	return img, nil
 }
 
+// daemonTarget is what the daemon said about the image to export, before
+// the export: the export must match it (checkAgainstInspect).
+type daemonTarget struct {
+	// id is the image ID as `docker images` shows it, which is also what is
+	// exported: the config digest on a graphdriver daemon; on the
+	// containerd image store the digest of the image's manifest or, for
+	// images built by BuildKit and multi-platform images, of its index.
+	id       digest.Digest
+	platform ocispec.Platform
+	// manifest is the digest of the platform's image manifest when the
+	// daemon lists it (containerd image store, API 1.48 and later): an
+	// export for one platform holds that manifest, not the index the ID
+	// names. "" when the daemon does not say.
+	manifest digest.Digest
+	// platforms are the image platforms the daemon lists, for errors.
+	platforms []ocispec.Platform
+	// inspect is the inspect result for platform: its RootFS.Layers are the
+	// diff IDs the export must have.
+	inspect client.ImageInspectResult
+}
+
+// inspectTarget inspects name and settles which platform of it to export.
+// On the containerd image store an image is an index of platform manifests
+// (and attestation manifests, which are never images); its ID stays the
+// index's, whichever platform is exported.
+func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref, name string, want *ocispec.Platform) (daemonTarget, error) {
+	var opts []client.ImageInspectOption
+	if apiAtLeast(api, apiInspectManifests) {
+		opts = append(opts, client.ImageInspectWithManifests(true))
+	}
+	ins, err := eng.ImageInspect(ctx, name, opts...)
+	if err != nil {
+		return daemonTarget{}, classifyEngineErr(err, ep, ref)
+	}
+	id, err := digest.Parse(ins.ID)
+	if err != nil {
+		return daemonTarget{}, fmt.Errorf("%s: daemon returned image id %q: %w", ref, ins.ID, err)
+	}
+	t := daemonTarget{id: id, platform: inspectPlatform(ins), inspect: ins}
+	// The image manifests the daemon lists, attestations left out.
+	type listed struct {
+		platform  ocispec.Platform
+		digest    digest.Digest
+		available bool
+	}
+	var manifests []listed
+	for _, m := range ins.Manifests {
+		if m.Kind != image.ManifestKindImage {
+			continue
+		}
+		var p ocispec.Platform
+		switch {
+		case m.ImageData != nil && m.ImageData.Platform.OS != "":
+			p = m.ImageData.Platform
+		case m.Descriptor.Platform != nil:
+			p = *m.Descriptor.Platform
+		default:
+			continue
+		}
+		d, err := digest.Parse(m.ID)
+		if err != nil {
+			return daemonTarget{}, fmt.Errorf("%s: daemon listed manifest id %q: %w", ref, m.ID, err)
+		}
+		manifests = append(manifests, listed{platform: normalizePlatform(p), digest: d, available: m.Available})
+		t.platforms = append(t.platforms, normalizePlatform(p))
+	}
+	find := func(p ocispec.Platform) (listed, bool) {
+		for _, m := range manifests {
+			if m.available && FormatPlatform(m.platform) == FormatPlatform(p) {
+				return m, true
+			}
+		}
+		for _, m := range manifests {
+			if platformMatches(p, m.platform) {
+				return m, true
+			}
+		}
+		return listed{}, false
+	}
+	if want == nil || platformMatches(*want, t.platform) {
+		if m, ok := find(t.platform); ok {
+			t.manifest = m.digest
+		}
+		return t, nil
+	}
+	available := t.platforms
+	if len(available) == 0 {
+		available = []ocispec.Platform{t.platform}
+	}
+	if len(manifests) > 0 {
+		m, ok := find(*want)
+		if !ok {
+			return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
+		}
+		if !m.available {
+			return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available,
+				Err: fmt.Errorf("the image lists %s, but its content is not in this daemon (pull it for that platform first)", FormatPlatform(m.platform))}
+		}
+		t.manifest = m.digest
+	}
+	if !apiAtLeast(api, apiInspectPlatform) {
+		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
+	}
+	// The platform's own config: its diff IDs and exact platform. Inspect
+	// by the ID, so that a tag moved meanwhile cannot mix two images.
+	pins, err := eng.ImageInspect(ctx, id.String(), client.ImageInspectWithPlatform(want))
+	if err != nil {
+		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available, Err: err}
+	}
+	if t.platform = inspectPlatform(pins); !platformMatches(*want, t.platform) {
+		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
+	}
+	if t.manifest == "" && pins.Descriptor != nil && isManifestType(pins.Descriptor.MediaType) {
+		t.manifest = pins.Descriptor.Digest
+	}
+	pins.ID, pins.RepoTags = ins.ID, ins.RepoTags
+	t.inspect = pins
+	return t, nil
+}
+
 // checkAgainstInspect makes sure the daemon exported the image it described:
-// the ID is the config digest (graphdriver) or a manifest/index digest
-// (containerd store), and the diff IDs are those inspect listed.
-func checkAgainstInspect(ref string, id digest.Digest, layers []string, v *verified) error {
+// the ID is the config digest (graphdriver) or a manifest or index digest
+// (containerd store) of the export, or the export holds the platform
+// manifest the daemon listed under that ID (an export of one platform of an
+// index); and the diff IDs are those inspect listed.
+func checkAgainstInspect(ref string, t daemonTarget, v *verified) error {
 	ids := append([]digest.Digest{v.config.digest}, v.parents...)
 	if v.manifestBlob != nil {
 		ids = append(ids, v.manifestBlob.digest)
 	}
-	if !slices.Contains(ids, id) {
-		return archiveErr(ref, "", fmt.Errorf("%w: image id %s is neither the config nor a manifest of the export", ErrExportMismatch, id))
+	switch {
+	case slices.Contains(ids, t.id):
+	case t.manifest != "" && v.manifestBlob != nil && v.manifestBlob.digest == t.manifest:
+	case t.manifest != "":
+		return archiveErr(ref, "", fmt.Errorf("%w: the daemon lists manifest %s for image %s (%s), the export holds %s", ErrExportMismatch, t.manifest, t.id, FormatPlatform(t.platform), exportedManifest(v)))
+	default:
+		return archiveErr(ref, "", fmt.Errorf("%w: image id %s is neither the config nor a manifest of the export", ErrExportMismatch, t.id))
 	}
+	layers := t.inspect.RootFS.Layers
 	if len(layers) == 0 {
 		return nil
 	}
@@ -340,6 +454,13 @@ func checkAgainstInspect(ref string, id digest.Digest, layers []string, v *verif
 		}
 	}
 	return nil
+}
+
+func exportedManifest(v *verified) string {
+	if v.manifestBlob == nil {
+		return "no manifest"
+	}
+	return "manifest " + v.manifestBlob.digest.String()
 }
 
 func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, tags []string, v *verified) Image {

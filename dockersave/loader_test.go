@@ -41,7 +41,7 @@ type fakeEngine struct {
 	gate   chan struct{}
 
 	inspectErr         error
-	platformInspectErr error
+	platformInspectErr error // fakeDaemon answers an inspect for a platform with it
 	mu                 sync.Mutex
 
 	// serveSave, when set, answers the export request of the fake daemon
@@ -57,10 +57,9 @@ func (f *fakeEngine) Info(context.Context, client.InfoOptions) (client.SystemInf
 	return client.SystemInfoResult{}, nil
 }
 
+// ImageInspect ignores the options, which the client keeps opaque: tests of
+// platform inspection go through fakeDaemon and the real client.
 func (f *fakeEngine) ImageInspect(_ context.Context, name string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error) {
-	if len(opts) > 0 && f.platformInspectErr != nil {
-		return client.ImageInspectResult{}, f.platformInspectErr
-	}
 	if f.inspectErr != nil {
 		return client.ImageInspectResult{}, f.inspectErr
 	}
@@ -262,7 +261,14 @@ func TestDaemonPlatformMismatch(t *testing.T) {
 		f := newFakeEngine(t)
 		f.api = api
 		f.platformInspectErr = cerrdefs.ErrNotFound.WithMessage("image has no linux/arm64 variant")
-		_, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "app:1", &arm)
+		// Through the real client, which puts the platform in the query.
+		ep := fakeDaemon(t, api, f)
+		c, err := NewEngineClient(ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = NewLoader(openTestStore(t), WithEngine(c, ep), WithHostPlatform(linuxAMD64)).Load(t.Context(), "app:1", &arm)
 		var pe *PlatformError
 		if !errors.As(err, &pe) || pe.Want.Architecture != "arm64" || pe.Ref != "app:1" {
 			t.Errorf("api %s: got %v, want *PlatformError", api, err)
@@ -383,6 +389,12 @@ func fakeDaemonHandler(apiVersion string, f *fakeEngine) http.Handler {
 			w.Write(f.archive)
 		case strings.HasSuffix(name, "/json"):
 			ref, _ := url.PathUnescape(strings.TrimSuffix(name, "/json"))
+			if r.URL.Query().Has("platform") && f.platformInspectErr != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				json.NewEncoder(w).Encode(map[string]string{"message": f.platformInspectErr.Error()})
+				return
+			}
 			if ref != "app:1" && ref != f.inspect.ID {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusNotFound)
