@@ -51,6 +51,8 @@ Layer server:
 Report:
     -f, --format FORMAT     table, json, clair, html, sarif or junit (default table)
     -o, --output FILE       write the report to FILE instead of stdout
+    --also FORMAT=FILE      write the report in FORMAT to FILE as well
+                            (repeatable): --also json=report.json
     --ignore FILE           YAML list of vulnerabilities to ignore
     --fail-on SEVERITY      exit 3 when a finding is at or above SEVERITY:
                             Unknown, Negligible, Low, Medium, High, Critical,
@@ -81,6 +83,7 @@ Examples:
     layerbridge scan alpine:3.11
     layerbridge scan --clair http://clair:6060 --fail-on High myapp:latest
     layerbridge scan -f json -o report.json docker-archive:image.tar
+    layerbridge scan -f sarif -o scan.sarif --also junit=junit.xml myapp:latest
     layerbridge scan --server http://layerbridge:8080 --token-file token alpine:3.11
 `
 
@@ -97,6 +100,8 @@ type scanOptions struct {
 
 	format  string
 	output  string
+	also    []string     // --also FORMAT=FILE, as given
+	extra   []reportFile // o.also, parsed
 	ignore  string
 	failOn  string
 	image   string
@@ -116,6 +121,7 @@ func setupScanFlags(name string, e env, stdout io.Writer) (*pflag.FlagSet, *scan
 	fs.StringVar(&o.tokenFile, "token-file", "", "")
 	fs.StringVarP(&o.format, "format", "f", "table", "")
 	fs.StringVarP(&o.output, "output", "o", "", "")
+	fs.StringArrayVar(&o.also, "also", nil, "")
 	fs.StringVar(&o.ignore, "ignore", "", "")
 	fs.StringVar(&o.failOn, "fail-on", "", "")
 	fs.StringVar(&o.platfrm, "platform", "", "")
@@ -154,12 +160,55 @@ func (o *scanOptions) validate(args []string) error {
 		return usageErrorf("--timeout %s is negative", o.timeout)
 	}
 	if o.output != "" {
-		if fi, err := os.Stat(o.output); err == nil && fi.IsDir() {
-			return usageErrorf("-o/--output %s is a directory", o.output)
+		if err := checkOutputFile(o.output); err != nil {
+			return usageErrorf("-o/--output %v", err)
 		}
-		if _, err := os.Stat(filepath.Dir(o.output)); err != nil {
-			return usageErrorf("-o/--output %s: %v", o.output, err)
+	}
+	return o.parseAlso()
+}
+
+// reportFile is a report written to a file: -o, or one --also.
+type reportFile struct {
+	format, file string
+}
+
+// parseAlso checks every --also FORMAT=FILE and fills o.extra. Two outputs
+// naming the same file would overwrite each other, so that is refused.
+func (o *scanOptions) parseAlso() error {
+	files := map[string]string{}
+	if o.output != "" {
+		files[filepath.Clean(o.output)] = "-o/--output"
+	}
+	for _, v := range o.also {
+		format, file, ok := strings.Cut(v, "=")
+		if !ok || file == "" {
+			ue := usageErrorf("--also %q is not FORMAT=FILE", v)
+			ue.hints = append(ue.hints, "for example: --also json=report.json")
+			return ue
 		}
+		if err := report.CheckFormat(format); err != nil {
+			return usageErrorf("--also %s: %v", v, err)
+		}
+		if err := checkOutputFile(file); err != nil {
+			return usageErrorf("--also %v", err)
+		}
+		if prev, dup := files[filepath.Clean(file)]; dup {
+			return usageErrorf("--also %s: %s is already written by %s", v, file, prev)
+		}
+		files[filepath.Clean(file)] = "--also " + v
+		o.extra = append(o.extra, reportFile{format: format, file: file})
+	}
+	return nil
+}
+
+// checkOutputFile says why a report cannot be written to path, before any
+// scan: it is a directory, or its directory does not exist.
+func checkOutputFile(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	if _, err := os.Stat(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
@@ -248,9 +297,9 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	return o.finish(res.Report, e, stdout, log, failOn, ignore)
 }
 
-// finish applies --ignore to a scan's report, renders it (--format, -o) and
-// turns --fail-on into the exit code: the same for a local scan and one
-// asked of a sidecar.
+// finish applies --ignore to a scan's report, renders it (--format, -o,
+// --also) and turns --fail-on into the exit code: the same for a local scan
+// and one asked of a sidecar.
 func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *slog.Logger, failOn *report.Severity, ignore *report.IgnoreRules) error {
 	ignore.Apply(time.Now(), rep)
 	rep.Normalize()
@@ -258,16 +307,21 @@ func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *s
 		log.Warn(w)
 	}
 	ropts := report.Options{FailOn: failOn, ToolVersion: version}
+	files := o.extra
 	if o.output == "" {
-		ropts.Color = o.format == "table" && e.isTTY(stdout) && e.getenv("NO_COLOR") == ""
-		if err := ropts.Render(stdout, o.format, rep); err != nil {
+		color := ropts
+		color.Color = o.format == "table" && e.isTTY(stdout) && e.getenv("NO_COLOR") == ""
+		if err := color.Render(stdout, o.format, rep); err != nil {
 			return fmt.Errorf("write %s report: %w", o.format, err)
 		}
 	} else {
-		if err := writeFileAtomic(o.output, func(w io.Writer) error { return ropts.Render(w, o.format, rep) }); err != nil {
-			return fmt.Errorf("write %s report to %s: %w", o.format, o.output, err)
+		files = append([]reportFile{{format: o.format, file: o.output}}, files...)
+	}
+	for _, f := range files {
+		if err := writeFileAtomic(f.file, func(w io.Writer) error { return ropts.Render(w, f.format, rep) }); err != nil {
+			return fmt.Errorf("write %s report to %s: %w", f.format, f.file, err)
 		}
-		log.Info("report written", "file", o.output, "format", o.format, "findings", len(rep.Findings))
+		log.Info("report written", "file", f.file, "format", f.format, "findings", len(rep.Findings))
 	}
 	if failOn != nil && rep.Fails(*failOn) {
 		n := 0

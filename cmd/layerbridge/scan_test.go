@@ -118,3 +118,60 @@ func TestScanOutputFile(t *testing.T) {
 		}
 	}
 }
+
+func TestScanAlsoOutputs(t *testing.T) {
+	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer v4.Close()
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	sarif, junit, jsonFile := filepath.Join(dir, "scan.sarif"), filepath.Join(dir, "junit.xml"), filepath.Join(dir, "scan.json")
+
+	// The table still goes to stdout; each --also file holds its format,
+	// and --fail-on still decides the exit code once they are written.
+	code, stdout, stderr := runCLI(t, testEnv(t, nil), "scan", "--cache-dir", cache, "--clair", v4.URL, "--fail-on", "Unknown",
+		"--also", "sarif="+sarif, "--also", "junit="+junit, "--also", "json="+jsonFile, alpineArchive)
+	if code != 3 || !strings.Contains(stdout, "Summary: Unknown: 17") {
+		t.Fatalf("exit %d, want 3 with the table on stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for file, want := range map[string]string{sarif: `"version": "2.1.0"`, junit: "<testsuites", jsonFile: `"Unknown": 17`} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %q", filepath.Base(file), want)
+		}
+	}
+
+	// -o and --also together.
+	out := filepath.Join(dir, "table.txt")
+	code, stdout, stderr = runCLI(t, testEnv(t, nil), "scan", "--cache-dir", cache, "--clair", v4.URL, "-o", out, "--also", "json="+jsonFile, alpineArchive)
+	if code != 0 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "CVE-2021-3450") {
+		t.Errorf("-o file lacks the table:\n%s", b)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no FILE", []string{"--also", "json"}, `--also "json" is not FORMAT=FILE`},
+		{"empty FILE", []string{"--also", "json="}, `--also "json=" is not FORMAT=FILE`},
+		{"unknown format", []string{"--also", "jsn=x.json"}, `--also jsn=x.json: unknown report format "jsn"`},
+		{"a directory", []string{"--also", "json=" + dir}, "is a directory"},
+		{"no such directory", []string{"--also", "json=" + filepath.Join(dir, "nope", "x.json")}, "no such file or directory"},
+		{"the file of -o", []string{"-o", out, "--also", "json=" + out}, "is already written by -o/--output"},
+		{"twice the same file", []string{"--also", "json=" + out, "--also", "sarif=" + out}, "is already written by --also json="},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"scan", "--cache-dir", cache, "--clair", v4.URL}, tc.args...)
+			code, _, stderr := runCLI(t, testEnv(t, nil), append(args, alpineArchive)...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want 2 with %q; stderr:\n%s", code, tc.want, stderr)
+			}
+		})
+	}
+}
