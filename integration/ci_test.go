@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -405,18 +406,113 @@ func readGitLabTemplate(t *testing.T) map[string]gitlabJob {
 	return tmpl
 }
 
-// TestCIClairConfigs has Clair 4.9's own configuration loader check the
-// configuration the GitLab template gives its clair service.
-func TestCIClairConfigs(t *testing.T) {
+// TestCIExamples checks what README.md shows of the CI integrations against
+// what they are: the workflow's use of the action, its services and Clair
+// configuration, the GitLab job's use of the template; and has Clair 4.9's
+// own configuration loader (strict: unknown keys are errors) read the
+// README's Clair configuration and the template's.
+func TestCIExamples(t *testing.T) {
 	t.Parallel()
-	tmpl := readGitLabTemplate(t)
-	config := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(config, []byte(tmpl[".layerbridge"].Variables["LAYERBRIDGE_CLAIR_CONFIG"]), 0o644); err != nil {
-		t.Fatal(err)
+	readme := readFileT(t, "../README.md")
+	block := func(firstLine string) string {
+		t.Helper()
+		m := regexp.MustCompile("(?s)```yaml\n(" + regexp.QuoteMeta(firstLine) + "\n.*?)```").FindStringSubmatch(readme)
+		if m == nil {
+			t.Fatalf("README.md has no yaml block starting %q", firstLine)
+		}
+		return m[1]
 	}
-	cmd := exec.CommandContext(withTimeout(t, 3*time.Minute), "go", "tool", "clairctl", "check-config", config)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("clairctl check-config of the gitlab template's LAYERBRIDGE_CLAIR_CONFIG: %v\n%s", err, out)
+	tmpl := readGitLabTemplate(t)
+	configs := map[string]string{
+		"the README's .github/clair/config.yaml":         block("# .github/clair/config.yaml"),
+		"the gitlab template's LAYERBRIDGE_CLAIR_CONFIG": tmpl[".layerbridge"].Variables["LAYERBRIDGE_CLAIR_CONFIG"],
+	}
+
+	t.Run("github workflow", func(t *testing.T) {
+		var wf struct {
+			Jobs map[string]struct {
+				Services map[string]struct {
+					Image string   `yaml:"image"`
+					Ports []string `yaml:"ports"`
+				} `yaml:"services"`
+				Steps []struct {
+					ID   string            `yaml:"id"`
+					Uses string            `yaml:"uses"`
+					Run  string            `yaml:"run"`
+					With map[string]string `yaml:"with"`
+				} `yaml:"steps"`
+			} `yaml:"jobs"`
+		}
+		if err := yaml.Unmarshal([]byte(block("# .github/workflows/scan.yml")), &wf); err != nil {
+			t.Fatal(err)
+		}
+		job := wf.Jobs["scan"]
+		if job.Services["clair"].Image != "quay.io/projectquay/clair:4.9.0" || !strings.HasPrefix(job.Services["postgres"].Image, "docker.io/library/postgres:") {
+			t.Errorf("services: %+v", job.Services)
+		}
+		a := readAction(t, filepath.Join(actionDir, "action.yml"))
+		var scan, upload bool
+		for _, s := range job.Steps {
+			switch {
+			case strings.HasPrefix(s.Uses, "layerbridge/layerbridge@"):
+				scan = true
+				for k := range s.With {
+					if _, ok := a.Inputs[k]; !ok {
+						t.Errorf("the workflow gives the action %s, which is not an input", k)
+					}
+				}
+				if s.With["format"] != "sarif" || s.ID == "" {
+					t.Errorf("scan step: format %q, id %q", s.With["format"], s.ID)
+				}
+				if port := strings.TrimPrefix(s.With["clair-url"], "http://localhost:"); !slices.Contains(job.Services["clair"].Ports, port+":6060") {
+					t.Errorf("clair-url %s: no service publishes that port", s.With["clair-url"])
+				}
+			case strings.HasPrefix(s.Uses, "github/codeql-action/upload-sarif@"):
+				upload = true
+				if !strings.Contains(s.With["sarif_file"], ".outputs.report }}") {
+					t.Errorf("upload-sarif's sarif_file %q is not the action's report output", s.With["sarif_file"])
+				}
+			}
+		}
+		if !scan || !upload {
+			t.Errorf("the workflow lacks the scan (%v) or the upload (%v)", scan, upload)
+		}
+	})
+
+	t.Run("gitlab job", func(t *testing.T) {
+		var doc map[string]yaml.Node
+		if err := yaml.Unmarshal([]byte(block("include:")), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var job struct {
+			Extends   string            `yaml:"extends"`
+			Variables map[string]string `yaml:"variables"`
+		}
+		node := doc["layerbridge"]
+		if err := node.Decode(&job); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := tmpl[job.Extends]; !ok {
+			t.Errorf("the README's job extends %q, which the template does not define", job.Extends)
+		}
+		for k := range job.Variables {
+			if _, ok := tmpl[".layerbridge"].Variables[k]; !ok {
+				t.Errorf("the README's job sets %s, which the template does not use", k)
+			}
+		}
+	})
+
+	for name, config := range configs {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(withTimeout(t, 3*time.Minute), "go", "tool", "clairctl", "check-config", file)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("clairctl check-config of %s: %v\n%s", name, err, out)
+			}
+		})
 	}
 }
 
