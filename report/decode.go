@@ -16,6 +16,7 @@ type decodedReport struct {
 	Vulnerabilities *[]Finding `json:"vulnerabilities"`
 	Ignored         []Ignored  `json:"ignored"`
 	Warnings        []string   `json:"warnings"`
+	Packages        []Package  `json:"packages"`
 }
 
 // Decode reads a report in the json format (what Render writes for "json",
@@ -24,7 +25,8 @@ type decodedReport struct {
 //
 // Raw is never filled: the json format does not carry Clair's own response,
 // so a decoded report cannot be rendered in the clair format until the
-// caller sets Raw. Findings and Ignored are kept in the order read (the
+// caller sets Raw. Packages is filled when the report was rendered with
+// Options.Packages (as the sidecar does), else nil. Findings and Ignored are kept in the order read (the
 // renderer wrote them normalised) and are never nil, as after Normalize;
 // Warnings is nil when empty. An unknown severity name is an error, and so
 // is a document without a "vulnerabilities" array or with data after it.
@@ -49,5 +51,6 @@ func Decode(r io.Reader) (*Report, error) {
 	if len(doc.Warnings) > 0 {
 		rep.Warnings = doc.Warnings
 	}
+	rep.Packages = doc.Packages
 	return rep, nil
 }

@@ -9,24 +9,30 @@ import (
 	"github.com/layerbridge/layerbridge/report"
 )
 
-// A report that went through the json format and Decode renders, in every
-// format, exactly as the original: nothing the renderers use is lost.
+// A report that went through the json format (with Options.Packages, as the
+// sidecar renders it) and Decode renders, in every format, exactly as the
+// original: nothing the renderers use is lost but the ignore rules behind
+// Ignored, which cyclonedx reads (their expiry and VEX state) and which the
+// json format does not carry.
 func TestDecodeRoundTrip(t *testing.T) {
 	empty := &report.Report{}
 	empty.Normalize()
 	for name, r := range map[string]*report.Report{"alpine": alpineReport(t), "mixed": normalized(mixedReport()), "empty": empty} {
 		t.Run(name, func(t *testing.T) {
-			got, err := report.Decode(bytes.NewReader(render(t, report.Options{}, "json", r)))
+			got, err := report.Decode(bytes.NewReader(render(t, report.Options{Packages: true}, "json", r)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(got.Raw) != 0 {
 				t.Errorf("Raw = %q, want empty: the json format does not carry it", got.Raw)
 			}
-			want := *r
+			want := withoutRules(r)
 			want.Raw = nil
-			if !reflect.DeepEqual(*got, want) {
-				t.Errorf("decoded report differs:\n got %+v\nwant %+v", *got, want)
+			if want.Packages == nil {
+				want.Packages = []report.Package{}
+			}
+			if !reflect.DeepEqual(*got, *want) {
+				t.Errorf("decoded report differs:\n got %+v\nwant %+v", *got, *want)
 			}
 			got.Raw = r.Raw
 			sev := report.High
@@ -35,13 +41,56 @@ func TestDecodeRoundTrip(t *testing.T) {
 					if format == "clair" && len(r.Raw) == 0 {
 						continue
 					}
-					a, b := render(t, o, format, r), render(t, o, format, got)
+					orig := r
+					if format == "cyclonedx" {
+						orig = withoutRules(r)
+					}
+					a, b := render(t, o, format, orig), render(t, o, format, got)
 					if !bytes.Equal(a, b) {
 						t.Errorf("%s: the decoded report renders differently:\n%s\n---\n%s", format, b, a)
 					}
 				}
 			}
 		})
+	}
+}
+
+// withoutRules is a copy of r whose ignored findings do not know their rule.
+func withoutRules(r *report.Report) *report.Report {
+	c := *r
+	c.Ignored = nil
+	for _, ig := range r.Ignored {
+		ig.Rule = nil
+		c.Ignored = append(c.Ignored, ig)
+	}
+	if r.Ignored != nil && c.Ignored == nil {
+		c.Ignored = []report.Ignored{}
+	}
+	return &c
+}
+
+// The json format lists the packages only when asked to, so that its shape
+// stays what users' scripts know.
+func TestJSONPackagesOnlyWhenAsked(t *testing.T) {
+	r := alpineReport(t)
+	plain := render(t, report.Options{}, "json", r)
+	if bytes.Contains(plain, []byte(`"packages"`)) {
+		t.Errorf("json without Options.Packages lists packages")
+	}
+	got, err := report.Decode(bytes.NewReader(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Packages != nil {
+		t.Errorf("decoded Packages = %+v, want nil from a report without them", got.Packages)
+	}
+	with := render(t, report.Options{Packages: true}, "json", r)
+	if !bytes.Contains(with, []byte(`"source": "openssl"`)) || !bytes.Contains(with, []byte(`"distribution": {`)) {
+		t.Errorf("json with Options.Packages lacks the packages:\n%s", with)
+	}
+	empty := &report.Report{}
+	if !bytes.Contains(render(t, report.Options{Packages: true}, "json", empty), []byte(`"packages": []`)) {
+		t.Errorf("json with Options.Packages of a report without packages: want an empty array")
 	}
 }
 

@@ -21,6 +21,25 @@ type IgnoreRule struct {
 	Expires time.Time // the rule stops applying at this instant; zero never expires
 	Reason  string    // why, shown with every finding the rule suppresses
 	Line    int       // line of the entry in the ignore file, 0 when not read from a file
+	// VEXState is the CycloneDX impact analysis state the cyclonedx format
+	// gives the findings the rule suppresses (one of VEXStates); "" means
+	// "not_affected".
+	VEXState string
+	// VEXJustification is the CycloneDX justification of a not_affected
+	// state (one of VEXJustifications); "" gives none.
+	VEXJustification string
+}
+
+// VEXStates are the CycloneDX 1.6 impact analysis states an ignore rule may
+// name (vex-state).
+var VEXStates = []string{"not_affected", "false_positive", "exploitable", "in_triage", "resolved", "resolved_with_pedigree"}
+
+// VEXJustifications are the CycloneDX 1.6 justifications of a not_affected
+// state an ignore rule may name (vex-justification).
+var VEXJustifications = []string{
+	"code_not_present", "code_not_reachable", "requires_configuration", "requires_dependency",
+	"requires_environment", "protected_by_compiler", "protected_at_runtime", "protected_at_perimeter",
+	"protected_by_mitigating_control",
 }
 
 // Active reports whether the rule still applies at now: Expires is zero or
@@ -78,6 +97,8 @@ type IgnoreRules struct {
 //	    image: alpine            # only this image (repository, or full reference)
 //	    expires: 2027-01-31      # stops applying at 00:00 UTC that day (or an RFC 3339 time)
 //	    reason: "not reachable"
+//	    vex-state: not_affected  # cyclonedx: the analysis state (VEXStates; default not_affected)
+//	    vex-justification: code_not_reachable  # cyclonedx: why not affected (VEXJustifications)
 //	generalwhitelist:            # clair-scanner's whitelist: id -> reason
 //	  CVE-2017-6055: XML
 //	images:                      # clair-scanner: image -> id -> reason
@@ -302,12 +323,25 @@ func parseEntry(n *yaml.Node) (IgnoreRule, error) {
 				return ru, lineError(v, "expires: %v", err)
 			}
 			ru.Expires = t
+		case "vex-state":
+			ru.VEXState = strings.TrimSpace(val)
+			if !slices.Contains(VEXStates, ru.VEXState) {
+				return ru, lineError(v, "vex-state: %q is not a CycloneDX analysis state (want one of %s)", val, strings.Join(VEXStates, ", "))
+			}
+		case "vex-justification":
+			ru.VEXJustification = strings.TrimSpace(val)
+			if !slices.Contains(VEXJustifications, ru.VEXJustification) {
+				return ru, lineError(v, "vex-justification: %q is not a CycloneDX justification (want one of %s)", val, strings.Join(VEXJustifications, ", "))
+			}
 		default:
-			return ru, lineError(k, "unknown key %q (want id, package, image, expires or reason)", k.Value)
+			return ru, lineError(k, "unknown key %q (want id, package, image, expires, reason, vex-state or vex-justification)", k.Value)
 		}
 	}
 	if ru.ID == "" {
 		return ru, lineError(n, "entry without an id")
+	}
+	if ru.VEXJustification != "" && ru.VEXState != "" && ru.VEXState != "not_affected" {
+		return ru, lineError(n, "vex-justification %s explains a not_affected state, not %s", ru.VEXJustification, ru.VEXState)
 	}
 	return ru, nil
 }
@@ -411,7 +445,7 @@ func (rules *IgnoreRules) Apply(now time.Time, r *Report) {
 			kept = append(kept, f)
 			continue
 		}
-		r.Ignored = append(r.Ignored, Ignored{Finding: f, Reason: active[i].Reason})
+		r.Ignored = append(r.Ignored, Ignored{Finding: f, Reason: active[i].Reason, Rule: &active[i]})
 		moved = true
 	}
 	r.Findings = kept

@@ -61,6 +61,23 @@ func TestLoadIgnoreShapes(t *testing.T) {
 			},
 		},
 		{
+			name: "VEX state and justification",
+			yaml: `ignore:
+  - id: CVE-1
+    vex-justification: code_not_reachable
+  - id: CVE-2
+    vex-state: not_affected
+    vex-justification: requires_environment
+  - id: CVE-3
+    vex-state: exploitable
+`,
+			want: []report.IgnoreRule{
+				{ID: "CVE-1", VEXJustification: "code_not_reachable", Line: 2},
+				{ID: "CVE-2", VEXState: "not_affected", VEXJustification: "requires_environment", Line: 4},
+				{ID: "CVE-3", VEXState: "exploitable", Line: 7},
+			},
+		},
+		{
 			name: "clair-scanner whitelist",
 			yaml: `generalwhitelist:
   CVE-2017-6055: XML
@@ -121,6 +138,9 @@ func TestLoadIgnoreErrors(t *testing.T) {
 		{"alias entry", "- &b CVE-1\n- *b\n", "line 2: want a vulnerability id or a mapping with id, got an alias"},
 		{"whitelist not a mapping", "generalwhitelist:\n  - CVE-1\n", "line 2: want a mapping of vulnerability id to reason"},
 		{"images not a mapping", "images: [ubuntu]\n", "line 1: images: want a mapping"},
+		{"unknown VEX state", "ignore:\n  - id: CVE-1\n    vex-state: ignored\n", `line 3: vex-state: "ignored" is not a CycloneDX analysis state (want one of not_affected, `},
+		{"unknown VEX justification", "ignore:\n  - id: CVE-1\n    vex-justification: because\n", `line 3: vex-justification: "because" is not a CycloneDX justification`},
+		{"justification of another state", "ignore:\n  - id: CVE-1\n    vex-state: exploitable\n    vex-justification: code_not_present\n", "line 2: vex-justification code_not_present explains a not_affected state, not exploitable"},
 		{"two documents", "ignore: [CVE-1]\n---\nignore: [CVE-2]\n", "line 2: a second YAML document"},
 	}
 	for _, tt := range tests {
@@ -268,6 +288,11 @@ func TestApplyKeepsOrderAndFirstReason(t *testing.T) {
 	if len(r.Ignored) != 2 || r.Ignored[0].Package != "b" || r.Ignored[0].Reason != "second, general" ||
 		r.Ignored[1].Package != "a" || r.Ignored[1].Reason != "first, specific" {
 		t.Errorf("Ignored = %+v", r.Ignored)
+	}
+	// Each ignored finding knows the rule that suppressed it.
+	if len(r.Ignored) == 2 && (r.Ignored[0].Rule == nil || r.Ignored[0].Rule.Line != 5 ||
+		r.Ignored[1].Rule == nil || r.Ignored[1].Rule.Line != 2) {
+		t.Errorf("Ignored rules = %+v, %+v; want those of lines 5 and 2", r.Ignored[0].Rule, r.Ignored[1].Rule)
 	}
 }
 

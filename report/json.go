@@ -16,6 +16,8 @@ type jsonReport struct {
 	Vulnerabilities []Finding      `json:"vulnerabilities"` // never null
 	Ignored         []Ignored      `json:"ignored"`         // never null
 	Warnings        []string       `json:"warnings"`        // never null
+	// Packages is only written with Options.Packages; then never null.
+	Packages *[]Package `json:"packages,omitempty"`
 }
 
 // severityCounts marshals as {"Unknown": n, ..., "Defcon1": n}, every
@@ -37,7 +39,7 @@ func (c severityCounts) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func renderJSON(w io.Writer, r *Report, _ Options) error {
+func renderJSON(w io.Writer, r *Report, o Options) error {
 	doc := jsonReport{
 		Image:           r.Image,
 		Clair:           r.Clair,
@@ -45,6 +47,10 @@ func renderJSON(w io.Writer, r *Report, _ Options) error {
 		Vulnerabilities: nonNil(r.Findings),
 		Ignored:         nonNil(r.Ignored),
 		Warnings:        nonNil(r.Warnings),
+	}
+	if o.Packages {
+		pkgs := nonNil(r.Packages)
+		doc.Packages = &pkgs
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

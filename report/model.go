@@ -96,7 +96,44 @@ type Clair struct {
 type Ignored struct {
 	Finding
 	Reason string `json:"reason,omitempty"`
+	// Rule is the ignore rule that suppressed the finding (its expiry and
+	// VEX state go into the cyclonedx format); nil when unknown, as in a
+	// report read back with Decode.
+	Rule *IgnoreRule `json:"-"`
 }
+
+// Package is one package Clair found in the image, whether or not a
+// vulnerability applies to it: an entry of a distribution's package database
+// (apk, dpkg, rpm) or a language package Clair 4 indexes (Python, Java, Go,
+// Node.js, Ruby).
+type Package struct {
+	Name    string `json:"name"`    // as installed, e.g. "libssl1.1"
+	Version string `json:"version"` // installed version, as the package manager spells it
+	// Source is the source package it was built from ("openssl"); "" when
+	// Clair does not say (Clair 2 never does).
+	Source string `json:"source,omitempty"`
+	// Arch is the architecture as the package database spells it
+	// ("x86_64", "amd64", "noarch"); "" when unknown (always, from Clair 2).
+	Arch string `json:"arch,omitempty"`
+	// Type is the package's ecosystem, spelled as a package URL type: apk,
+	// deb and rpm for distribution packages; pypi, maven, npm, gem and golang
+	// for language packages; "" when the client could not tell.
+	Type string `json:"type,omitempty"`
+	// Distribution is the distribution the package belongs to; zero for
+	// language packages and when unknown.
+	Distribution Distribution `json:"distribution,omitzero"`
+	Layer        string       `json:"layer"` // digest of the layer that introduced it, "" if unknown
+}
+
+// Distribution names an operating system release as its os-release file
+// does.
+type Distribution struct {
+	ID        string `json:"id"`         // os-release ID: "alpine", "debian", "ubuntu", "rhel"
+	VersionID string `json:"version_id"` // os-release VERSION_ID: "3.11", "12", "22.04"; "" if unknown
+}
+
+// IsZero reports whether d names no distribution.
+func (d Distribution) IsZero() bool { return d.ID == "" && d.VersionID == "" }
 
 // Report is the result of one scan, independent of the Clair API used.
 type Report struct {
@@ -104,6 +141,11 @@ type Report struct {
 	Clair    Clair
 	Findings []Finding // one entry per distinct (package, version, vulnerability)
 	Ignored  []Ignored // findings suppressed by ignore rules; never counted by Fails
-	Warnings []string  // things the user must know, e.g. an empty vulnerability database
+	// Packages lists every package Clair found, one entry per (package,
+	// layer that introduced it); nil when the client could not list them
+	// (a json report read back with Decode lists them only if it was
+	// rendered with Options.Packages).
+	Packages []Package
+	Warnings []string // things the user must know, e.g. an empty vulnerability database
 	Raw      json.RawMessage
 }

@@ -38,12 +38,47 @@ func Normalize(findings []Finding) []Finding {
 }
 
 // Normalize de-duplicates and sorts r.Findings and r.Ignored in place (see
-// the function Normalize). Clients call it once after filling r; renderers
-// show r in the order it leaves. Of duplicate ignored entries the first in
-// that order (then by reason) is kept.
+// the function Normalize), and r.Packages (by type, distribution, name,
+// version, architecture, source and layer; exact duplicates dropped).
+// Clients call it once after filling r; renderers show r in the order it
+// leaves. Of duplicate ignored entries the first in that order (then by
+// reason) is kept. Nil Packages stay nil.
 func (r *Report) Normalize() {
 	r.Findings = Normalize(r.Findings)
 	r.Ignored = normalizeIgnored(r.Ignored)
+	r.Packages = normalizePackages(r.Packages)
+}
+
+func normalizePackages(pkgs []Package) []Package {
+	if pkgs == nil {
+		return nil
+	}
+	sorted := slices.Clone(pkgs)
+	slices.SortFunc(sorted, comparePackages)
+	return slices.Compact(sorted)
+}
+
+// comparePackages is a total order over every field of Package.
+func comparePackages(a, b Package) int {
+	if c := strings.Compare(a.Type, b.Type); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Distribution.ID, b.Distribution.ID); c != 0 {
+		return c
+	}
+	for _, p := range [][2]string{
+		{a.Distribution.VersionID, b.Distribution.VersionID}, {a.Name, b.Name}, {a.Version, b.Version},
+	} {
+		if c := compareNatural(p[0], p[1]); c != 0 {
+			return c
+		}
+	}
+	for _, p := range [][2]string{{a.Arch, b.Arch}, {a.Source, b.Source}, {a.Layer, b.Layer}} {
+		if c := strings.Compare(p[0], p[1]); c != 0 {
+			return c
+		}
+	}
+	return 0
 }
 
 func normalizeIgnored(ignored []Ignored) []Ignored {

@@ -103,3 +103,31 @@ func TestReportNormalizeIgnored(t *testing.T) {
 		t.Errorf("Findings is nil after Normalize")
 	}
 }
+
+func TestReportNormalizePackages(t *testing.T) {
+	alpine := report.Distribution{ID: "alpine", VersionID: "3.11"}
+	p := func(typ, name, version, layer string) report.Package {
+		return report.Package{Type: typ, Name: name, Version: version, Distribution: alpine, Layer: layer}
+	}
+	want := []report.Package{
+		p("apk", "musl", "1.1.24-r2", "sha256:a"),
+		p("apk", "musl", "1.1.24-r2", "sha256:b"),
+		p("apk", "musl", "1.1.24-r10", "sha256:a"),
+		p("apk", "zlib", "1.2.11-r3", "sha256:a"),
+		{Type: "pypi", Name: "requests", Version: "2.31.0"},
+	}
+	in := []report.Package{want[4], want[3], want[1], want[0], want[2], want[0]}
+	r := &report.Report{Packages: in}
+	r.Normalize()
+	if !reflect.DeepEqual(r.Packages, want) {
+		t.Errorf("Packages:\n got %+v\nwant %+v (sorted, the exact duplicate dropped)", r.Packages, want)
+	}
+	if in[0] != want[4] {
+		t.Errorf("Normalize changed the caller's slice")
+	}
+	none := &report.Report{}
+	none.Normalize()
+	if none.Packages != nil {
+		t.Errorf("Packages = %#v after Normalize, want nil (unknown) to stay nil", none.Packages)
+	}
+}

@@ -67,6 +67,11 @@ type Options struct {
 	// ToolVersion is layerbridge's version, written into the sarif driver
 	// and the html footer; empty leaves it out.
 	ToolVersion string
+	// Packages adds a "packages" array (Report.Packages) to the json
+	// format, for a reader that renders other formats from it later (the
+	// sidecar's API). Off by default, so that json keeps its shape. Other
+	// formats ignore it.
+	Packages bool
 }
 
 // Render writes r to w in format with default Options. See Options.Render.

@@ -70,6 +70,34 @@ func alpineFindings() []report.Finding {
 	}
 }
 
+// alpinePackages are the 14 packages Clair 4.9 lists for the layer of
+// alpine:3.11 (v4.9/GET-vulnerability_report.http, "packages" and
+// "environments"), in Clair's package id order.
+func alpinePackages() []report.Package {
+	p := func(name, version, source string) report.Package {
+		return report.Package{
+			Name: name, Version: version, Source: source, Arch: "x86_64", Type: "apk",
+			Distribution: report.Distribution{ID: "alpine", VersionID: "3.11"}, Layer: alpineLayer,
+		}
+	}
+	return []report.Package{
+		p("alpine-keys", "2.1-r2", "alpine-keys"),
+		p("libtls-standalone", "2.9.1-r0", "libtls-standalone"),
+		p("musl", "1.1.24-r2", "musl"),
+		p("busybox", "1.31.1-r9", "busybox"),
+		p("alpine-baselayout", "3.2.0-r3", "alpine-baselayout"),
+		p("libcrypto1.1", "1.1.1d-r3", "openssl"),
+		p("libssl1.1", "1.1.1d-r3", "openssl"),
+		p("ca-certificates-cacert", "20191127-r1", "ca-certificates"),
+		p("ssl_client", "1.31.1-r9", "busybox"),
+		p("zlib", "1.2.11-r3", "zlib"),
+		p("apk-tools", "2.10.4-r3", "apk-tools"),
+		p("scanelf", "1.2.4-r0", "pax-utils"),
+		p("musl-utils", "1.1.24-r2", "musl"),
+		p("libc-utils", "0.7.2-r0", "libc-dev"),
+	}
+}
+
 // goldenNow is the clock the golden reports are rendered at: after the
 // expiry of the CVE-2021-3449 rule in testdata/alpine311-ignore.yaml, before
 // that of the musl rule.
@@ -86,6 +114,7 @@ func alpineReport(t *testing.T) *report.Report {
 		},
 		Clair:    report.Clair{URL: "http://127.0.0.1:6060", API: "v4"},
 		Findings: alpineFindings(),
+		Packages: alpinePackages(),
 		Raw:      recordedBody(t, "v4.9/GET-vulnerability_report.http"),
 	}
 	r.Normalize()
