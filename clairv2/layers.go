@@ -136,6 +136,12 @@ type Report struct {
 	// unreadable), Link its single Link. Layer is Clair's AddedBy: a layer
 	// NAME, not a digest; map it back with the names given to PostLayer.
 	Findings []report.Finding
+	// Packages has one entry per feature (Clair 2's word for a package) of
+	// the layer and those below it, in Clair's order: Name and Version as
+	// Clair gives them, Distribution and Type from the feature's namespace
+	// (see namespaceDistribution), Layer is AddedBy (a layer name, as for
+	// Findings). Clair 2 knows no source package or architecture. Never nil.
+	Packages []report.Package
 	Raw      json.RawMessage // Clair's body, unchanged
 }
 
@@ -177,6 +183,7 @@ func decodeLayerReport(body []byte) (*Report, error) {
 		Name:      env.Layer.Name,
 		Namespace: env.Layer.NamespaceName,
 		Findings:  findings(env.Layer.Features),
+		Packages:  packages(env.Layer.NamespaceName, env.Layer.Features),
 		Raw:       json.RawMessage(body),
 	}, nil
 }

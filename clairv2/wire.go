@@ -30,6 +30,8 @@ type wireLayer struct {
 
 type wireFeature struct {
 	Name            string              `json:"Name"`
+	NamespaceName   string              `json:"NamespaceName"`
+	VersionFormat   string              `json:"VersionFormat"`
 	Version         string              `json:"Version"`
 	Vulnerabilities []wireVulnerability `json:"Vulnerabilities"`
 	AddedBy         string              `json:"AddedBy"`

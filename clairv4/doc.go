@@ -1,7 +1,8 @@
 // Package clairv4 is the client for the Clair v4 HTTP API (indexer and
 // matcher, Clair 4.2 through 4.9). Its one job: post a manifest whose layer
 // URIs point wherever the caller serves them, wait for the index to finish,
-// fetch the vulnerability report and convert it to report.Finding values,
+// fetch the vulnerability report and convert it to report.Finding values
+// and the image's report.Package values (the index report it embeds),
 // keeping Clair's raw response for renderers that want it unchanged.
 //
 // It also answers the questions a scan must settle before trusting a clean

@@ -27,6 +27,11 @@ type Report struct {
 	// updaters, two package databases), the entries are merged: the highest
 	// severity wins and empty fields are filled from the other.
 	Findings []report.Finding
+	// Packages is every package of the image as the report embeds Clair's
+	// index report ("packages", "environments", "distributions",
+	// "repository"), whether or not a vulnerability applies to it: one entry
+	// per package and environment (see packages.go), never nil.
+	Packages []report.Package
 	Raw      json.RawMessage // Clair's body, unchanged
 }
 
@@ -39,7 +44,12 @@ func decodeVulnerabilityReport(body []byte) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode vulnerability report: %w", err)
 	}
-	return &Report{Manifest: digest.Digest(w.ManifestHash), Findings: fs, Raw: json.RawMessage(body)}, nil
+	return &Report{
+		Manifest: digest.Digest(w.ManifestHash),
+		Findings: fs,
+		Packages: packages(w.Packages, w.Environments, w.Distributions, w.Repositories),
+		Raw:      json.RawMessage(body),
+	}, nil
 }
 
 // findings converts package_vulnerabilities into findings. A reference to a

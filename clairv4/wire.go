@@ -25,18 +25,23 @@ type wireIndexReport struct {
 type wireVulnerabilityReport struct {
 	ManifestHash           string                       `json:"manifest_hash"`
 	Packages               map[string]wirePackage       `json:"packages"`
+	Distributions          map[string]wireDistribution  `json:"distributions"`
+	Repositories           map[string]wireRepository    `json:"repository"`
 	Environments           map[string][]wireEnvironment `json:"environments"`
 	Vulnerabilities        map[string]wireVulnerability `json:"vulnerabilities"`
 	PackageVulnerabilities map[string][]string          `json:"package_vulnerabilities"`
 }
 
 type wirePackage struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Version string `json:"version"`
+	ID      string       `json:"id"`
+	Name    string       `json:"name"`
+	Version string       `json:"version"`
+	Arch    string       `json:"arch"`
+	Source  *wirePackage `json:"source"`
 }
 
 type wireDistribution struct {
+	DID        string `json:"did"`
 	Name       string `json:"name"`
 	Version    string `json:"version"`
 	VersionID  string `json:"version_id"`
@@ -44,7 +49,15 @@ type wireDistribution struct {
 }
 
 type wireEnvironment struct {
-	IntroducedIn string `json:"introduced_in"`
+	PackageDB      string   `json:"package_db"`
+	IntroducedIn   string   `json:"introduced_in"`
+	DistributionID string   `json:"distribution_id"`
+	RepositoryIDs  []string `json:"repository_ids"`
+}
+
+type wireRepository struct {
+	Name string `json:"name"`
+	URI  string `json:"uri"`
 }
 
 type wireVulnerability struct {
