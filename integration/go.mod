@@ -11,7 +11,10 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require github.com/gorilla/mux v1.8.1 // indirect
+require (
+	github.com/CycloneDX/cyclonedx-go v0.12.0 // indirect
+	github.com/gorilla/mux v1.8.1 // indirect
+)
 
 require (
 	github.com/Masterminds/semver v1.5.0 // indirect
@@ -52,7 +55,7 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/ncruces/go-strftime v0.1.9 // indirect
 	github.com/opencontainers/image-spec v1.1.1
-	github.com/package-url/packageurl-go v0.1.3 // indirect
+	github.com/package-url/packageurl-go v0.1.7 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect

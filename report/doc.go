@@ -1,7 +1,7 @@
 // Package report holds the one vulnerability report model that both Clair
 // clients produce and every renderer consumes: severities in Clair's order,
-// findings, ignore rules, and the renderers (table, json, clair, html, sarif,
-// junit).
+// findings, the image's packages, ignore rules, and the renderers (table,
+// json, clair, html, sarif, junit, cyclonedx).
 //
 // Inputs: a *Report filled by a Clair client (clairv4 or clairv2), an
 // optional ignore file (LoadIgnore). Outputs: the normalised report
@@ -10,7 +10,8 @@
 // io.Writer it is handed, reads the clock (Apply takes now) or logs.
 //
 // It must not import the Clair clients, dockersave, bridge or any other
-// package of this module: they depend on it, never the reverse. Its only
-// dependency outside the standard library is go.yaml.in/yaml/v3 for ignore
-// files (deps_test.go enforces both).
+// package of this module: they depend on it, never the reverse. Outside the
+// standard library it uses go.yaml.in/yaml/v3 for ignore files, and
+// github.com/CycloneDX/cyclonedx-go and github.com/package-url/packageurl-go
+// for the cyclonedx format (internal/layering enforces both).
 package report

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // DefaultFormat is the format used when the user names none.
@@ -21,6 +22,7 @@ var renderers = []struct {
 	{"html", renderHTML},
 	{"sarif", renderSARIF},
 	{"junit", renderJUnit},
+	{"cyclonedx", renderCycloneDX},
 }
 
 // Formats returns the names Render accepts, the default first. The slice is
@@ -64,13 +66,18 @@ type Options struct {
 	// only when the output is a terminal and the user did not opt out
 	// (NO_COLOR); it never touches other formats.
 	Color bool
-	// ToolVersion is layerbridge's version, written into the sarif driver
-	// and the html footer; empty leaves it out.
+	// ToolVersion is layerbridge's version, written into the sarif driver,
+	// the html footer and the cyclonedx tools; empty leaves it out.
 	ToolVersion string
-	// Packages adds a "packages" array (Report.Packages) to the json
-	// format, for a reader that renders other formats from it later (the
-	// sidecar's API). Off by default, so that json keeps its shape. Other
+	// Time is when the report is rendered: cyclonedx writes it as the BOM's
+	// metadata timestamp. The zero value leaves the timestamp out, which
+	// makes the output depend on the report alone (reproducible). Other
 	// formats ignore it.
+	Time time.Time
+	// Packages adds a "packages" array (Report.Packages) to the json
+	// format, for a reader that renders cyclonedx from it later (the
+	// sidecar's API). Off by default, so that json keeps its shape. Other
+	// formats ignore it: cyclonedx always lists the packages.
 	Packages bool
 }
 

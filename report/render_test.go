@@ -46,7 +46,7 @@ func mixedReport() *report.Report {
 
 func TestFormats(t *testing.T) {
 	formats := report.Formats()
-	want := []string{"table", "json", "clair", "html", "sarif", "junit"}
+	want := []string{"table", "json", "clair", "html", "sarif", "junit", "cyclonedx"}
 	if strings.Join(formats, ",") != strings.Join(want, ",") {
 		t.Errorf("Formats() = %q, want %q", formats, want)
 	}

@@ -22,7 +22,7 @@ type rule struct {
 // rules is the design's dependency direction. Every package of the module
 // must have a row: a new package is a decision to write down here.
 var rules = map[string]rule{
-	"report":             {thirdParty: []string{"go.yaml.in/yaml/v3"}},
+	"report":             {thirdParty: []string{"go.yaml.in/yaml/v3", "github.com/CycloneDX/cyclonedx-go", "github.com/package-url/packageurl-go"}},
 	"clairv4":            {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":            {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"dockersave":         {},
