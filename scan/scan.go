@@ -337,7 +337,7 @@ func scanV4(ctx context.Context, c *clairv4.Client, img dockersave.Image, g *bri
 		return nil, err
 	}
 	log.InfoContext(ctx, "clair matched vulnerabilities", "findings", len(vr.Findings), "duration", time.Since(start).Round(time.Millisecond))
-	return &report.Report{Findings: vr.Findings, Raw: vr.Raw, Warnings: warnings}, nil
+	return &report.Report{Findings: vr.Findings, Packages: vr.Packages, Raw: vr.Raw, Warnings: warnings}, nil
 }
 
 func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bridge.Grant, stage func(Stage), probeTimeout time.Duration, log *slog.Logger) (*report.Report, error) {
@@ -391,8 +391,13 @@ func scanV2(ctx context.Context, c *clairv2.Client, img dockersave.Image, g *bri
 			lr.Findings[i].Layer = d
 		}
 	}
+	for i := range lr.Packages {
+		if d, ok := byName[lr.Packages[i].Layer]; ok {
+			lr.Packages[i].Layer = d
+		}
+	}
 	if lr.Namespace == "" {
 		warnings = append(warnings, "clair v2 detected no operating system namespace in this image: an empty report does not mean the image is safe")
 	}
-	return &report.Report{Findings: lr.Findings, Raw: lr.Raw, Warnings: warnings}, nil
+	return &report.Report{Findings: lr.Findings, Packages: lr.Packages, Raw: lr.Raw, Warnings: warnings}, nil
 }

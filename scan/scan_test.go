@@ -78,6 +78,7 @@ func TestScanV4DownloadsAndReports(t *testing.T) {
 	if len(res.Report.Warnings) != 0 {
 		t.Errorf("warnings = %q, want none", res.Report.Warnings)
 	}
+	checkPackages(t, res)
 	if res.Advertised.Hostname() != "127.0.0.1" {
 		t.Errorf("advertised %s for a clair on loopback", res.Advertised)
 	}
@@ -104,7 +105,29 @@ func TestScanV2PostsLayersInOrder(t *testing.T) {
 			if len(res.Fetches) != 1 || res.Fetches[0].Status != 200 {
 				t.Errorf("fetches = %+v", res.Fetches)
 			}
+			checkPackages(t, res)
 		})
+	}
+}
+
+// checkPackages checks that a scan of the alpine fixture reports its 14
+// packages, and that packages and findings name the layer that introduced
+// them by digest (Clair 2 names it by the name it was posted under).
+func checkPackages(t *testing.T, res *Result) {
+	t.Helper()
+	layer := res.Image.Manifest.Layers[0].Digest.String()
+	if len(res.Report.Packages) != 14 {
+		t.Errorf("%d packages, want the 14 of alpine:3.11", len(res.Report.Packages))
+	}
+	for _, p := range res.Report.Packages {
+		if p.Layer != layer || p.Type != "apk" {
+			t.Errorf("package %+v: want an apk from layer %s", p, layer)
+		}
+	}
+	for _, f := range res.Report.Findings {
+		if f.Layer != layer {
+			t.Errorf("finding %s in %s names layer %q, want %s", f.Name, f.Package, f.Layer, layer)
+		}
 	}
 }
 

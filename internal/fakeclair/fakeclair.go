@@ -94,6 +94,10 @@ func (f *V4) IndexPosts() int { f.mu.Lock(); defer f.mu.Unlock(); return f.index
 
 const recordedManifest = "sha256:b405b26c31194489ba0b8cb27061fe75a963223bf924dd3998c975ac6fef347a"
 
+// recordedLayer is the name the Clair 2 recordings posted the layer under
+// (its digest): the report names it as Name and as every feature's AddedBy.
+const recordedLayer = "sha256:beee9f30bc1f711043e78d4a2be0668955d4b761d587d6f60c2c8dc081efb203"
+
 func (f *V4) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.PSK != nil && !validToken(r, f.PSK) {
 		w.WriteHeader(http.StatusUnauthorized)
@@ -270,12 +274,25 @@ func (f *V2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/v1/layers/")
 		f.mu.Lock()
 		_, ok := f.layers[name]
+		base := name
+		if len(f.posted) > 0 {
+			base = f.posted[0]
+		}
 		f.mu.Unlock()
 		if !ok {
 			recorded(f.Samples, "v2.1.7/GET-v1-layers-unknown.http").ServeHTTP(w, r)
 			return
 		}
-		recorded(f.Samples, "v2.1.7/GET-v1-layers-features-vulnerabilities.http").ServeHTTP(w, r)
+		rec, err := recordedBody(f.Samples, "v2.1.7/GET-v1-layers-features-vulnerabilities.http")
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		// Like Clair: the report is named as asked, and its features were
+		// added by the first layer posted, under the name it was posted with.
+		body := strings.Replace(string(rec.Body), `{"Layer":{"Name":"`+recordedLayer+`"`, `{"Layer":{"Name":"`+name+`"`, 1)
+		rec.Body = []byte(strings.ReplaceAll(body, recordedLayer, base))
+		rec.ServeHTTP(w, r)
 	default:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(404)
