@@ -44,6 +44,8 @@ var reportContentTypes = map[string]string{
 	"html":  "text/html; charset=utf-8",
 	"sarif": "application/sarif+json",
 	"junit": "application/xml",
+	// The media type CycloneDX registered with IANA, with the version.
+	"cyclonedx": "application/vnd.cyclonedx+json; version=1.6",
 }
 
 func (s *Service) routes() {
@@ -148,8 +150,9 @@ func (s *Service) getScan(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, r, http.StatusOK, st)
 }
 
-// getReport renders a done scan's report in ?format= (default json). A
-// scan that is not done is 409, with its state (and error) in the message.
+// getReport renders a done scan's report in ?format= (default json, with
+// the packages: the report the status embeds). A scan that is not done is
+// 409, with its state (and error) in the message.
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	format := r.URL.Query().Get("format")
@@ -174,7 +177,7 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b bytes.Buffer
-	if err := (report.Options{ToolVersion: s.cfg.Version}).Render(&b, format, rep); err != nil {
+	if err := s.reportOptions(st).Render(&b, format, rep); err != nil {
 		writeError(w, r, http.StatusInternalServerError, "UNKNOWN", err.Error())
 		return
 	}
@@ -191,6 +194,15 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		w.Write(b.Bytes())
 	}
+}
+
+// reportOptions are how the sidecar renders a scan's report, in every
+// format and in the status: json lists the image's packages (so that a
+// client can render cyclonedx from the status, as scan --server does), and
+// cyclonedx is dated when the scan finished, so that every download of it
+// is the same.
+func (s *Service) reportOptions(st Status) report.Options {
+	return report.Options{ToolVersion: s.cfg.Version, Packages: true, Time: st.UpdatedAt}
 }
 
 // Readiness is the body of /readyz.

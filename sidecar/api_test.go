@@ -86,6 +86,7 @@ func TestReportFormats(t *testing.T) {
 		{"?format=sarif", "application/sarif+json", `"version": "2.1.0"`},
 		{"?format=junit", "application/xml", "<testsuites"},
 		{"?format=clair", "application/json", `"package_vulnerabilities"`},
+		{"?format=cyclonedx", "application/vnd.cyclonedx+json; version=1.6", `"purl": "pkg:apk/alpine/musl@1.1.24-r2?arch=x86_64&distro=alpine-3.11"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -113,6 +114,22 @@ func TestReportFormats(t *testing.T) {
 	}
 	if !reflect.DeepEqual(fromReport, fromStatus) {
 		t.Errorf("?format=json differs from the report embedded in the status:\n%s\n%s", body, st.Report)
+	}
+	// The status carries the packages, so a client renders the same BOM
+	// from it (scan --server does); the BOM is dated when the scan ended.
+	if len(rep.Packages) != 14 {
+		t.Errorf("the embedded report lists %d packages, want 14", len(rep.Packages))
+	}
+	_, bom := e.do(t, "GET", base+"?format=cyclonedx", "")
+	var local bytes.Buffer
+	if err := (report.Options{Time: st.UpdatedAt, ToolVersion: "v0.0.0-test"}).Render(&local, "cyclonedx", rep); err != nil {
+		t.Fatal(err)
+	}
+	if _, again := e.do(t, "GET", base+"?format=cyclonedx", ""); !bytes.Equal(again, bom) {
+		t.Errorf("two downloads of the BOM differ")
+	}
+	if !bytes.Equal(bom, local.Bytes()) {
+		t.Errorf("?format=cyclonedx differs from the decoded report rendered as cyclonedx:\n%s\n---\n%s", bom, local.Bytes())
 	}
 	var table bytes.Buffer
 	if err := report.Render(&table, "table", rep); err != nil {

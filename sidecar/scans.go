@@ -54,7 +54,8 @@ type Transition struct {
 
 // Status is a scan as the API shows it (GET /api/v1/scans/{id}, and the
 // answer to POST). Report holds the report in the report package's json
-// format once State is done; decode it with report.Decode.
+// format, with the image's packages (report.Options.Packages), once State
+// is done; decode it with report.Decode.
 type Status struct {
 	ID       string `json:"id"`
 	State    State  `json:"state"`
@@ -297,7 +298,7 @@ func (s *Service) finish(ctx context.Context, rec *record, rep *report.Report, e
 	var js []byte
 	if err == nil {
 		var b bytes.Buffer
-		if rerr := report.Render(&b, "json", rep); rerr != nil {
+		if rerr := s.reportOptions(Status{}).Render(&b, "json", rep); rerr != nil {
 			err = fmt.Errorf("render the report: %w", rerr)
 		}
 		js = b.Bytes()

@@ -49,11 +49,13 @@ Layer server:
                             network, or the route to Clair's host)
 
 Report:
-    -f, --format FORMAT     table, json, clair, html, sarif or junit (default table)
+    -f, --format FORMAT     table, json, clair, html, sarif, junit or cyclonedx
+                            (a CycloneDX 1.6 SBOM with VEX) (default table)
     -o, --output FILE       write the report to FILE instead of stdout
     --also FORMAT=FILE      write the report in FORMAT to FILE as well
                             (repeatable): --also json=report.json
-    --ignore FILE           YAML list of vulnerabilities to ignore
+    --ignore FILE           YAML list of vulnerabilities to ignore (cyclonedx
+                            keeps them, with the rule as VEX analysis)
     --fail-on SEVERITY      exit 3 when a finding is at or above SEVERITY:
                             Unknown, Negligible, Low, Medium, High, Critical,
                             Defcon1 (default: never)
@@ -84,6 +86,7 @@ Examples:
     layerbridge scan --clair http://clair:6060 --fail-on High myapp:latest
     layerbridge scan -f json -o report.json docker-archive:image.tar
     layerbridge scan -f sarif -o scan.sarif --also junit=junit.xml myapp:latest
+    layerbridge scan -f cyclonedx -o bom.json --ignore ignore.yaml myapp:latest
     layerbridge scan --server http://layerbridge:8080 --token-file token alpine:3.11
 `
 
@@ -301,12 +304,13 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 // --also) and turns --fail-on into the exit code: the same for a local scan
 // and one asked of a sidecar.
 func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *slog.Logger, failOn *report.Severity, ignore *report.IgnoreRules) error {
-	ignore.Apply(time.Now(), rep)
+	now := time.Now()
+	ignore.Apply(now, rep)
 	rep.Normalize()
 	for _, w := range rep.Warnings {
 		log.Warn(w)
 	}
-	ropts := report.Options{FailOn: failOn, ToolVersion: version}
+	ropts := report.Options{FailOn: failOn, ToolVersion: version, Time: now}
 	files := o.extra
 	if o.output == "" {
 		color := ropts

@@ -27,7 +27,8 @@ reports. One listener serves:
 
     POST /api/v1/scans              {"image": "alpine:3.11", "platform": "linux/amd64"}
     GET  /api/v1/scans/ID           state, and the json report once done
-    GET  /api/v1/scans/ID/report    ?format=table, json, clair, html, sarif or junit
+    GET  /api/v1/scans/ID/report    ?format=table, json, clair, html, sarif,
+                                    junit or cyclonedx
     GET  /v2/...                    read-only registry view of the scanned images
     GET  /healthz, /readyz          alive; ready (Docker and Clair answer)
     GET  /metrics                   Prometheus metrics

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -344,6 +345,42 @@ func TestScanServer(t *testing.T) {
 				t.Errorf("--ignore not applied:\n%s", remote)
 			}
 		})
+	}
+
+	// cyclonedx: the sidecar's report carries the packages, so the BOM lists
+	// the same components and vulnerabilities, VEX included, as a local
+	// scan's (the image, timestamp and serial number differ).
+	var boms [2]struct {
+		Components      []any
+		Vulnerabilities []struct {
+			ID       string
+			Analysis *struct{ State, Detail string }
+		}
+	}
+	for i, args := range [][]string{
+		{"scan", "--cache-dir", filepath.Join(dir, "cache"), "--clair", clair.URL, "-f", "cyclonedx", "--ignore", ignoreFile, alpineArchive},
+		{"scan", "--server", server, "-f", "cyclonedx", "--ignore", ignoreFile, "alpine:3.11"},
+	} {
+		code, stdout, stderr := runCLI(t, testEnv(t, nil), args...)
+		if err := json.Unmarshal([]byte(stdout), &boms[i]); err != nil || code != 0 {
+			t.Fatalf("%s -f cyclonedx: exit %d, %v\n%s", args[1], code, err, stderr)
+		}
+	}
+	if len(boms[1].Components) != 15 || !reflect.DeepEqual(boms[0], boms[1]) {
+		t.Errorf("scan --server -f cyclonedx: %d components, %d vulnerabilities; local scan: %d, %d; want the same 15 components",
+			len(boms[1].Components), len(boms[1].Vulnerabilities), len(boms[0].Components), len(boms[0].Vulnerabilities))
+	}
+	vex := 0
+	for _, v := range boms[1].Vulnerabilities {
+		if v.Analysis != nil {
+			vex++
+			if v.ID != "CVE-2021-30139" || v.Analysis.State != "not_affected" || v.Analysis.Detail != "apk is not used at runtime" {
+				t.Errorf("VEX entry %s %+v, want CVE-2021-30139 not_affected for the ignore file's reason", v.ID, *v.Analysis)
+			}
+		}
+	}
+	if vex != 1 {
+		t.Errorf("%d VEX entries, want the 1 --ignore makes", vex)
 	}
 
 	code, stdout, stderr := runCLI(t, testEnv(t, nil), "scan", "--server", server, "-f", "sarif", "--ignore", ignoreFile, "alpine:3.11")
