@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -186,6 +187,66 @@ func TestScanFixtureWithRealClair(t *testing.T) {
 		}
 		if len(rep.Warnings) != 0 {
 			t.Errorf("warnings: %q", rep.Warnings)
+		}
+	})
+
+	// The CycloneDX BOM of the same scan lists every package Clair 4.9
+	// indexed, each vulnerability, and the ignored one as VEX.
+	t.Run("cyclonedx, clair v4", func(t *testing.T) {
+		ignore := filepath.Join(t.TempDir(), "ignore.yaml")
+		os.WriteFile(ignore, []byte("ignore:\n  - id: CVE-2021-30139\n    reason: apk is not run in production\n    vex-justification: code_not_reachable\n"), 0o644)
+		out := filepath.Join(t.TempDir(), "bom.json")
+		r := layerbridge(t, withTimeout(t, 3*time.Minute), nil, "scan", "--clair", stack.Clair.URL, "--cache-dir", daemonCache,
+			"-f", "cyclonedx", "--ignore", ignore, "-o", out, ref)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bom struct {
+			SpecVersion string
+			Components  []struct {
+				Type, Name, Purl string
+				Properties       []struct{ Name, Value string }
+			}
+			Vulnerabilities []struct {
+				ID       string
+				Affects  []struct{ Ref string }
+				Analysis *struct{ State, Justification string }
+			}
+		}
+		if err := json.Unmarshal(b, &bom); err != nil || bom.SpecVersion != "1.6" {
+			t.Fatalf("not a CycloneDX 1.6 BOM (%v):\n%.400s", err, b)
+		}
+		libraries := 0
+		for _, c := range bom.Components {
+			if c.Type != "library" {
+				continue
+			}
+			libraries++
+			if !strings.HasPrefix(c.Purl, "pkg:apk/alpine/"+c.Name+"@") || !strings.HasSuffix(c.Purl, "?arch=x86_64&distro=alpine-3.11") {
+				t.Errorf("%s: purl %q", c.Name, c.Purl)
+			}
+			if !slices.Contains(c.Properties, struct{ Name, Value string }{"layerbridge:layer:digest", alpineLayerSum}) {
+				t.Errorf("%s does not name its layer: %+v", c.Name, c.Properties)
+			}
+		}
+		pairs, vex := 0, 0
+		for _, v := range bom.Vulnerabilities {
+			pairs += len(v.Affects)
+			if v.Analysis != nil {
+				vex++
+				if v.ID != "CVE-2021-30139" || v.Analysis.State != "not_affected" || v.Analysis.Justification != "code_not_reachable" {
+					t.Errorf("VEX entry %s %+v", v.ID, *v.Analysis)
+				}
+			}
+		}
+		// 14 packages; 17 pairs over 9 vulnerabilities, CVE-2021-30139
+		// (apk-tools only) moved to its VEX entry.
+		if libraries != 14 || len(bom.Vulnerabilities) != 9 || pairs != 17 || vex != 1 {
+			t.Errorf("%d packages, %d vulnerabilities, %d pairs, %d VEX; want 14, 9, 17, 1", libraries, len(bom.Vulnerabilities), pairs, vex)
 		}
 	})
 
