@@ -12,10 +12,14 @@ import (
 // finding. Per finding rather than per package because that is what a CI
 // test view lists, counts and tracks between runs: a failing case reads
 // "CVE-2021-3449 in libssl1.1 1.1.1d-r3", one package with six
-// vulnerabilities is six failures as in the summary, findings below the
-// --fail-on threshold show as passed, and an ignored finding is one skipped
-// case with its reason, which a per-package case could not express when only
-// some of a package's findings are ignored.
+// vulnerabilities is six failures as in the summary, and an ignored finding
+// is one skipped case with its reason, which a per-package case could not
+// express when only some of a package's findings are ignored.
+//
+// A CI dashboard turns red on failures, so failures are exactly what makes
+// the scan exit 3: the findings at or above --fail-on. Findings below it,
+// and every finding when there is no --fail-on, are passed cases with their
+// details in system-out.
 
 type junitTestSuites struct {
 	XMLName  xml.Name         `xml:"testsuites"`
@@ -66,7 +70,7 @@ type junitSkipped struct {
 
 func renderJUnit(w io.Writer, r *Report, o Options) error {
 	suiteName := firstNonEmpty(r.Image.Ref, r.Image.ID, "image")
-	threshold := "none: every finding fails"
+	threshold := "none: no finding fails"
 	if o.FailOn != nil {
 		threshold = o.FailOn.String()
 	}
@@ -92,8 +96,10 @@ func renderJUnit(w io.Writer, r *Report, o Options) error {
 				Body:    findingDetails(f),
 			}
 			suite.Failures++
-		} else {
+		} else if o.FailOn != nil {
 			tc.SystemOut = fmt.Sprintf("below the fail threshold %s\n%s", *o.FailOn, findingDetails(f))
+		} else {
+			tc.SystemOut = "no fail threshold (--fail-on)\n" + findingDetails(f)
 		}
 		suite.Cases = append(suite.Cases, tc)
 	}

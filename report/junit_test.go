@@ -82,7 +82,8 @@ func parseJUnit(t *testing.T, out []byte) junitDoc {
 
 func TestJUnitAlpine(t *testing.T) {
 	r := alpineReport(t)
-	doc := parseJUnit(t, render(t, report.Options{}, "junit", r))
+	unknown := report.Unknown
+	doc := parseJUnit(t, render(t, report.Options{FailOn: &unknown}, "junit", r))
 	s := doc.Suites[0]
 	if s.Name != "alpine:3.11" || s.Tests != 17 || s.Failures != 16 || s.Skipped != 1 {
 		t.Errorf("suite %q tests=%d failures=%d skipped=%d; want alpine:3.11 17/16/1", s.Name, s.Tests, s.Failures, s.Skipped)
@@ -127,6 +128,42 @@ func TestJUnitThreshold(t *testing.T) {
 		}
 		if strings.Contains(c.Name, "CVE-2024-0001") && !strings.Contains(c.Failure.Body, "<script>") {
 			t.Errorf("description lost in the failure body: %q", c.Failure.Body)
+		}
+	}
+}
+
+// TestJUnitFailuresAgreeWithTheExitCode: a CI dashboard is red exactly when
+// the scan exits 3, so the failures are the findings Report.Fails counts:
+// none without --fail-on, those at or above it with one.
+func TestJUnitFailuresAgreeWithTheExitCode(t *testing.T) {
+	thresholds := []*report.Severity{nil}
+	for s := report.Unknown; s <= report.Defcon1; s++ {
+		thresholds = append(thresholds, &s)
+	}
+	for _, r := range []*report.Report{alpineReport(t), mixedReport()} {
+		for _, failOn := range thresholds {
+			doc := parseJUnit(t, render(t, report.Options{FailOn: failOn}, "junit", r))
+			want := 0
+			for _, f := range r.Findings {
+				if failOn != nil && f.Severity >= *failOn {
+					want++
+				}
+			}
+			name := "no --fail-on"
+			if failOn != nil {
+				name = "--fail-on " + failOn.String()
+			}
+			if doc.Failures != want {
+				t.Errorf("%s, %s: %d failures, want %d", r.Image.Ref, name, doc.Failures, want)
+			}
+			if exit3 := failOn != nil && r.Fails(*failOn); exit3 != (doc.Failures > 0) {
+				t.Errorf("%s, %s: %d failures but exit 3 is %v", r.Image.Ref, name, doc.Failures, exit3)
+			}
+			for _, c := range doc.Suites[0].Cases {
+				if failOn == nil && c.Failure == nil && c.Skipped == nil && !strings.Contains(c.SystemOut, "no fail threshold") {
+					t.Errorf("%s, %s: passing case %s does not say why: %q", r.Image.Ref, name, c.Name, c.SystemOut)
+				}
+			}
 		}
 	}
 }

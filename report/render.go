@@ -57,7 +57,8 @@ func CheckFormat(format string) error {
 type Options struct {
 	// FailOn is the --fail-on threshold, nil when the user set none.
 	// junit: findings at or above it are failures, those below pass; nil
-	// makes every finding a failure (as trivy's and clairctl's JUnit do).
+	// fails none, so that the failures agree with the exit code (3 exactly
+	// when there are some).
 	// sarif: findings at or above it have level "error", those below at most
 	// "warning"; nil maps levels from severity alone. Other formats ignore
 	// it: the exit code is the caller's job (Report.Fails).
@@ -107,8 +108,8 @@ func (o Options) Render(w io.Writer, format string, r *Report) error {
 	return nil
 }
 
-// failing reports whether f is at or above o's threshold; every finding is
-// when there is none.
+// failing reports whether f is at or above o's threshold; none is when
+// there is no threshold.
 func (o Options) failing(f Finding) bool {
-	return o.FailOn == nil || f.Severity >= *o.FailOn
+	return o.FailOn != nil && f.Severity >= *o.FailOn
 }

@@ -151,8 +151,9 @@ func (s *Service) getScan(w http.ResponseWriter, r *http.Request) {
 }
 
 // getReport renders a done scan's report in ?format= (default json, with
-// the packages: the report the status embeds). A scan that is not done is
-// 409, with its state (and error) in the message.
+// the packages: the report the status embeds), with ?fail_on=SEVERITY as
+// scan's --fail-on (junit failures, sarif levels). A scan that is not done
+// is 409, with its state (and error) in the message.
 func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
 	format := r.URL.Query().Get("format")
@@ -162,6 +163,15 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 	if err := report.CheckFormat(format); err != nil {
 		writeError(w, r, http.StatusBadRequest, "FORMAT_UNKNOWN", err.Error())
 		return
+	}
+	var failOn *report.Severity
+	if v := r.URL.Query().Get("fail_on"); v != "" {
+		sev, err := report.ParseSeverity(v)
+		if err != nil {
+			writeError(w, r, http.StatusBadRequest, "FAIL_ON_UNKNOWN", "fail_on: "+err.Error())
+			return
+		}
+		failOn = &sev
 	}
 	st, rep, ok := s.lookup(id)
 	if !ok {
@@ -177,7 +187,9 @@ func (s *Service) getReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b bytes.Buffer
-	if err := s.reportOptions(st).Render(&b, format, rep); err != nil {
+	opts := s.reportOptions(st)
+	opts.FailOn = failOn
+	if err := opts.Render(&b, format, rep); err != nil {
 		writeError(w, r, http.StatusInternalServerError, "UNKNOWN", err.Error())
 		return
 	}

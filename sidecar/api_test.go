@@ -143,6 +143,22 @@ func TestReportFormats(t *testing.T) {
 	if resp.StatusCode != 400 || !bytes.Contains(body, []byte("FORMAT_UNKNOWN")) {
 		t.Errorf("?format=xml: %d %s, want 400 FORMAT_UNKNOWN", resp.StatusCode, body)
 	}
+
+	// junit's failures follow fail_on as scan's follow --fail-on: none
+	// without it, the findings at or above it with it.
+	for query, want := range map[string]string{
+		"?format=junit":                 `failures="0"`,
+		"?format=junit&fail_on=unknown": `failures="17"`,
+		"?format=junit&fail_on=High":    `failures="0"`,
+	} {
+		if resp, body := e.do(t, "GET", base+query, ""); resp.StatusCode != 200 || !bytes.Contains(body, []byte("<testsuites name=\"layerbridge\" tests=\"17\" "+want)) {
+			t.Errorf("%s: %d, want %s:\n%.300s", query, resp.StatusCode, want, body)
+		}
+	}
+	resp, body = e.do(t, "GET", base+"?format=junit&fail_on=severe", "")
+	if resp.StatusCode != 400 || !bytes.Contains(body, []byte("FAIL_ON_UNKNOWN")) {
+		t.Errorf("?fail_on=severe: %d %s, want 400 FAIL_ON_UNKNOWN", resp.StatusCode, body)
+	}
 }
 
 func TestUnknownScan(t *testing.T) {
