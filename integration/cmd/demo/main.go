@@ -115,8 +115,21 @@ func demo(ctx context.Context, o options, stdout, stderr io.Writer, log *slog.Lo
 		slog.Duration("clair_up", stack.Timings.ClairUp.Round(time.Millisecond)),
 		slog.Duration("first_update", stack.Timings.FirstUpdate.Round(time.Millisecond)))
 
+	// The image is labelled as this process's: removed below, or by the
+	// next run's RemoveOrphans should this one be killed first.
+	if removed, err := harness.RemoveOrphans(ctx, docker); err != nil {
+		log.Warn("cannot remove what earlier runs left in docker", slog.Any("err", err))
+	} else if len(removed) > 0 {
+		log.Info("removed what earlier runs left in docker", slog.Any("removed", removed))
+	}
 	log.Info("building the demo image", slog.String("image", o.image), slog.String("context", o.context))
-	id, err := harness.BuildImage(ctx, docker, o.context, o.image, stderr)
+	id, err := harness.BuildOwnedImage(ctx, docker, o.context, o.image, stderr)
+	defer func() {
+		log.Info("removing the demo image", slog.String("image", o.image))
+		if rerr := harness.RemoveImage(docker, o.image); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
 	if err != nil {
 		return 0, err
 	}

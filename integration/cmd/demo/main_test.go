@@ -75,8 +75,8 @@ func TestDemo(t *testing.T) {
 		conn.Close()
 		t.Errorf("clair at %s still answers after the demo", m[1])
 	}
-	if _, err := docker.ImageInspect(t.Context(), image); err != nil {
-		t.Errorf("demo image %s not in the daemon: %v", image, err)
+	if _, err := docker.ImageInspect(t.Context(), image); err == nil {
+		t.Errorf("demo image %s is still in the daemon after the demo", image)
 	}
 }
 
@@ -117,6 +117,9 @@ func TestDemoInterrupted(t *testing.T) {
 	if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(m[1], "http://"), time.Second); err == nil {
 		conn.Close()
 		t.Errorf("clair at %s still answers after the interrupted demo", m[1])
+	}
+	if _, err := docker.ImageInspect(t.Context(), image); err == nil {
+		t.Errorf("demo image %s is still in the daemon after the interrupted demo", image)
 	}
 }
 
