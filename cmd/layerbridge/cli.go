@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -146,20 +149,49 @@ func (c *clairFlags) clairURL() *url.URL {
 	return u
 }
 
-// warnLoopbackInContainer warns when --clair names loopback from inside a
-// container: that is the container's own loopback, where Clair is only when
-// it shares the container's network namespace (one pod, --network
-// container:...). The usual mistake is the default URL in a sidecar.
-func (c *clairFlags) warnLoopbackInContainer(e env, log *slog.Logger) {
-	if e.inContainer == nil || !e.inContainer() {
-		return
-	}
+// onLoopback reports whether --clair names loopback: localhost or a
+// loopback IP address.
+func (c *clairFlags) onLoopback() bool {
 	host := c.clairURL().Hostname()
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return
+	if strings.EqualFold(host, "localhost") {
+		return true
 	}
-	log.Warn("--clair names loopback, but layerbridge runs in a container: that is the container's own loopback, which Clair shares only in the same pod or with --network container:...; "+
-		"give Clair's address on the container network, for example --clair http://clair:6060 (or set CLAIR_ADDR)", "clair", c.clairURL().Redacted())
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// containerLoopbackHint is what to do when --clair names loopback, nothing
+// answered there, and layerbridge runs in a container: that loopback is the
+// container's own, where Clair is only when it shares the container's
+// network (one pod, --network container:..., --network host, or Clair
+// running in the same container). The usual mistake is the default URL in
+// a sidecar.
+const containerLoopbackHint = "layerbridge runs in a container, whose loopback is its own: Clair is there only when it shares the container's network (same pod, --network container:... or host); " +
+	"give Clair's address on the container network, for example --clair http://clair:6060 (or set CLAIR_ADDR)"
+
+// clairMissingFromContainerLoopback reports whether --clair names loopback,
+// layerbridge runs in a container, and nothing accepts connections at
+// Clair's address on that loopback (within a few seconds). A Clair that
+// answers there shares the container's network, and nothing is wrong:
+// being in a container alone says nothing about where Clair is.
+func (c *clairFlags) clairMissingFromContainerLoopback(ctx context.Context, e env) bool {
+	if !c.onLoopback() || e.inContainer == nil || !e.inContainer() {
+		return false
+	}
+	u := c.clairURL()
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded)
+	}
+	conn.Close()
+	return false
 }
 
 // validateListen checks a --listen value: IP:PORT, where IP may be empty

@@ -27,7 +27,7 @@ type env struct {
 	home   string
 	isTTY  func(w any) bool
 	// inContainer reports whether this process runs in a container, where
-	// loopback is the container's own.
+	// loopback may be the container's own.
 	inContainer func() bool
 }
 
@@ -37,7 +37,11 @@ func osEnv() env {
 }
 
 // runningInContainer looks for the marker files Docker (/.dockerenv) and
-// Podman (/run/.containerenv) put in every container they start.
+// Podman (/run/.containerenv) put in every container they start. They say
+// how the file system came to be, not which network this process is on:
+// with --network host, in a pod, or with Clair started in the same
+// container, loopback is Clair's too. So it is never used alone: only a
+// loopback Clair that does not answer is blamed on the container.
 func runningInContainer() bool {
 	for _, f := range []string{"/.dockerenv", "/run/.containerenv"} {
 		if _, err := os.Stat(f); err == nil {

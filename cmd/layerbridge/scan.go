@@ -256,7 +256,6 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		}
 		return o.finish(rep, e, stdout, log, failOn, ignore)
 	}
-	o.clair.warnLoopbackInContainer(e, log)
 	var advertise *url.URL
 	if o.advertise != "" {
 		advertise, _ = url.Parse(o.advertise)
@@ -294,6 +293,13 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(scanCtx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("gave up after --timeout %s: %w", o.timeout, err)
+		}
+		// In a container, a loopback Clair that did not answer is most
+		// likely in another container; one that answers shares this
+		// container's network, and nothing is said.
+		var down *scan.ClairUnreachableError
+		if errors.As(err, &down) && o.clair.onLoopback() && e.inContainer != nil && e.inContainer() {
+			return &hintedError{err: err, hints: []string{containerLoopbackHint}}
 		}
 		return err
 	}

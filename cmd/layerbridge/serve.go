@@ -197,7 +197,9 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 	defer ln.Close()
 	clairURL := o.clair.clairURL()
-	o.clair.warnLoopbackInContainer(e, log)
+	if o.clair.clairMissingFromContainerLoopback(ctx, e) {
+		log.Warn("--clair names loopback and nothing answers there: "+containerLoopbackHint, "clair", clairURL.Redacted())
+	}
 	var advertise *url.URL
 	if o.advertise != "" {
 		advertise, _ = url.Parse(o.advertise)

@@ -198,27 +198,75 @@ func TestServeCommand(t *testing.T) {
 }
 
 // In a container, loopback is the container's own: a --clair on loopback
-// (the default) is then almost always a mistake, and serve says so at
-// start-up; on a host it is the usual setup and nothing is said.
+// where nothing answers is then almost always a mistake, and serve says so
+// at start-up. Where Clair does answer on that loopback (it shares the
+// container's network, or runs in the same container), and on a host,
+// nothing is said.
 func TestServeWarnsAboutLoopbackClairInAContainer(t *testing.T) {
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer clair.Close()
+	down := httptest.NewServer(nil)
+	downURL := down.URL
+	down.Close()
 	for _, tc := range []struct {
 		name        string
 		inContainer bool
+		clair       string
 		wantWarning bool
 	}{
-		{"in a container", true, true},
-		{"on the host", false, false},
+		{"in a container, clair answers on its loopback", true, clair.URL, false},
+		{"in a container, nothing answers on its loopback", true, downURL, true},
+		{"in a container, localhost where nothing answers", true, strings.Replace(downURL, "127.0.0.1", "localhost", 1), true},
+		{"on the host, clair answers", false, clair.URL, false},
+		{"on the host, nothing answers", false, downURL, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, early, stop := startServeIn(t, tc.inContainer, "--clair", clair.URL)
+			_, early, stop := startServeIn(t, tc.inContainer, "--clair", tc.clair)
 			defer stop()
 			warned := slices.ContainsFunc(early, func(l string) bool {
-				return strings.Contains(l, "WARN") && strings.Contains(l, "container's own loopback") && strings.Contains(l, "--clair http://clair:6060")
+				return strings.Contains(l, "WARN") && strings.Contains(l, "nothing answers there") && strings.Contains(l, "--clair http://clair:6060")
 			})
 			if warned != tc.wantWarning {
 				t.Errorf("warned about a loopback --clair: %v, want %v; log before listening:\n%s", warned, tc.wantWarning, strings.Join(early, "\n"))
+			}
+		})
+	}
+}
+
+// scan gives the same advice, as a hint of the error, when the loopback
+// Clair it was given does not answer from inside a container, and says
+// nothing when it answers.
+func TestScanLoopbackClairInAContainer(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	down := httptest.NewServer(nil)
+	downURL := down.URL
+	down.Close()
+	cache := filepath.Join(t.TempDir(), "cache")
+	for _, tc := range []struct {
+		name        string
+		inContainer bool
+		clair       string
+		wantCode    int
+		wantHint    bool
+	}{
+		{"in a container, clair answers on its loopback", true, clair.URL, 0, false},
+		{"in a container, nothing answers on its loopback", true, downURL, 1, true},
+		{"on the host, nothing answers", false, downURL, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEnv(t, nil)
+			e.inContainer = func() bool { return tc.inContainer }
+			code, _, stderr := runCLI(t, e, "scan", "--cache-dir", cache, "--clair", tc.clair, alpineArchive)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\n%s", code, tc.wantCode, stderr)
+			}
+			if tc.wantCode == 0 && strings.Contains(stderr, "WARN") {
+				t.Errorf("a warning although clair answered:\n%s", stderr)
+			}
+			hinted := strings.Contains(stderr, "layerbridge: hint: layerbridge runs in a container, whose loopback is its own")
+			if hinted != tc.wantHint {
+				t.Errorf("container hint: %v, want %v\n%s", hinted, tc.wantHint, stderr)
 			}
 		})
 	}
