@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
@@ -31,7 +32,8 @@ const (
 	tailSize = 8 << 10
 	// errorReadAhead is how much more is read after a break to find it.
 	errorReadAhead = 64 << 10
-	endOfArchive   = 2 * 512
+	blockSize      = 512 // a tar header, and the unit of a tar stream
+	endOfArchive   = 2 * blockSize
 )
 
 type entryClass int
@@ -192,6 +194,10 @@ func readArchive(ctx context.Context, r io.Reader, st *stager, image string) (ou
 	for count := 0; ; count++ {
 		before := tr.n
 		hdr, err := t.Next()
+		if count == 0 && errors.Is(err, tar.ErrHeader) && !tr.full && tr.n >= blockSize && !validTarChecksum(tr.tail[:blockSize]) {
+			// Not a tar that goes wrong later: no tar at all.
+			return nil, a.streamErr(ctx, tr, "", fmt.Errorf("%w: its first %d bytes are no tar header", ErrNotArchive, blockSize))
+		}
 		if err == io.EOF {
 			if tr.n-before < endOfArchive {
 				return nil, a.streamErr(ctx, tr, "", fmt.Errorf("%w: no end-of-archive marker", ErrTruncated))
@@ -374,7 +380,31 @@ func (a *archive) streamErr(ctx context.Context, tr *trackingReader, entry strin
 	if de := findDaemonError(append(seen, more...)); de != nil {
 		return archiveErr(a.image, entry, fmt.Errorf("%w: %w", ErrTruncated, de))
 	}
+	if errors.Is(err, ErrNotArchive) {
+		return archiveErr(a.image, entry, err)
+	}
 	return archiveErr(a.image, entry, fmt.Errorf("%w: %v", ErrTruncated, err))
+}
+
+// validTarChecksum reports whether block, the first 512 bytes of a stream,
+// carries a tar header checksum that matches (as archive/tar computes it:
+// the sum of the bytes with the checksum field read as spaces, unsigned
+// or, for old writers, signed).
+func validTarChecksum(block []byte) bool {
+	field := strings.Trim(string(block[148:156]), " \x00")
+	want, err := strconv.ParseInt(field, 8, 64)
+	if err != nil || field == "" {
+		return false
+	}
+	var unsigned, signed int64
+	for i, c := range block {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		unsigned += int64(c)
+		signed += int64(int8(c))
+	}
+	return want == unsigned || want == signed
 }
 
 // findDaemonError extracts the last {"errorDetail":...} object from b.

@@ -53,6 +53,13 @@ var (
 	// ErrExportMismatch: the daemon exported something other than the image it
 	// reported in inspect (different ID or diff IDs).
 	ErrExportMismatch = errors.New("export does not match inspected image")
+	// ErrNotArchive: the file or stream is not a tar archive (uncompressed,
+	// or gzip- or zstd-compressed) at all: it is empty, a directory, or its
+	// first bytes are no tar header.
+	ErrNotArchive = errors.New("not a tar archive")
+	// ErrNotLayout: an oci: directory lacks a file every OCI image layout
+	// has (oci-layout, index.json); Entry names it.
+	ErrNotLayout = errors.New("not an OCI image layout")
 )
 
 // ArchiveError is every failure to read or verify an archive, an OCI layout or

@@ -3,6 +3,7 @@ package dockersave
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
@@ -263,4 +264,42 @@ func TestFailedLoadKeepsExistingImages(t *testing.T) {
 		t.Error("index.json changed")
 	}
 	checkImage(t, s, img)
+}
+
+// TestNotAnArchive: bytes that are no tar at all (plain or compressed), and
+// a directory named as an archive, are ErrNotArchive, not a truncated
+// archive; a directory that is no OCI image layout is ErrNotLayout naming
+// the missing file.
+func TestNotAnArchive(t *testing.T) {
+	noise := bytes.Repeat([]byte("not a tar archive, just text\n"), 100)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(noise)
+	zw.Close()
+	for name, data := range map[string][]byte{"text": noise, "gzip-compressed text": gz.Bytes()} {
+		t.Run(name, func(t *testing.T) {
+			for _, kind := range []SourceKind{SourceDockerArchive, SourceOCIArchive} {
+				err := loadIsolated(t, kind, data, nil)
+				wantArchiveErr(t, err, ErrNotArchive, "")
+				if errors.Is(err, ErrTruncated) {
+					t.Errorf("%v is also ErrTruncated", err)
+				}
+			}
+		})
+	}
+	l := NewLoader(openTestStore(t), WithHostPlatform(linuxAMD64))
+	dir := t.TempDir()
+	if _, err := l.Load(t.Context(), "docker-archive:"+dir, nil); !errors.Is(err, ErrNotArchive) || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("a directory as docker-archive: got %v, want ErrNotArchive saying it is a directory", err)
+	}
+	for file, missing := range map[string]string{"": "oci-layout", "oci-layout": "index.json"} {
+		dir := t.TempDir()
+		if file != "" {
+			writeFile(t, dir, file, []byte(`{"imageLayoutVersion":"1.0.0"}`))
+		}
+		_, err := l.Load(t.Context(), "oci:"+dir, nil)
+		if !errors.Is(err, ErrNotLayout) || !strings.Contains(err.Error(), "has no "+missing+" file") {
+			t.Errorf("oci: directory without %s: got %v, want ErrNotLayout naming it", missing, err)
+		}
+	}
 }

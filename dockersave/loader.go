@@ -489,6 +489,9 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 	if err != nil {
 		return Image{}, fmt.Errorf("%s: %w", ref, err)
 	}
+	if fi.IsDir() {
+		return Image{}, archiveErr(ref, "", fmt.Errorf("%w: %s is a directory", ErrNotArchive, r.Name))
+	}
 	br := bufio.NewReaderSize(f, 64<<10)
 	magic, _ := br.Peek(4)
 	var in io.Reader = br

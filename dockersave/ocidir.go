@@ -106,6 +106,9 @@ func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispe
 	meta := map[string][]byte{}
 	for _, name := range []string{"oci-layout", "index.json"} {
 		data, err := readCapped(root, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: %s has no %s file", ErrNotLayout, r.Name, name))
+		}
 		if err != nil {
 			return Image{}, archiveErr(ref, name, err)
 		}
