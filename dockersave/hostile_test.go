@@ -276,7 +276,7 @@ func TestNotAnArchive(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	zw.Write(noise)
 	zw.Close()
-	for name, data := range map[string][]byte{"text": noise, "gzip-compressed text": gz.Bytes()} {
+	for name, data := range map[string][]byte{"text": noise, "gzip-compressed text": gz.Bytes(), "a few bytes": []byte("hello\n")} {
 		t.Run(name, func(t *testing.T) {
 			for _, kind := range []SourceKind{SourceDockerArchive, SourceOCIArchive} {
 				err := loadIsolated(t, kind, data, nil)

@@ -496,6 +496,9 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 	magic, _ := br.Peek(4)
 	var in io.Reader = br
 	comp := detectCompression(magic)
+	if comp == compressionNone && fi.Size() > 0 && fi.Size() < blockSize {
+		return Image{}, archiveErr(ref, "", fmt.Errorf("%w: it has %d bytes, less than one tar header", ErrNotArchive, fi.Size()))
+	}
 	switch comp {
 	case compressionGzip:
 		gz, err := gzip.NewReader(br)

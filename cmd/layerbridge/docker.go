@@ -29,7 +29,9 @@ func newDaemon(flagHost string, e env, log *slog.Logger) *daemon {
 	return &daemon{once: sync.OnceValues(func() (connection, error) {
 		ep, err := dockersave.ResolveEndpoint(flagHost, e.getenv, dockersave.DockerConfigDir(e.getenv, e.home))
 		if err != nil {
-			return connection{endpoint: ep}, fmt.Errorf("choose the docker daemon: %w", err)
+			return connection{endpoint: ep}, &hintedError{err: fmt.Errorf("choose the docker daemon: %w", err), hints: []string{
+				"check --docker-host, DOCKER_HOST and DOCKER_CONTEXT (docker context ls lists the contexts; unset them for the default socket)",
+			}}
 		}
 		log.Debug("docker daemon", "host", ep.Host, "chosen_by", ep.Source, "tls", ep.TLS != nil)
 		c, err := dockersave.NewEngineClient(ep)

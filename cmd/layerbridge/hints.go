@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -33,6 +35,11 @@ func hintsFor(err error) []string {
 		clairDown   *scan.ClairUnreachableError
 		auth        *scan.AuthError
 		fetch       *scan.LayerFetchError
+		archive     *dockersave.ArchiveError
+		clairAPI    *clairv4.APIError
+		clairIndex  *clairv4.IndexError
+		clair2API   *clairv2.APIError
+		path        *fs.PathError
 	)
 	// An error that carries its own hints (see hintedError) adds them.
 	var own interface{ Hints() []string }
@@ -58,7 +65,17 @@ func hintsFor(err error) []string {
 		add("the daemon at %s is too old for this client; upgrade Docker Engine, or pin a version it accepts with DOCKER_API_VERSION", apiVer.Host)
 	case errors.As(err, &notFound):
 		add("the image is not in this daemon: check `docker images`, the daemon layerbridge used (--docker-host, DOCKER_HOST, DOCKER_CONTEXT), or load it (docker load, docker build)")
-		add("to scan an archive instead, name it: docker-archive:PATH, oci-archive:PATH or oci:DIR")
+		if fi, serr := os.Stat(notFound.Ref); serr == nil {
+			if fi.IsDir() {
+				add("%s is a directory here: to scan the OCI image layout in it, name it oci:%s", notFound.Ref, notFound.Ref)
+			} else {
+				add("%s is a file here: to scan the archive, name it docker-archive:%s (docker save output) or oci-archive:%s (a tar of an OCI image layout)", notFound.Ref, notFound.Ref, notFound.Ref)
+			}
+		} else {
+			add("to scan an archive instead, name it: %s", acceptedForms)
+		}
+	case errors.As(err, &archive):
+		hints = append(hints, archiveHints(archive)...)
 	case errors.As(err, &platform):
 		add("choose one of the image's platforms with --platform, or pull the one you want")
 	case errors.As(err, &ambiguous):
@@ -92,10 +109,105 @@ func hintsFor(err error) []string {
 		add("connect layerbridge's container to Clair's network: docker network connect NETWORK CONTAINER")
 	case clairv4.IsWrongAPI(err) || clairv2.IsWrongAPI(err):
 		add("this Clair speaks the other API generation: try --clair-api auto")
+	case errors.As(err, &clairIndex):
+		add("Clair could not index the image; its own message is above, and Clair's log tells more")
+		add(`"layerbridge doctor --clair URL IMAGE" checks Clair and whether it can reach layerbridge`)
+	case errors.As(err, &clairAPI), errors.As(err, &clair2API):
+		add("Clair refused the request; its answer is above, and Clair's log tells more (run with --log-level debug to see every request to Clair)")
 	case errors.Is(err, syscall.ENOSPC):
 		add("the disk is full: free space, or move the cache with --cache-dir")
 	case errors.Is(err, fs.ErrPermission):
 		add("check the permissions of the path named above (for the image cache: --cache-dir)")
+	case errors.Is(err, syscall.EADDRINUSE):
+		add("another process listens on that address: choose another port with --listen IP:PORT (port 0: any free port)")
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		add("that IP address is not one of this machine's: give one of its addresses to --listen (0.0.0.0: every interface)")
+	case errors.Is(err, fs.ErrNotExist) && errors.As(err, &path):
+		add("there is nothing at %s: check the path (relative paths start in the current directory)", path.Path)
 	}
 	return hints
+}
+
+// acceptedForms lists the image sources, for hints.
+const acceptedForms = "docker-archive:PATH (docker save output, optionally gzip- or zstd-compressed), oci-archive:PATH (a tar of an OCI image layout) or oci:DIR (an OCI image layout directory)"
+
+// archiveHints says what to do about an archive, layout or export that
+// could not be read: the reference says which kind of source it was.
+func archiveHints(ae *dockersave.ArchiveError) []string {
+	ref, _ := dockersave.ParseRef(ae.Image)
+	daemon := ref.Kind == dockersave.SourceDaemon
+	var hints []string
+	add := func(format string, args ...any) { hints = append(hints, fmt.Sprintf(format, args...)) }
+	var de *dockersave.DaemonError
+	switch {
+	case errors.As(ae, &de):
+		add("the Docker daemon stopped the export and said why (above): fix that (often its disk space: docker system df), then scan again")
+	case daemon && errors.Is(ae, dockersave.ErrExportMismatch):
+		add("the image changed in the daemon during the export (rebuilt, re-tagged or removed?): scan again")
+	case daemon && (errors.Is(ae, dockersave.ErrTruncated) || errors.Is(ae, dockersave.ErrNotArchive)):
+		add("the daemon's export stream broke off or is not an image export: check the daemon's log, and that --docker-host reaches the daemon itself (no proxy in between), then scan again")
+	case daemon:
+		add("the daemon exported an image layerbridge refuses (named above); scan again, and if it persists, export it with docker save -o FILE IMAGE and report the message")
+	case errors.Is(ae, dockersave.ErrNotArchive):
+		if fi, err := os.Stat(ref.Name); err == nil && fi.IsDir() {
+			hints = append(hints, directoryHints(ref.Name, true)...)
+			break
+		}
+		add("%s is not an image archive; layerbridge reads %s", ref.Name, acceptedForms)
+		add("write one with: docker save -o image.tar IMAGE (or podman save, or skopeo copy ... docker-archive:image.tar)")
+	case errors.Is(ae, dockersave.ErrNotLayout):
+		hints = append(hints, directoryHints(ref.Name, false)...)
+	case errors.Is(ae, dockersave.ErrTruncated):
+		add("the archive ends early or breaks off: the copy is incomplete or damaged; write it again (docker save -o FILE IMAGE) and scan the complete file")
+	case errors.Is(ae, dockersave.ErrTrailingData):
+		add("the file goes on after the end of the archive: it is damaged, or several files joined; write it again (docker save -o FILE IMAGE)")
+	case errors.Is(ae, dockersave.ErrUnexpectedEntry), errors.Is(ae, dockersave.ErrNoImage):
+		add("this tar is no image archive: docker-archive: wants what docker save writes (docker export writes a container's file system, which is not an image), oci-archive: a tar of an OCI image layout")
+	case errors.Is(ae, dockersave.ErrTooLarge):
+		add("the archive exceeds one of layerbridge's safety limits (named above): 4 MiB of metadata, 10,000 entries, 500 layers, or a layer inflating over 1100 times its size; such an archive is refused")
+	case errors.Is(ae, dockersave.ErrUnsafeEntry), errors.Is(ae, dockersave.ErrDuplicateEntry),
+		errors.Is(ae, dockersave.ErrLinkCycle), errors.Is(ae, dockersave.ErrDanglingLink):
+		add("the archive holds an entry no image archive has (named above) and is refused for safety; export the image again with docker save -o FILE IMAGE, and do not scan an archive of unknown origin")
+	case errors.Is(ae, dockersave.ErrDigestMismatch), errors.Is(ae, dockersave.ErrSizeMismatch), errors.Is(ae, dockersave.ErrDiffIDMismatch),
+		errors.Is(ae, dockersave.ErrLayerCount), errors.Is(ae, dockersave.ErrMissingBlob), errors.Is(ae, dockersave.ErrMalformedJSON):
+		add("the image's content does not match its own manifest (named above): the archive or layout is damaged or was altered; export it again (docker save -o FILE IMAGE, or skopeo copy ... oci:DIR)")
+	}
+	return hints
+}
+
+// directoryHints says what to name a directory given as an image, from
+// what it holds; asArchive when it was given as docker-archive: or
+// oci-archive:, which name files.
+func directoryHints(dir string, asArchive bool) []string {
+	has := func(name string) bool { _, err := os.Stat(filepath.Join(dir, name)); return err == nil }
+	switch {
+	case has("oci-layout") && has("index.json"):
+		return []string{fmt.Sprintf("%s is an OCI image layout directory: name it oci:%s", dir, dir)}
+	case has("manifest.json"):
+		return []string{fmt.Sprintf("%s looks like an unpacked docker save: scan the tar itself, or pack it again (tar -C %s -cf image.tar .) and name it docker-archive:image.tar", dir, dir)}
+	case asArchive:
+		return []string{
+			fmt.Sprintf("%s is a directory: docker-archive: and oci-archive: name a file; an OCI image layout directory is named oci:%s", dir, dir),
+			fmt.Sprintf("an OCI image layout holds oci-layout, index.json and blobs/; %s has %s", dir, layoutFilesIn(dir)),
+		}
+	default:
+		return []string{
+			fmt.Sprintf("an OCI image layout holds oci-layout, index.json and blobs/; %s has %s", dir, layoutFilesIn(dir)),
+			"write one with: skopeo copy docker-daemon:IMAGE oci:DIR (or unpack an oci-archive into it); a single file is named docker-archive:PATH or oci-archive:PATH",
+		}
+	}
+}
+
+// layoutFilesIn says which files of an OCI image layout dir has.
+func layoutFilesIn(dir string) string {
+	var have []string
+	for _, name := range []string{"oci-layout", "index.json", "blobs"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			have = append(have, name)
+		}
+	}
+	if len(have) == 0 {
+		return "none of them"
+	}
+	return "only " + strings.Join(have, ", ")
 }

@@ -70,6 +70,9 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 		ue.hints = append(ue.hints, "for example: layerbridge inspect alpine:3.11")
 		return ue
 	}
+	if err := checkRef(fs.Arg(0)); err != nil {
+		return err
+	}
 	if o.format != "table" && o.format != "json" {
 		return usageErrorf("--format %q: want table or json", o.format)
 	}
@@ -133,6 +136,16 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", i+1, l.Digest, l.Size, l.MediaType, l.DiffID)
 	}
 	return tw.Flush()
+}
+
+// checkRef turns an IMAGE that names no image into a usage error.
+func checkRef(image string) error {
+	if _, err := dockersave.ParseRef(image); err != nil {
+		ue := usageErrorf("IMAGE %q: %v", image, err)
+		ue.hints = append(ue.hints, "IMAGE is an image of the Docker daemon (alpine:3.11, sha256:...), or "+acceptedForms)
+		return ue
+	}
+	return nil
 }
 
 func parsePlatformFlag(s string) (*ocispec.Platform, error) {

@@ -142,6 +142,9 @@ func (o *scanOptions) validate(args []string) error {
 		return ue
 	case 1:
 		o.image = args[0]
+		if err := checkRef(o.image); err != nil {
+			return err
+		}
 	default:
 		ue := usageErrorf("scan takes one IMAGE, got %d arguments: %s", len(args), strings.Join(args, " "))
 		ue.hints = append(ue.hints, "put flags before or after IMAGE; scan one image per run")
@@ -292,7 +295,7 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	})
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(scanCtx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("gave up after --timeout %s: %w", o.timeout, err)
+			return timeoutError(o.timeout, err)
 		}
 		// In a container, a loopback Clair that did not answer is most
 		// likely in another container; one that answers shares this
@@ -304,6 +307,13 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		return err
 	}
 	return o.finish(res.Report, e, stdout, log, failOn, ignore)
+}
+
+// timeoutError is err after --timeout ran out, with what to do.
+func timeoutError(timeout time.Duration, err error) error {
+	return &hintedError{err: fmt.Errorf("gave up after --timeout %s: %w", timeout, err), hints: []string{
+		fmt.Sprintf("raise --timeout (now %s) if Clair is busy or the image is large; --log-level debug shows where the time went", timeout),
+	}}
 }
 
 // finish applies --ignore to a scan's report, renders it (--format, -o,

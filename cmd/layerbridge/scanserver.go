@@ -98,7 +98,7 @@ func (o *scanOptions) scanOnServer(ctx context.Context, e env, platform *ocispec
 // serverError adds what to do to an error of the sidecar's API.
 func (o *scanOptions) serverError(ctx, sctx context.Context, err error) error {
 	if ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("gave up after --timeout %s: %w", o.timeout, err)
+		return timeoutError(o.timeout, err)
 	}
 	var (
 		unreachable *sidecar.UnreachableError

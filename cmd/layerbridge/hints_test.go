@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/clairv2"
+	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/scan"
+)
+
+// TestEveryUserErrorHasAHint: each typed error a user can cause (a wrong
+// flag, daemon, image, archive or Clair) gets at least one hint, whatever
+// it is wrapped in.
+func TestEveryUserErrorHasAHint(t *testing.T) {
+	archive := func(ref string, err error) error { return &dockersave.ArchiveError{Image: ref, Err: err} }
+	file := "docker-archive:" + filepath.Join(t.TempDir(), "image.tar")
+	errs := map[string]error{
+		"usage":             &usageError{msg: "bad flag", hints: []string{"do this"}},
+		"docker permission": &dockersave.PermissionError{Host: "unix:///var/run/docker.sock", Socket: "/var/run/docker.sock"},
+		"docker down":       &dockersave.UnreachableError{Host: "unix:///var/run/docker.sock"},
+		"docker api":        &dockersave.APIVersionError{Host: "unix:///var/run/docker.sock"},
+		"no such image":     &dockersave.NotFoundError{Ref: "nope:1"},
+		"platform":          &dockersave.PlatformError{Ref: "x"},
+		"ambiguous":         &dockersave.AmbiguousError{Ref: "x"},
+		"daemon error":      archive("app:1", fmt.Errorf("%w: %w", dockersave.ErrTruncated, &dockersave.DaemonError{Message: "no space left on device"})),
+		"export mismatch":   archive("app:1", dockersave.ErrExportMismatch),
+		"export broken":     archive("app:1", dockersave.ErrTruncated),
+		"export refused":    archive("app:1", dockersave.ErrUnsafeEntry),
+		"clair mismatch":    &scan.APIMismatchError{URL: "http://clair", Want: "v2", Found: "v4"},
+		"no clair":          &scan.NoClairError{URL: "http://clair"},
+		"clair down":        &scan.ClairUnreachableError{URL: "http://clair"},
+		"clair auth":        &scan.AuthError{URL: "http://clair"},
+		"layer fetch":       &scan.LayerFetchError{Advertised: "http://x"},
+		"no vuln data":      fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
+		"no shared net":     fmt.Errorf("advertise: %w", bridge.ErrNoSharedNetwork),
+		"clair4 index":      &clairv4.IndexError{Message: "boom"},
+		"clair4 api":        &clairv4.APIError{StatusCode: 500},
+		"clair2 api":        &clairv2.APIError{},
+		"disk full":         fmt.Errorf("write: %w", syscall.ENOSPC),
+		"permission":        &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission},
+		"missing file":      fmt.Errorf("%s: %w", file, &fs.PathError{Op: "open", Path: "image.tar", Err: syscall.ENOENT}),
+		"port taken":        fmt.Errorf("listen: %w", syscall.EADDRINUSE),
+		"not our address":   fmt.Errorf("listen: %w", syscall.EADDRNOTAVAIL),
+		"timeout":           timeoutError(0, fmt.Errorf("slow")),
+	}
+	for _, sentinel := range []error{
+		dockersave.ErrNotArchive, dockersave.ErrNotLayout, dockersave.ErrTruncated, dockersave.ErrTrailingData,
+		dockersave.ErrUnexpectedEntry, dockersave.ErrNoImage, dockersave.ErrTooLarge, dockersave.ErrUnsafeEntry,
+		dockersave.ErrDuplicateEntry, dockersave.ErrLinkCycle, dockersave.ErrDanglingLink, dockersave.ErrDigestMismatch,
+		dockersave.ErrSizeMismatch, dockersave.ErrDiffIDMismatch, dockersave.ErrLayerCount, dockersave.ErrMissingBlob,
+		dockersave.ErrMalformedJSON,
+	} {
+		errs["archive: "+sentinel.Error()] = archive(file, sentinel)
+	}
+	for name, err := range errs {
+		if hints := hintsFor(fmt.Errorf("context: %w", err)); len(hints) == 0 {
+			t.Errorf("%s (%v): no hint", name, err)
+		}
+	}
+}
+
+// TestHintNamesTheArchiveForAFileGivenAsADaemonImage: an IMAGE the daemon
+// does not have, but which is a file or directory here, gets the prefix
+// that reads it.
+func TestHintNamesTheArchiveForAFileGivenAsADaemonImage(t *testing.T) {
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "image.tar")
+	os.WriteFile(archive, []byte("x"), 0o644)
+	for ref, want := range map[string]string{
+		archive:     "is a file here: to scan the archive, name it docker-archive:" + archive,
+		dir:         "is a directory here: to scan the OCI image layout in it, name it oci:" + dir,
+		"myapp:1.0": "to scan an archive instead, name it: docker-archive:PATH",
+	} {
+		hints := strings.Join(hintsFor(&dockersave.NotFoundError{Ref: ref}), "\n")
+		if !strings.Contains(hints, want) {
+			t.Errorf("%s: hints lack %q:\n%s", ref, want, hints)
+		}
+	}
+}
