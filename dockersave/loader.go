@@ -27,8 +27,11 @@ type Loader struct {
 	store    *Store
 	log      *slog.Logger
 	progress func(int64)
-	host     ocispec.Platform
-	openEng  func() (EngineClient, Endpoint, error)
+	// loadProgress, when set, is told the bytes read with the total
+	// expected (WithLoadProgress).
+	loadProgress func(Progress)
+	host         ocispec.Platform
+	openEng      func() (EngineClient, Endpoint, error)
 
 	mu     sync.Mutex
 	engine EngineClient
@@ -71,6 +74,41 @@ func WithLogger(log *slog.Logger) LoaderOption {
 // goroutine (concurrent loads call it concurrently): keep it fast.
 func WithProgress(fn func(bytes int64)) LoaderOption {
 	return func(l *Loader) { l.progress = fn }
+}
+
+// Progress is how far a load has read its source.
+type Progress struct {
+	// Bytes is how many bytes of the image's files (layers, config,
+	// manifests) have been read so far.
+	Bytes int64
+	// Expected is about how many bytes the load will read in all, 0 when
+	// unknown: for a daemon export the inspected size (on the containerd
+	// image store the platform manifest's content size, the compressed
+	// blobs the export holds; on a graphdriver store the image's size,
+	// which the export's tar framing can exceed a little), for an
+	// uncompressed archive file its size. Bytes can end above or below it.
+	Expected int64
+}
+
+// WithLoadProgress is WithProgress with the bytes the load is expected to
+// read in all. fn is called as WithProgress's callback is; a load that
+// finds its image in the store reads nothing and never calls it.
+func WithLoadProgress(fn func(Progress)) LoaderOption {
+	return func(l *Loader) { l.loadProgress = fn }
+}
+
+// progressFor is the progress callback of a load expected to read about
+// expected bytes (0: unknown).
+func (l *Loader) progressFor(expected int64) func(int64) {
+	if l.loadProgress == nil {
+		return l.progress
+	}
+	return func(n int64) {
+		if l.progress != nil {
+			l.progress(n)
+		}
+		l.loadProgress(Progress{Bytes: n, Expected: expected})
+	}
 }
 
 // WithHostPlatform overrides the platform preferred when an archive holds
@@ -282,7 +320,7 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 		return Image{}, classifyEngineErr(err, ep, ref)
 	}
 	defer rc.Close()
-	st := newStager(l.store, l.progress)
+	st := newStager(l.store, l.progressFor(t.exportSize()))
 	defer st.cleanup()
 	a, err := readArchive(ctx, rc, st, ref)
 	if err != nil {
@@ -319,6 +357,10 @@ type daemonTarget struct {
 	manifest digest.Digest
 	// platforms are the image platforms the daemon lists, for errors.
 	platforms []ocispec.Platform
+	// contentSize is the size of the content of manifest (the manifest,
+	// its config and layers as stored, compressed), when the daemon lists
+	// it: what an export of that platform holds.
+	contentSize int64
 	// inspect is the inspect result for platform: its RootFS.Layers are the
 	// diff IDs the export must have.
 	inspect client.ImageInspectResult
@@ -347,6 +389,7 @@ func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref,
 		platform  ocispec.Platform
 		digest    digest.Digest
 		available bool
+		content   int64
 	}
 	var manifests []listed
 	for _, m := range ins.Manifests {
@@ -366,7 +409,7 @@ func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref,
 		if err != nil {
 			return daemonTarget{}, fmt.Errorf("%s: daemon listed manifest id %q: %w", ref, m.ID, err)
 		}
-		manifests = append(manifests, listed{platform: normalizePlatform(p), digest: d, available: m.Available})
+		manifests = append(manifests, listed{platform: normalizePlatform(p), digest: d, available: m.Available, content: m.Size.Content})
 		t.platforms = append(t.platforms, normalizePlatform(p))
 	}
 	find := func(p ocispec.Platform) (listed, bool) {
@@ -384,7 +427,7 @@ func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref,
 	}
 	if want == nil || platformMatches(*want, t.platform) {
 		if m, ok := find(t.platform); ok {
-			t.manifest = m.digest
+			t.manifest, t.contentSize = m.digest, m.content
 		}
 		return t, nil
 	}
@@ -401,7 +444,7 @@ func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref,
 			return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available,
 				Err: fmt.Errorf("the image lists %s, but its content is not in this daemon (pull it for that platform first)", FormatPlatform(m.platform))}
 		}
-		t.manifest = m.digest
+		t.manifest, t.contentSize = m.digest, m.content
 	}
 	if !apiAtLeast(api, apiInspectPlatform) {
 		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
@@ -421,6 +464,15 @@ func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref,
 	pins.ID, pins.RepoTags = ins.ID, ins.RepoTags
 	t.inspect = pins
 	return t, nil
+}
+
+// exportSize is about how many bytes the export of t reads (see
+// Progress.Expected).
+func (t daemonTarget) exportSize() int64 {
+	if t.contentSize > 0 {
+		return t.contentSize
+	}
+	return max(t.inspect.Size, 0)
 }
 
 // checkAgainstInspect makes sure the daemon exported the image it described:
@@ -516,7 +568,11 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 	}
 	l.log.DebugContext(ctx, "read archive", "ref", ref, "path", r.Name, "compression", comp)
 	start := time.Now()
-	st := newStager(l.store, l.progress)
+	var expected int64
+	if comp == compressionNone {
+		expected = fi.Size()
+	}
+	st := newStager(l.store, l.progressFor(expected))
 	defer st.cleanup()
 	a, err := readArchive(ctx, in, st, ref)
 	if err != nil {

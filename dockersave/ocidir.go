@@ -115,7 +115,7 @@ func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispe
 		meta[name] = data
 	}
 	start := time.Now()
-	st := newStager(l.store, l.progress)
+	st := newStager(l.store, l.progressFor(0))
 	defer st.cleanup()
 	src := &layout{image: ref, root: root, st: st}
 	v, err := interpret(src, meta, want, l.host)
