@@ -79,6 +79,10 @@ type Config struct {
 
 	// Stage, when set, is called as the scan enters each stage.
 	Stage func(Stage)
+	// Fetched, when set, is called after each layer request Clair makes
+	// to the layer server Run starts (not with Server: that server's
+	// owner observes it), from the request's goroutine: keep it fast.
+	Fetched func(bridge.Fetch)
 
 	// Backoff overrides the Clair clients' wait between polls (tests).
 	Backoff func(ctx context.Context, attempt int) error
@@ -167,7 +171,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	srv, base, reason := cfg.Server, cfg.Base, "the layer server's configured address"
 	if srv == nil {
-		srv = bridge.New(cfg.Blobs, bridge.WithLogger(log))
+		opts := []bridge.Option{bridge.WithLogger(log)}
+		if cfg.Fetched != nil {
+			opts = append(opts, bridge.WithFetchObserver(cfg.Fetched))
+		}
+		srv = bridge.New(cfg.Blobs, opts...)
 		ep, err := bridge.Listen(ctx, cfg.Clair, bridge.ListenOptions{
 			Advertise: cfg.Advertise, Listen: cfg.Listen,
 			AdvertiseOptions: bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log},

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/layerbridge/layerbridge/bridge"
@@ -81,6 +83,34 @@ func TestScanV4DownloadsAndReports(t *testing.T) {
 	checkPackages(t, res)
 	if res.Advertised.Hostname() != "127.0.0.1" {
 		t.Errorf("advertised %s for a clair on loopback", res.Advertised)
+	}
+}
+
+// TestScanReportsStagesAndFetches: Stage sees each stage in order, and
+// Fetched each layer request, while Clair is indexing.
+func TestScanReportsStagesAndFetches(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer clair.Close()
+	cfg := newConfig(t, clair.URL)
+	var events []string
+	var mu sync.Mutex
+	cfg.Stage = func(s Stage) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, string(s))
+	}
+	cfg.Fetched = func(f bridge.Fetch) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, fmt.Sprintf("fetched %s %d", f.Digest, f.Status))
+	}
+	res, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"exporting", "indexing", fmt.Sprintf("fetched %s 200", res.Image.Manifest.Layers[0].Digest), "matching"}
+	if !slices.Equal(events, want) {
+		t.Errorf("events %q, want %q", events, want)
 	}
 }
 
