@@ -22,6 +22,8 @@ require (
 	golang.org/x/term v0.48.0
 )
 
+require github.com/creack/pty v1.1.24
+
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

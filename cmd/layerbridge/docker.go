@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -65,8 +64,9 @@ func (d *daemon) containers() scan.DockerContainers {
 	}}
 }
 
-// openStore opens the image cache and a loader writing to it.
-func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(int64)) (*dockersave.Store, *dockersave.Loader, error) {
+// openStore opens the image cache and a loader writing to it; progress,
+// when set, is told how far each load is.
+func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockersave.Progress)) (*dockersave.Store, *dockersave.Loader, error) {
 	store, err := dockersave.OpenStore(sf.cacheDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open image cache: %w", err)
@@ -74,45 +74,9 @@ func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(int64))
 	log.Debug("image cache", "dir", sf.cacheDir)
 	opts := []dockersave.LoaderOption{dockersave.WithEngineFunc(d.engine), dockersave.WithLogger(log)}
 	if progress != nil {
-		opts = append(opts, dockersave.WithProgress(progress))
+		opts = append(opts, dockersave.WithLoadProgress(progress))
 	}
 	return store, dockersave.NewLoader(store, opts...), nil
-}
-
-// progressPrinter writes a one-line export progress indicator to a
-// terminal, at most a few times a second, and clears it when done.
-type progressPrinter struct {
-	w     io.Writer
-	label string
-	start time.Time
-	mu    sync.Mutex
-	last  time.Time
-	shown bool
-}
-
-func newProgress(w io.Writer, label string) *progressPrinter {
-	return &progressPrinter{w: w, label: label, start: time.Now()}
-}
-
-func (p *progressPrinter) update(n int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if now.Sub(p.last) < 250*time.Millisecond {
-		return
-	}
-	p.last = now
-	rate := float64(n) / now.Sub(p.start).Seconds()
-	fmt.Fprintf(p.w, "\r\033[Kexporting %s: %s (%s/s)", p.label, humanBytes(float64(n)), humanBytes(rate))
-	p.shown = true
-}
-
-func (p *progressPrinter) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.shown {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
 }
 
 func humanBytes(n float64) string {

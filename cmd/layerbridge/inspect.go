@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/scan"
 )
 
 const inspectHelp = `Usage:
@@ -32,7 +33,10 @@ Flags:
                             unix:///var/run/docker.sock)
     --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
     --log-level LEVEL       debug, info, warn or error (default info)
+    -q, --quiet             no progress display and no info messages
     -h, --help              show this help
+
+On a terminal, stderr shows the export's progress, then a summary line.
 
 The json format is
     {"ref","id","platform","manifest_digest",
@@ -42,6 +46,7 @@ The json format is
 type inspectOptions struct {
 	format   string
 	platform string
+	quiet    bool
 	store    storeFlags
 	log      logFlags
 }
@@ -62,6 +67,7 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 	fs.StringVar(&o.platform, "platform", "", "")
 	o.store.register(fs, e)
 	o.log.register(fs, e)
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -80,25 +86,33 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 	if err != nil {
 		return err
 	}
-	log, err := o.log.logger(stderr)
-	if err != nil {
-		return err
+	if o.quiet && !fs.Changed("log-level") && e.getenv("LAYERBRIDGE_LOG_LEVEL") == "" {
+		o.log.level = "warn"
 	}
 	ref := fs.Arg(0)
-	var progress *progressPrinter
-	var onProgress func(int64)
-	if e.isTTY(stderr) {
-		progress = newProgress(stderr, ref)
-		onProgress = progress.update
+	var disp *display
+	var onProgress func(dockersave.Progress)
+	logTo := stderr
+	if !o.quiet && e.isTTY(stderr) {
+		disp = newDisplay(stderr, terminalWidth(stderr))
+		defer disp.close()
+		logTo, onProgress = disp, disp.progress
+	}
+	log, err := o.log.logger(logTo)
+	if err != nil {
+		return err
 	}
 	store, loader, err := openStore(o.store, newDaemon(o.store.dockerHost, e, log), log, onProgress)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	img, err := loader.Load(ctx, ref, platform)
-	if progress != nil {
-		progress.done()
+	if disp != nil {
+		disp.begin(scan.StageExporting, ref)
+	}
+	img, err := displayLoader{loader, disp}.Load(ctx, ref, platform)
+	if disp != nil {
+		disp.close()
 	}
 	if err != nil {
 		return err

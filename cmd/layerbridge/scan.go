@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/pflag"
 
+	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/scan"
@@ -79,7 +80,13 @@ Image:
 Other:
     --log-level LEVEL       debug, info, warn or error (default info);
                             debug explains every decision
+    -q, --quiet             no progress display and no info messages: only
+                            warnings and errors on stderr (unless --log-level)
     -h, --help              show this help
+
+On a terminal, stderr shows each stage as it runs (exporting, with a bar,
+the percentage of the image's size, bytes, rate and ETA; Clair's indexing,
+with the layers it fetched; matching), then one summary line per stage.
 
 Examples:
     layerbridge scan alpine:3.11
@@ -108,6 +115,7 @@ type scanOptions struct {
 	ignore  string
 	failOn  string
 	image   string
+	quiet   bool
 	log     logFlags
 	store   storeFlags
 	platfrm string
@@ -130,6 +138,7 @@ func setupScanFlags(name string, e env, stdout io.Writer) (*pflag.FlagSet, *scan
 	fs.StringVar(&o.platfrm, "platform", "", "")
 	o.store.register(fs, e)
 	o.log.register(fs, e)
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "")
 	return fs, o
 }
 
@@ -230,7 +239,18 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	if err := o.validateServer(fs); err != nil {
 		return err
 	}
-	log, err := o.log.logger(stderr)
+	if o.quiet && !fs.Changed("log-level") && e.getenv("LAYERBRIDGE_LOG_LEVEL") == "" {
+		o.log.level = "warn"
+	}
+	// The progress display, on a terminal, for a scan served from here.
+	var disp *display
+	logTo := stderr
+	if o.server == "" && !o.quiet && e.isTTY(stderr) {
+		disp = newDisplay(stderr, terminalWidth(stderr))
+		defer disp.close()
+		logTo = disp
+	}
+	log, err := o.log.logger(logTo)
 	if err != nil {
 		return err
 	}
@@ -264,11 +284,13 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		advertise, _ = url.Parse(o.advertise)
 	}
 
-	var progress *progressPrinter
-	var onProgress func(int64)
-	if e.isTTY(stderr) {
-		progress = newProgress(stderr, o.image)
-		onProgress = progress.update
+	var onProgress func(dockersave.Progress)
+	var onStage func(scan.Stage)
+	var onFetch func(bridge.Fetch)
+	if disp != nil {
+		onProgress = disp.progress
+		onStage = func(s scan.Stage) { disp.begin(s, o.image) }
+		onFetch = disp.fetch
 	}
 	d := newDaemon(o.store.dockerHost, e, log)
 	store, loader, err := openStore(o.store, d, log, onProgress)
@@ -282,7 +304,9 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	res, err := scan.Run(scanCtx, scan.Config{
 		Image:      o.image,
 		Platform:   platform,
-		Loader:     progressDone{loader, progress},
+		Loader:     displayLoader{loader, disp},
+		Stage:      onStage,
+		Fetched:    onFetch,
 		Blobs:      store,
 		Clair:      o.clair.clairURL(),
 		API:        o.clair.api,
@@ -293,6 +317,10 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		Containers: d.containers(),
 		Logger:     log,
 	})
+	if disp != nil {
+		disp.end(err == nil)
+		disp.close()
+	}
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(scanCtx.Err(), context.DeadlineExceeded) {
 			return timeoutError(o.timeout, err)
@@ -355,31 +383,30 @@ func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *s
 	return nil
 }
 
-var _ scan.PinningLoader = progressDone{}
+var _ scan.PinningLoader = displayLoader{}
 
-// progressDone clears the progress line once the image is loaded, before
-// anything else is logged. It keeps the loader's pinning (scan.PinningLoader).
-type progressDone struct {
+// displayLoader ends the display's exporting stage once the image is
+// loaded, before anything else is logged. It keeps the loader's pinning
+// (scan.PinningLoader). A nil display is no display.
+type displayLoader struct {
 	loader *dockersave.Loader
-	p      *progressPrinter
+	d      *display
 }
 
-func (l progressDone) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error) {
+func (l displayLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error) {
 	img, err := l.loader.Load(ctx, ref, platform)
-	l.clear()
+	if l.d != nil {
+		l.d.loaded(img, err)
+	}
 	return img, err
 }
 
-func (l progressDone) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
+func (l displayLoader) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
 	img, release, err := l.loader.LoadPinned(ctx, ref, platform)
-	l.clear()
-	return img, release, err
-}
-
-func (l progressDone) clear() {
-	if l.p != nil {
-		l.p.done()
+	if l.d != nil {
+		l.d.loaded(img, err)
 	}
+	return img, release, err
 }
 
 func loadIgnoreFile(path string) (*report.IgnoreRules, error) {
