@@ -1,11 +1,11 @@
-# layerbridge: the two commands a newcomer needs are `make demo` and `make test`.
+# layerbridge: a newcomer needs `make demo`, `make clair` (Clair for their own images) and `make test`.
 GO       ?= go
 BIN      := bin/layerbridge
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test unit integration lint demo bench bench-go fuzz fuzz-smoke image clean
+.PHONY: all build test unit integration lint demo clair bench bench-go fuzz fuzz-smoke image clean
 
 all: build
 
@@ -62,6 +62,14 @@ lint:
 ## demo: start PostgreSQL, a SecDB feed and Clair 4.9 on loopback, build a small vulnerable image and scan it
 demo: build
 	cd integration && $(GO) run ./cmd/demo --layerbridge $(abspath $(BIN))
+
+## clair: start PostgreSQL, the demo's SecDB feed and Clair 4.9 on loopback and keep them running until Ctrl-C
+## (or SIGTERM), for scanning your own images: it prints the `export CLAIR_ADDR=...` line to use. Built, then
+## exec'd, rather than `go run`, so that SIGTERM reaches it (make passes SIGTERM to its children; go run would
+## die without passing it on).
+clair: build
+	cd integration && $(GO) build -o $(abspath bin/clair-stack) ./cmd/clair
+	cd integration && exec $(abspath bin/clair-stack)
 
 ## bench: build the benchmark images in the local Docker daemon (once), then measure docker save, the naive
 ## save-and-untar, layerbridge inspect cold and warm, serving and end-to-end scans against Clair; prints one

@@ -207,6 +207,10 @@ func (d *display) draw() {
 		} else if d.read > 0 {
 			line += "  " + humanBytes(float64(d.read))
 		}
+		if d.read == 0 {
+			// A daemon may prepare the whole export before it sends a byte.
+			line += "  " + roundDuration(elapsed)
+		}
 		if rate := float64(d.read) / elapsed.Seconds(); d.read > 0 && elapsed > 0 {
 			line += fmt.Sprintf("  %s/s", humanBytes(rate))
 			if d.expected > d.read {

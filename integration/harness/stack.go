@@ -167,6 +167,21 @@ func (s *Stack) start(ctx context.Context, updateTimeout time.Duration, opts Opt
 	return nil
 }
 
+// Done is closed when Clair or PostgreSQL has exited (crashed, killed, or
+// stopped by Close or the end of Start's context): a caller that keeps the
+// stack running waits on it too.
+func (s *Stack) Done() <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-s.Clair.done():
+		case <-s.Postgres.proc.done:
+		}
+	}()
+	return done
+}
+
 // Close stops Clair, the feed server and PostgreSQL, in that order, and
 // removes their directories. It may be called more than once.
 func (s *Stack) Close() error {
