@@ -67,9 +67,11 @@ demo: build
 ## (or SIGTERM), for scanning your own images: it prints the `export CLAIR_ADDR=...` line to use. Built, then
 ## exec'd, rather than `go run`, so that SIGTERM reaches it (make passes SIGTERM to its children; go run would
 ## die without passing it on).
+## CLAIRFLAGS="--feed DIR" feeds Clair another Alpine SecDB directory (relative to integration/).
+CLAIRFLAGS ?=
 clair: build
 	cd integration && $(GO) build -o $(abspath bin/clair-stack) ./cmd/clair
-	cd integration && exec $(abspath bin/clair-stack)
+	cd integration && exec $(abspath bin/clair-stack) $(CLAIRFLAGS)
 
 ## bench: build the benchmark images in the local Docker daemon (once), then measure docker save, the naive
 ## save-and-untar, layerbridge inspect cold and warm, serving and end-to-end scans against Clair; prints one

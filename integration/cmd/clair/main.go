@@ -117,15 +117,15 @@ func serve(ctx context.Context, o options, stdout io.Writer, log *slog.Logger) (
 	log.Info("clair ready", slog.String("url", stack.Clair.URL), slog.Duration("took", time.Since(start).Round(time.Millisecond)),
 		slog.String("log", stack.Clair.LogPath))
 	fmt.Fprintf(stdout, `
-Clair 4.9 runs at %[1]s, fed the demo's Alpine SecDB (PostgreSQL and the feed on loopback too).
-In another shell, scan your own images with it:
+Clair 4.9 runs at %[1]s, with PostgreSQL and the Alpine SecDB feed of %[2]s on loopback.
+It knows only the advisories in that feed (the demo's: a few for Alpine packages). In another shell:
 
 export CLAIR_ADDR=%[1]s
 
     bin/layerbridge scan IMAGE
 
 Ctrl-C here (or SIGTERM) stops Clair, PostgreSQL and the feed and removes their files.
-`, stack.Clair.URL)
+`, stack.Clair.URL, o.feed)
 	select {
 	case <-ctx.Done():
 		log.Info("interrupted", slog.Any("signal", context.Cause(ctx)))
