@@ -5,8 +5,9 @@
 //
 //	layerbridge scan --clair <clair URL> layerbridge-demo:latest
 //
-// with layerbridge's output passed through, then stops everything it
-// started, also on Ctrl-C. Run it from the integration module directory:
+// with layerbridge's output passed through, then removes the image and
+// stops everything it started, also on Ctrl-C (an image left by a run that
+// was killed is removed by the next run). Run it from the integration module directory:
 //
 //	go run ./cmd/demo --layerbridge ../bin/layerbridge
 //
