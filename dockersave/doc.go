@@ -2,8 +2,9 @@
 // (or out of an archive or OCI layout the user already has) into a verified,
 // content-addressed OCI image layout on disk: the Store.
 //
-// Inputs: an image reference (see ParseRef: a daemon image, docker-archive:PATH,
-// oci-archive:PATH or oci:DIR), an optional platform, a Store directory and,
+// Inputs: an image reference (see imageref.Parse: a daemon image, docker-archive:PATH,
+// oci-archive:PATH or oci:DIR; a daemon reference outside the reference grammar
+// is refused before any Engine API call), an optional platform, a Store directory and,
 // for daemon references only, an EngineClient. Output: an Image describing what
 // was stored (image ID, platform, manifest digest, layer descriptors and diff
 // IDs), whose blobs can then be opened with Store.OpenBlob.

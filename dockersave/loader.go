@@ -19,6 +19,8 @@ import (
 	"github.com/moby/moby/client/pkg/versions"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/imageref"
 )
 
 // Loader loads images from any source into a Store. It is safe for
@@ -163,7 +165,7 @@ func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.P
 	}
 }
 
-// Load makes sure the image ref (see ParseRef) is in the store and returns
+// Load makes sure the image ref (see imageref.Parse) is in the store and returns
 // it. platform, when not nil, selects among the platforms of a multi-platform
 // image or archive and is an error (*PlatformError) when the image has no
 // such platform; nil means the daemon's image as inspected, or for archives
@@ -181,7 +183,7 @@ func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platfor
 // load is Load; with pin set it may also return a pin on the image, taken
 // before Prune could evict it (nil when it could not be taken that way).
 func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platform, pin bool) (Image, *fileLock, error) {
-	r, err := ParseRef(ref)
+	r, err := imageref.Parse(ref)
 	if err != nil {
 		return Image{}, nil, err
 	}

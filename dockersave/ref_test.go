@@ -6,39 +6,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func TestParseRef(t *testing.T) {
-	cases := []struct {
-		in   string
-		want Ref
-		err  bool
-	}{
-		{in: "alpine:3.11", want: Ref{SourceDaemon, "alpine:3.11"}},
-		{in: "localhost:5000/app@sha256:" + hexOf([]byte("x")), want: Ref{SourceDaemon, "localhost:5000/app@sha256:" + hexOf([]byte("x"))}},
-		{in: "sha256:" + hexOf([]byte("x")), want: Ref{SourceDaemon, "sha256:" + hexOf([]byte("x"))}},
-		{in: "docker-daemon:oci:latest", want: Ref{SourceDaemon, "oci:latest"}},
-		{in: "docker-archive:/tmp/a.tar", want: Ref{SourceDockerArchive, "/tmp/a.tar"}},
-		{in: "docker-archive:rel/a:b.tar", want: Ref{SourceDockerArchive, "rel/a:b.tar"}},
-		{in: "oci-archive:x.tar", want: Ref{SourceOCIArchive, "x.tar"}},
-		{in: "oci:./layout", want: Ref{SourceOCILayout, "./layout"}},
-		{in: "", err: true},
-		{in: "docker-archive:", err: true},
-		{in: "oci:", err: true},
-		{in: "app name", err: true},
-		{in: "docker-daemon:", err: true},
-	}
-	for _, tc := range cases {
-		got, err := ParseRef(tc.in)
-		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("ParseRef(%q) = %+v, %v; want %+v, err %v", tc.in, got, err, tc.want, tc.err)
-		}
-		if err == nil && got.Kind != SourceDaemon {
-			if again, _ := ParseRef(got.String()); again != got {
-				t.Errorf("String() of %+v does not round-trip: %q", got, got.String())
-			}
-		}
-	}
-}
-
 func TestParsePlatform(t *testing.T) {
 	cases := []struct {
 		in   string

@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 )
 
 // apiManifests is the Engine API version from which image inspect can list
@@ -34,8 +35,8 @@ func (r *run) docker(ctx context.Context) {
 	// A scan of an archive or layout never talks to the daemon: then a
 	// daemon problem is worth knowing, not a reason to fail.
 	bad := Failed
-	ref, refErr := dockersave.ParseRef(r.cfg.Image)
-	if r.cfg.Image != "" && refErr == nil && ref.Kind != dockersave.SourceDaemon {
+	ref, refErr := imageref.Parse(r.cfg.Image)
+	if r.cfg.Image != "" && refErr == nil && ref.Kind != imageref.Daemon {
 		bad = Warning
 	}
 
@@ -232,7 +233,7 @@ func permissionFix(id identity, sock socketInfo) string {
 
 // image checks that the image a scan would read is there, on which
 // platforms, and how big it is. eng is nil when the daemon cannot be used.
-func (r *run) image(ctx context.Context, eng dockersave.EngineClient, ref dockersave.Ref, refErr error) {
+func (r *run) image(ctx context.Context, eng dockersave.EngineClient, ref imageref.Ref, refErr error) {
 	switch {
 	case r.cfg.Image == "":
 		r.add(CheckDockerImage, Skipped, "no IMAGE given", "")
@@ -240,7 +241,7 @@ func (r *run) image(ctx context.Context, eng dockersave.EngineClient, ref docker
 	case refErr != nil:
 		r.add(CheckDockerImage, Failed, refErr.Error(), "give a daemon image (name:tag, name@digest, image ID) or docker-archive:PATH, oci-archive:PATH, oci:DIR")
 		return
-	case ref.Kind != dockersave.SourceDaemon:
+	case ref.Kind != imageref.Daemon:
 		r.localImage(ref)
 		return
 	case eng == nil:
@@ -298,13 +299,13 @@ func (r *run) image(ctx context.Context, eng dockersave.EngineClient, ref docker
 	r.add(CheckDockerImage, Passed, ev, "")
 }
 
-func (r *run) localImage(ref dockersave.Ref) {
+func (r *run) localImage(ref imageref.Ref) {
 	fi, err := os.Stat(ref.Name)
 	if err != nil {
 		r.add(CheckDockerImage, Failed, fmt.Sprintf("%s: %v", ref, err), "check the path (it is relative to the working directory)")
 		return
 	}
-	if ref.Kind == dockersave.SourceOCILayout {
+	if ref.Kind == imageref.OCILayout {
 		r.add(CheckDockerImage, Passed, fmt.Sprintf("%s is a directory read without Docker", ref), "")
 		return
 	}

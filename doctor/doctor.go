@@ -73,7 +73,7 @@ type Config struct {
 	// the ones that exist are offered as the fix.
 	SocketCandidates []string
 
-	// Image is the reference a scan would be given (see dockersave.ParseRef).
+	// Image is the reference a scan would be given (see imageref.Parse).
 	// "" skips the image check. For an archive or layout the Docker checks
 	// only warn: the scan would not need the daemon.
 	Image string

@@ -173,8 +173,9 @@ func testGitHubAction(t *testing.T, stack *harness.DockerStack, clairURL, image 
 		}{
 			{"unknown severity", map[string]string{"fail-on": "Severe"}, "scan", 2, `error: layerbridge: error: --fail-on: `},
 			{"unknown format", map[string]string{"format": "sarf"}, "scan", 2, `error: layerbridge: error: -f/--format: unknown report format "sarf"`},
-			// After --, an image is never read as a flag.
-			{"an image that looks like a flag", map[string]string{"image": "--server=http://127.0.0.1:1"}, "scan", 1, "error: layerbridge: error: "},
+			// After --, an image is never read as a flag: it is an image
+			// reference, which this is not.
+			{"an image that looks like a flag", map[string]string{"image": "--server=http://127.0.0.1:1"}, "scan", 2, `error: layerbridge: error: invalid image reference "--server=http://127.0.0.1:1": character '=' at byte 8 is not allowed`},
 			{"empty image", map[string]string{"image": ""}, "setup", 2, "error: the image input is empty"},
 			{"summary not a boolean", map[string]string{"summary": "yes"}, "setup", 2, `error: the summary input is "yes": want true or false`},
 		} {

@@ -113,12 +113,12 @@ func (s *Service) postScan(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf(`the body must be {"image": "...", "platform": "..."}: %v`, err))
 		return
 	}
-	image, platform, err := parseRequest(req)
+	sr, err := parseRequest(req)
 	if err != nil {
 		writeError(w, r, http.StatusBadRequest, "BAD_REQUEST", err.Error())
 		return
 	}
-	st, dedup, err := s.submit(image, platform)
+	st, dedup, err := s.submit(sr)
 	switch {
 	case errors.Is(err, ErrShuttingDown):
 		w.Header().Set("Retry-After", "30")
@@ -136,7 +136,7 @@ func (s *Service) postScan(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		w.Header().Set("Location", u.Path)
 	}
-	s.log.Debug("scan requested", "scan", st.ID, "image", image, "client", r.RemoteAddr, "shared", dedup)
+	s.log.Debug("scan requested", "scan", st.ID, "image", sr.image, "client", r.RemoteAddr, "shared", dedup)
 	writeJSON(w, r, http.StatusAccepted, st)
 }
 

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -105,19 +105,15 @@ func (r *record) status() Status {
 	return st
 }
 
-// requestKey identifies identical requests: the image name normalised as
-// Docker does (alpine, alpine:latest and docker.io/library/alpine:latest
-// are one image) and the normalised platform.
-func requestKey(image string, platform *ocispec.Platform) string {
-	name := image
-	if n, err := reference.ParseNormalizedNamed(image); err == nil {
-		name = reference.TagNameOnly(n).String()
-	}
+// requestKey identifies identical requests: the image reference
+// normalised (alpine, alpine:latest and docker.io/library/alpine:latest are
+// one image) and the normalised platform.
+func requestKey(ref imageref.Ref, platform *ocispec.Platform) string {
 	p := ""
 	if platform != nil {
 		p = dockersave.FormatPlatform(*platform)
 	}
-	return name + "\n" + p
+	return ref.Normalized() + "\n" + p
 }
 
 // errBadRequest marks a request the client must change.
@@ -125,27 +121,37 @@ type errBadRequest struct{ msg string }
 
 func (e *errBadRequest) Error() string { return e.msg }
 
-// parseRequest checks a request and returns its image and platform.
-func parseRequest(req Request) (string, *ocispec.Platform, error) {
+// scanRequest is a checked Request.
+type scanRequest struct {
+	image    string       // as asked for, trimmed
+	ref      imageref.Ref // image, parsed: a daemon reference
+	platform *ocispec.Platform
+}
+
+// parseRequest checks a request. The image must be a daemon reference
+// that imageref.Parse accepts: nothing else reaches the Docker daemon.
+func parseRequest(req Request) (scanRequest, error) {
 	image := strings.TrimSpace(req.Image)
 	if image == "" {
-		return "", nil, &errBadRequest{`"image" is required, for example {"image": "alpine:3.11"}`}
+		return scanRequest{}, &errBadRequest{`"image" is required, for example {"image": "alpine:3.11"}`}
 	}
-	ref, err := dockersave.ParseRef(image)
+	ref, err := imageref.Parse(image)
 	if err != nil {
-		return "", nil, &errBadRequest{err.Error()}
+		return scanRequest{}, &errBadRequest{err.Error()}
 	}
-	if ref.Kind != dockersave.SourceDaemon {
-		return "", nil, &errBadRequest{fmt.Sprintf("%q names a %s on the sidecar's file system: the sidecar scans images of its Docker daemon only; scan archives with `layerbridge scan` where they are", image, ref.Kind)}
+	if ref.Kind != imageref.Daemon {
+		return scanRequest{}, &errBadRequest{fmt.Sprintf("%q names a %s on the sidecar's file system: the sidecar scans images of its Docker daemon only; scan archives with `layerbridge scan` where they are", image, ref.Kind)}
 	}
+	sr := scanRequest{image: image, ref: ref}
 	if req.Platform == "" {
-		return image, nil, nil
+		return sr, nil
 	}
 	p, err := dockersave.ParsePlatform(req.Platform)
 	if err != nil {
-		return "", nil, &errBadRequest{err.Error()}
+		return scanRequest{}, &errBadRequest{err.Error()}
 	}
-	return image, &p, nil
+	sr.platform = &p
+	return sr, nil
 }
 
 // errQueueFull is answered 429.
@@ -153,8 +159,9 @@ var errQueueFull = errors.New("too many scans are waiting")
 
 // submit returns the scan for req: the queued or running scan of an
 // identical request, or a new one. dedup says which.
-func (s *Service) submit(image string, platform *ocispec.Platform) (st Status, dedup bool, err error) {
-	key := requestKey(image, platform)
+func (s *Service) submit(req scanRequest) (st Status, dedup bool, err error) {
+	image, platform := req.image, req.platform
+	key := requestKey(req.ref, platform)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {

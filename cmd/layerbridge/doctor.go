@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/layerbridge/layerbridge/doctor"
+	"github.com/layerbridge/layerbridge/imageref"
 )
 
 const doctorHelp = `Usage:
@@ -119,6 +120,9 @@ func (o *doctorOptions) validate(args []string) error {
 	case 0:
 	case 1:
 		o.image = args[0]
+		if _, err := imageref.Parse(o.image); err != nil {
+			return err
+		}
 	default:
 		return usageErrorf("doctor takes at most one IMAGE, got %d arguments: %s", len(args), strings.Join(args, " "))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -24,6 +25,7 @@ func hintsFor(err error) []string {
 
 	var (
 		ue          *usageError
+		badRef      *imageref.Error
 		perm        *dockersave.PermissionError
 		unreachable *dockersave.UnreachableError
 		apiVer      *dockersave.APIVersionError
@@ -49,6 +51,8 @@ func hintsFor(err error) []string {
 	switch {
 	case errors.As(err, &ue):
 		hints = append(hints, ue.hints...)
+	case errors.As(err, &badRef):
+		add("IMAGE is an image of the Docker daemon (alpine:3.11, ghcr.io/org/app@sha256:..., sha256:...), or %s", acceptedForms)
 	case errors.As(err, &perm):
 		sock := perm.Socket
 		if sock == "" {
@@ -134,8 +138,8 @@ const acceptedForms = "docker-archive:PATH (docker save output, optionally gzip-
 // archiveHints says what to do about an archive, layout or export that
 // could not be read: the reference says which kind of source it was.
 func archiveHints(ae *dockersave.ArchiveError) []string {
-	ref, _ := dockersave.ParseRef(ae.Image)
-	daemon := ref.Kind == dockersave.SourceDaemon
+	ref, _ := imageref.Parse(ae.Image)
+	daemon := ref.Kind == imageref.Daemon
 	var hints []string
 	add := func(format string, args ...any) { hints = append(hints, fmt.Sprintf(format, args...)) }
 	var de *dockersave.DaemonError

@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -76,7 +77,7 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 		ue.hints = append(ue.hints, "for example: layerbridge inspect alpine:3.11")
 		return ue
 	}
-	if err := checkRef(fs.Arg(0)); err != nil {
+	if _, err := imageref.Parse(fs.Arg(0)); err != nil {
 		return err
 	}
 	if o.format != "table" && o.format != "json" {
@@ -150,16 +151,6 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", i+1, l.Digest, l.Size, l.MediaType, l.DiffID)
 	}
 	return tw.Flush()
-}
-
-// checkRef turns an IMAGE that names no image into a usage error.
-func checkRef(image string) error {
-	if _, err := dockersave.ParseRef(image); err != nil {
-		ue := usageErrorf("IMAGE %q: %v", image, err)
-		ue.hints = append(ue.hints, "IMAGE is an image of the Docker daemon (alpine:3.11, sha256:...), or "+acceptedForms)
-		return ue
-	}
-	return nil
 }
 
 func parsePlatformFlag(s string) (*ocispec.Platform, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -34,7 +35,7 @@ type display struct {
 	mu      sync.Mutex
 	stage   scan.Stage // the running stage, "" when none
 	label   string     // the image
-	source  dockersave.SourceKind
+	source  imageref.Kind
 	start   time.Time
 	drawn   bool // a stage line is on the screen
 	lastPct int  // the percentage last drawn, -1 for none
@@ -109,7 +110,7 @@ func (d *display) begin(s scan.Stage, image string) {
 	defer d.mu.Unlock()
 	d.finish(true)
 	d.stage, d.label, d.start = s, image, time.Now()
-	if ref, err := dockersave.ParseRef(image); err == nil {
+	if ref, err := imageref.Parse(image); err == nil {
 		d.source = ref.Kind
 	}
 	if s == scan.StageExporting {
@@ -271,7 +272,7 @@ func (d *display) writeLine(line string) {
 // verb names the exporting stage by its source: a daemon exports, a file
 // is read.
 func (d *display) verb(done bool) string {
-	daemon := d.source == dockersave.SourceDaemon
+	daemon := d.source == imageref.Daemon
 	switch {
 	case daemon && done:
 		return "exported"

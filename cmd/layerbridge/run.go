@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/layerbridge/layerbridge/imageref"
 )
 
 // Exit codes, the one table that README and --help repeat.
@@ -156,11 +158,20 @@ func exitWith(ctx context.Context, err error, stderr io.Writer) int {
 	for _, h := range hintsFor(err) {
 		fmt.Fprintf(stderr, "layerbridge: hint: %s\n", h)
 	}
-	var ue *usageError
-	if errors.As(err, &ue) {
+	if isUsage(err) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// isUsage reports whether err is a mistake in the command line (exit 2):
+// a usageError, or an IMAGE that is no image reference.
+func isUsage(err error) bool {
+	var (
+		ue     *usageError
+		badRef *imageref.Error
+	)
+	return errors.As(err, &ue) || errors.As(err, &badRef)
 }
 
 // usageError is a mistake in the command line: exit code 2.

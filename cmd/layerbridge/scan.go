@@ -17,6 +17,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -116,6 +117,7 @@ type scanOptions struct {
 	failOn  string
 	image   string
 	quiet   bool
+	ref     imageref.Ref // image, parsed
 	log     logFlags
 	store   storeFlags
 	platfrm string
@@ -151,9 +153,11 @@ func (o *scanOptions) validate(args []string) error {
 		return ue
 	case 1:
 		o.image = args[0]
-		if err := checkRef(o.image); err != nil {
+		ref, err := imageref.Parse(o.image)
+		if err != nil {
 			return err
 		}
+		o.ref = ref
 	default:
 		ue := usageErrorf("scan takes one IMAGE, got %d arguments: %s", len(args), strings.Join(args, " "))
 		ue.hints = append(ue.hints, "put flags before or after IMAGE; scan one image per run")

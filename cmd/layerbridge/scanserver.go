@@ -17,6 +17,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
@@ -47,7 +48,7 @@ func (o *scanOptions) validateServer(fs *pflag.FlagSet) error {
 			return ue
 		}
 	}
-	if ref, err := dockersave.ParseRef(o.image); err == nil && ref.Kind != dockersave.SourceDaemon {
+	if o.ref.Kind != imageref.Daemon {
 		ue := usageErrorf("--server scans images of the sidecar's Docker daemon, and %s names a file on this machine", o.image)
 		ue.hints = append(ue.hints, "drop --server to scan the archive from here, or docker load it into the sidecar's daemon and name the image")
 		return ue
