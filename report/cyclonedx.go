@@ -14,6 +14,7 @@ import (
 	"time"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
+	"github.com/distribution/reference"
 	"github.com/package-url/packageurl-go"
 )
 
@@ -193,7 +194,7 @@ func appendProperties(dst *[]cdx.Property, name string, values ...string) *[]cdx
 // imageComponent describes the image: name and version from the reference
 // as scanned (repository and tag; the manifest digest when there is no tag).
 func imageComponent(img Image) cdx.Component {
-	name, version := splitRef(img.Ref)
+	name, version := imageNameTag(img)
 	c := cdx.Component{
 		BOMRef:  cmp.Or(img.ManifestDigest, img.ID, "image"),
 		Type:    cdx.ComponentTypeContainer,
@@ -207,22 +208,19 @@ func imageComponent(img Image) cdx.Component {
 	return c
 }
 
-// splitRef splits an image reference into repository and tag ("" if none),
-// dropping a digest: "registry:5000/app:1.0@sha256:…" gives
-// ("registry:5000/app", "1.0"). An image ID or a file (docker-archive:PATH,
-// oci-archive:PATH, oci:DIR) is returned whole as the name.
-func splitRef(ref string) (name, tag string) {
-	ref = strings.TrimPrefix(ref, "docker-daemon:")
-	for _, whole := range []string{"sha256:", "docker-archive:", "oci-archive:", "oci:"} {
-		if strings.HasPrefix(ref, whole) {
-			return ref, ""
-		}
+// imageNameTag is the image's repository and tag ("" if none), from
+// Image.Name: ("alpine", "3.11") for alpine:3.11 however it was spelled,
+// ("registry:5000/app", "") for registry:5000/app@sha256:…. An image
+// without a name (an image ID, a file) is named by its reference as given.
+func imageNameTag(img Image) (name, tag string) {
+	n, err := reference.ParseNormalizedNamed(img.Name)
+	if err != nil {
+		return img.Ref, ""
 	}
-	name = repository(ref)
-	if t, ok := strings.CutPrefix(ref[len(name):], ":"); ok {
-		tag, _, _ = strings.Cut(t, "@")
+	if t, ok := n.(reference.Tagged); ok {
+		tag = t.Tag()
 	}
-	return name, tag
+	return reference.FamiliarName(n), tag
 }
 
 // componentSet collects the BOM's components, one per package URL.

@@ -133,7 +133,7 @@ func clair4Report(t *testing.T) *report.Report {
 		t.Fatal(err)
 	}
 	r := &report.Report{
-		Image:    report.Image{Ref: "alpine:3.11", ID: alpineID, Platform: "linux/amd64", ManifestDigest: alpineManifest},
+		Image:    report.Image{Ref: "alpine:3.11", Name: "docker.io/library/alpine:3.11", ID: alpineID, Platform: "linux/amd64", ManifestDigest: alpineManifest},
 		Clair:    report.Clair{URL: "http://clair:6060", API: "v4"},
 		Findings: vr.Findings, Packages: vr.Packages, Raw: vr.Raw,
 	}
@@ -148,7 +148,7 @@ func clair2Report(t *testing.T) *report.Report {
 		t.Fatal(err)
 	}
 	r := &report.Report{
-		Image:    report.Image{Ref: "alpine:3.11", ID: alpineID, Platform: "linux/amd64", ManifestDigest: alpineManifest},
+		Image:    report.Image{Ref: "alpine:3.11", Name: "docker.io/library/alpine:3.11", ID: alpineID, Platform: "linux/amd64", ManifestDigest: alpineManifest},
 		Clair:    report.Clair{URL: "http://clair:6060", API: "v2"},
 		Findings: lr.Findings, Packages: lr.Packages, Raw: lr.Raw,
 	}
@@ -475,7 +475,10 @@ func TestCycloneDXSeverities(t *testing.T) {
 func ecosystemReport() *report.Report {
 	debian := report.Distribution{ID: "debian", VersionID: "12"}
 	r := &report.Report{
-		Image: report.Image{Ref: "registry.example:5000/team/app@sha256:" + strings.Repeat("e", 64), ManifestDigest: alpineManifest},
+		Image: report.Image{
+			Ref:  "registry.example:5000/team/app@sha256:" + strings.Repeat("e", 64),
+			Name: "registry.example:5000/team/app@sha256:" + strings.Repeat("e", 64), ManifestDigest: alpineManifest,
+		},
 		Clair: report.Clair{API: "v4"},
 		Packages: []report.Package{
 			{Name: "libc6", Version: "2.36-9+deb12u4", Source: "glibc", Arch: "amd64", Type: "deb", Distribution: debian, Layer: alpineLayer},

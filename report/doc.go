@@ -10,8 +10,10 @@
 // io.Writer it is handed, reads the clock (Apply takes now) or logs.
 //
 // It must not import the Clair clients, dockersave, bridge or any other
-// package of this module: they depend on it, never the reverse. Outside the
-// standard library it uses go.yaml.in/yaml/v3 for ignore files, and
+// package of this module but imageref, which parses the image references of
+// ignore rules as the scan's own was parsed: they depend on it, never the
+// reverse. Outside the standard library it uses go.yaml.in/yaml/v3 for
+// ignore files, github.com/distribution/reference for image names, and
 // github.com/CycloneDX/cyclonedx-go and github.com/package-url/packageurl-go
 // for the cyclonedx format (internal/layering enforces both).
 package report

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/layerbridge/layerbridge/imageref"
 )
 
 // IgnoreRule suppresses one vulnerability, optionally only in one package or
@@ -17,7 +21,7 @@ import (
 type IgnoreRule struct {
 	ID      string    // vulnerability id, matched ignoring case ("CVE-2021-3449")
 	Package string    // binary package name as Clair reports it, exact ("openssl" does not cover libssl1.1); "" matches every package
-	Image   string    // image the rule is limited to (see Matches); "" matches every image
+	Image   string    // image the rule is limited to, as written (see Matches); "" matches every image
 	Expires time.Time // the rule stops applying at this instant; zero never expires
 	Reason  string    // why, shown with every finding the rule suppresses
 	Line    int       // line of the entry in the ignore file, 0 when not read from a file
@@ -48,21 +52,37 @@ func (ru IgnoreRule) Active(now time.Time) bool {
 	return ru.Expires.IsZero() || now.Before(ru.Expires)
 }
 
-// Matches reports whether the rule covers finding f of the image named ref,
-// regardless of expiry. Image matches ref when they are equal or when Image
-// names ref's repository: "alpine", "library/alpine" and "docker.io/library/alpine"
-// all match "alpine:3.11" and "alpine@sha256:…"; "registry:5000/app" matches
-// "registry:5000/app:1.0" (the port is not mistaken for a tag). An Image with
-// a tag or digest matches only that tag or digest. ref is the scanned
-// image's Report.Image.Ref as the user typed it.
-func (ru IgnoreRule) Matches(ref string, f Finding) bool {
+// Matches reports whether the rule covers finding f of the scanned image
+// img, regardless of expiry. Image is an image reference (imageref.Parse),
+// compared, normalized, with img.Name, so that however either side is
+// spelled ("alpine", "library/alpine", "docker.io/library/alpine",
+// "docker-daemon:alpine"), it names the same repository:
+//
+//   - a repository without tag or digest matches every tag and digest of
+//     it: "alpine" matches "alpine:3.11", "alpine@sha256:…" and "alpine"
+//     (which is alpine:latest); "registry:5000/app" matches
+//     "registry:5000/app:1.0" (the port is not mistaken for a tag);
+//   - a tag matches that tag ("alpine:latest" matches a scan of "alpine"),
+//     a digest that digest (as the scan named it), a tag and a digest both;
+//   - an image ID (sha256:<hex>, or a prefix of it written with "sha256:")
+//     matches the image with that ID, however it was named;
+//   - a file (docker-archive:PATH, oci-archive:PATH, oci:DIR) matches scans
+//     of that file as named on the command line.
+//
+// An image without a name (an archive that carries no tag, or several; see
+// imageref.Ref.ImageName) is matched by its ID or file only.
+func (ru IgnoreRule) Matches(img Image, f Finding) bool {
+	return ru.matches(imageMatcher(ru.Image), img, f)
+}
+
+func (ru IgnoreRule) matches(image func(Image) bool, img Image, f Finding) bool {
 	if !strings.EqualFold(ru.ID, f.Name) {
 		return false
 	}
 	if ru.Package != "" && ru.Package != f.Package {
 		return false
 	}
-	return ru.Image == "" || imageMatches(ru.Image, ref)
+	return image(img)
 }
 
 // describe names the rule in warnings: "CVE-2021-3449 in package musl (line 4)".
@@ -315,6 +335,9 @@ func parseEntry(n *yaml.Node) (IgnoreRule, error) {
 			ru.Package = strings.TrimSpace(val)
 		case "image":
 			ru.Image = strings.TrimSpace(val)
+			if _, err := imageref.Parse(ru.Image); err != nil {
+				return ru, lineError(v, "image: %v", err)
+			}
 		case "reason":
 			ru.Reason = strings.TrimSpace(val)
 		case "expires":
@@ -406,6 +429,9 @@ func (rules *IgnoreRules) parseImages(n *yaml.Node) error {
 		if name == "" {
 			return lineError(p[0], "images: empty image name")
 		}
+		if _, err := imageref.Parse(name); err != nil {
+			return lineError(p[0], "images: %v", err)
+		}
 		if err := rules.parseWhitelist(p[1], name); err != nil {
 			return err
 		}
@@ -424,10 +450,14 @@ func (rules *IgnoreRules) Apply(now time.Time, r *Report) {
 	if rules == nil || len(rules.Rules) == 0 {
 		return
 	}
-	var active []IgnoreRule
+	var (
+		active []IgnoreRule
+		images []func(Image) bool // parallel to active
+	)
 	for _, ru := range rules.Rules {
 		if ru.Active(now) {
 			active = append(active, ru)
+			images = append(images, imageMatcher(ru.Image))
 			continue
 		}
 		r.Warnings = append(r.Warnings, fmt.Sprintf(
@@ -440,7 +470,13 @@ func (rules *IgnoreRules) Apply(now time.Time, r *Report) {
 	kept := r.Findings[:0:0]
 	moved := false
 	for _, f := range r.Findings {
-		i := slices.IndexFunc(active, func(ru IgnoreRule) bool { return ru.Matches(r.Image.Ref, f) })
+		i := -1
+		for j, ru := range active {
+			if ru.matches(images[j], r.Image, f) {
+				i = j
+				break
+			}
+		}
 		if i < 0 {
 			kept = append(kept, f)
 			continue
@@ -462,44 +498,39 @@ func formatExpiry(t time.Time) string {
 	return t.Format(time.RFC3339)
 }
 
-// imageMatches reports whether an ignore rule's image name covers ref.
-func imageMatches(name, ref string) bool {
-	name, ref = strings.TrimSpace(name), strings.TrimSpace(ref)
-	if name == "" || ref == "" {
-		return false
+// imageMatcher returns what the rule image (as written, "" for none)
+// matches, as Matches documents.
+func imageMatcher(rule string) func(Image) bool {
+	if rule == "" {
+		return func(Image) bool { return true }
 	}
-	if name == ref {
+	want, err := imageref.Parse(rule)
+	switch {
+	case err != nil: // LoadIgnore refuses it; a rule built by hand matches nothing
+		return func(Image) bool { return false }
+	case want.Kind != imageref.Daemon:
+		return func(img Image) bool {
+			got, err := imageref.Parse(img.Ref)
+			return err == nil && got.Kind == want.Kind && filepath.Clean(got.Name) == filepath.Clean(want.Name)
+		}
+	case want.Named == nil:
+		return func(img Image) bool { return img.ID != "" && strings.HasPrefix(img.ID, want.ID) }
+	}
+	return func(img Image) bool {
+		got, err := reference.ParseNormalizedNamed(img.Name)
+		if err != nil || got.Name() != want.Named.Name() {
+			return false
+		}
+		if t, ok := want.Named.(reference.Tagged); ok {
+			if g, ok := got.(reference.Tagged); !ok || g.Tag() != t.Tag() {
+				return false
+			}
+		}
+		if d, ok := want.Named.(reference.Digested); ok {
+			if g, ok := got.(reference.Digested); !ok || g.Digest() != d.Digest() {
+				return false
+			}
+		}
 		return true
 	}
-	// A rule naming a tag or digest must match it exactly; one naming a
-	// repository matches every tag and digest of it.
-	if repository(name) != name {
-		return canonicalRepo(name) == canonicalRepo(ref) && withoutRepo(name) == withoutRepo(ref)
-	}
-	return canonicalRepo(name) == canonicalRepo(ref)
-}
-
-// repository strips the tag and digest from an image reference, minding a
-// registry port: "registry:5000/app:1.0@sha256:…" -> "registry:5000/app".
-func repository(ref string) string {
-	if i := strings.IndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
-		ref = ref[:i]
-	}
-	return ref
-}
-
-// withoutRepo is the tag and digest part of ref (":1.0@sha256:…"), "" if none.
-func withoutRepo(ref string) string { return ref[len(repository(ref)):] }
-
-// canonicalRepo drops Docker Hub's implicit parts so that "alpine",
-// "library/alpine" and "docker.io/library/alpine" compare equal.
-func canonicalRepo(ref string) string {
-	repo := repository(ref)
-	for _, p := range []string{"docker.io/", "index.docker.io/", "registry-1.docker.io/"} {
-		repo = strings.TrimPrefix(repo, p)
-	}
-	return strings.TrimPrefix(repo, "library/")
 }

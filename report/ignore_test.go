@@ -2,10 +2,12 @@ package report_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/report"
 )
 
@@ -142,6 +144,9 @@ func TestLoadIgnoreErrors(t *testing.T) {
 		{"unknown VEX justification", "ignore:\n  - id: CVE-1\n    vex-justification: because\n", `line 3: vex-justification: "because" is not a CycloneDX justification`},
 		{"justification of another state", "ignore:\n  - id: CVE-1\n    vex-state: exploitable\n    vex-justification: code_not_present\n", "line 2: vex-justification code_not_present explains a not_affected state, not exploitable"},
 		{"two documents", "ignore: [CVE-1]\n---\nignore: [CVE-2]\n", "line 2: a second YAML document"},
+		{"image not a reference", "- id: CVE-1\n  image: ../images\n", `line 2: image: invalid image reference "../images": it has the path component ".."`},
+		{"image with capitals", "- id: CVE-1\n  image: Alpine\n", `line 2: image: invalid image reference "Alpine": the name "Alpine" has capitals`},
+		{"clair-scanner image not a reference", "images:\n  alpine?:\n    CVE-1: x\n", `line 2: images: invalid image reference "alpine?"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,7 +213,7 @@ images:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &report.Report{
-				Image:    report.Image{Ref: "registry.example:5000/team/app:1.0"},
+				Image:    scanned(t, "registry.example:5000/team/app:1.0"),
 				Findings: []report.Finding{tt.f},
 			}
 			loadIgnore(t, rules).Apply(now, r)
@@ -306,6 +311,20 @@ func TestApplyNil(t *testing.T) {
 	}
 }
 
+// scanned is the report's Image of a scan of ref, as scan.Run fills it:
+// the reference as given, and its normalized name given the image's tags.
+func scanned(t *testing.T, ref string, repoTags ...string) report.Image {
+	t.Helper()
+	if ref == "" {
+		return report.Image{}
+	}
+	r, err := imageref.Parse(ref)
+	if err != nil {
+		t.Fatalf("scan of %q: %v", ref, err)
+	}
+	return report.Image{Ref: ref, Name: r.ImageName(repoTags)}
+}
+
 func TestRuleMatchesImages(t *testing.T) {
 	tests := []struct {
 		image, ref string
@@ -327,8 +346,105 @@ func TestRuleMatchesImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		ru := report.IgnoreRule{ID: "CVE-1", Image: tt.image}
-		if got := ru.Matches(tt.ref, finding("CVE-1", "p", report.Low)); got != tt.want {
+		if got := ru.Matches(scanned(t, tt.ref), finding("CVE-1", "p", report.Low)); got != tt.want {
 			t.Errorf("rule image %q, ref %q: Matches = %v, want %v", tt.image, tt.ref, got, tt.want)
+		}
+	}
+}
+
+// TestRuleImageSpellings: a rule limited to an image matches it however
+// either side spells the reference: on the rule side and on the scan side,
+// short, library/, docker.io/, index.docker.io/ and docker-daemon: forms
+// are one image. Without a tag a rule matches every tag; with a tag, that
+// tag (a scan without one is :latest); with a digest, that digest.
+func TestRuleImageSpellings(t *testing.T) {
+	const (
+		digestX = "sha256:b405b26c31194489ba0b8cb27061fe75a963223bf924dd3998c975ac6fef347a"
+		digestY = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+	)
+	spell := func(ref string) []string {
+		return []string{ref, "library/" + ref, "docker.io/library/" + ref, "index.docker.io/library/" + ref,
+			"docker-daemon:" + ref, "docker-daemon:docker.io/library/" + ref}
+	}
+	scans := map[string][]string{ // what was scanned -> its spellings
+		"3.10":          spell("alpine:3.10"),
+		"3.11":          spell("alpine:3.11"),
+		"latest":        append(spell("alpine"), spell("alpine:latest")...),
+		"digest X":      spell("alpine@" + digestX),
+		"3.10+digest X": spell("alpine:3.10@" + digestX),
+		"digest Y":      spell("alpine@" + digestY),
+		"alpinex":       spell("alpinex:3.10"),
+		"elsewhere":     {"ghcr.io/library/alpine:3.10", "alpine/alpine:3.10", "localhost/alpine:3.10", "localhost:5000/alpine:3.10"},
+	}
+	rules := []struct {
+		spellings []string
+		matches   []string // keys of scans
+	}{
+		{spell("alpine"), []string{"3.10", "3.11", "latest", "digest X", "3.10+digest X", "digest Y"}},
+		{spell("alpine:3.10"), []string{"3.10", "3.10+digest X"}},
+		{spell("alpine:latest"), []string{"latest"}},
+		{spell("alpine@" + digestX), []string{"digest X", "3.10+digest X"}},
+		{spell("alpine:3.10@" + digestX), []string{"3.10+digest X"}},
+		{spell("alpinex"), []string{"alpinex"}},
+	}
+	for _, rule := range rules {
+		for _, image := range rule.spellings {
+			// What the ignore file accepts is what Matches sees.
+			if _, err := report.LoadIgnore(strings.NewReader("- id: CVE-1\n  image: \"" + image + "\"\n")); err != nil {
+				t.Errorf("rule image %q: %v", image, err)
+			}
+			ru := report.IgnoreRule{ID: "CVE-1", Image: image}
+			for what, refs := range scans {
+				want := slices.Contains(rule.matches, what)
+				for _, ref := range refs {
+					img := scanned(t, ref)
+					if got := ru.Matches(img, finding("CVE-1", "p", report.Low)); got != want {
+						t.Errorf("rule image %q, scan of %q (name %q): Matches = %v, want %v", image, ref, img.Name, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRuleImageIDsAndFiles: rules naming an image ID match that image
+// whatever it was scanned as; an archive is named by its one tag, and a rule
+// naming the file matches scans of that file.
+func TestRuleImageIDsAndFiles(t *testing.T) {
+	const id = "sha256:a187dde48cd289ac374ad8539930628314bc581a481cdb41409c9289419ddb72"
+	withID := func(img report.Image) report.Image { img.ID = id; return img }
+	tests := []struct {
+		rule string
+		img  report.Image
+		want bool
+	}{
+		{id, withID(scanned(t, "alpine:3.11")), true},
+		{id, withID(scanned(t, id)), true},
+		{strings.TrimPrefix(id, "sha256:"), withID(scanned(t, "docker-archive:a.tar")), true},
+		{"sha256:a187dde4", withID(scanned(t, "alpine:3.11")), true},
+		{"sha256:a187dde5", withID(scanned(t, "alpine:3.11")), false},
+		{id, scanned(t, "alpine:3.11"), false},
+		// An image ID scanned: named by its one tag.
+		{"alpine", scanned(t, id, "alpine:3.11"), true},
+		{"alpine:3.11", scanned(t, "a187dde48cd2", "alpine:3.11"), true},
+		{"alpine", scanned(t, id, "alpine:3.11", "alpine:latest"), false},
+		// An archive: named by its one tag (manifest.json's RepoTags).
+		{"alpine", scanned(t, "docker-archive:/tmp/a.tar", "alpine:3.11"), true},
+		{"docker.io/library/alpine:3.11", scanned(t, "docker-archive:/tmp/a.tar", "alpine:3.11"), true},
+		{"alpine:3.12", scanned(t, "docker-archive:/tmp/a.tar", "alpine:3.11"), false},
+		{"alpine", scanned(t, "docker-archive:/tmp/a.tar"), false},
+		{"alpine", scanned(t, "oci:/tmp/layout"), false},
+		// A file rule: that file.
+		{"docker-archive:/tmp/a.tar", scanned(t, "docker-archive:/tmp/./a.tar"), true},
+		{"docker-archive:/tmp/a.tar", scanned(t, "docker-archive:/tmp/b.tar"), false},
+		{"docker-archive:/tmp/a.tar", scanned(t, "oci-archive:/tmp/a.tar"), false},
+		{"oci:layout/", scanned(t, "oci:layout"), true},
+		{"docker-archive:a.tar", scanned(t, "alpine:3.11"), false},
+	}
+	for _, tt := range tests {
+		ru := report.IgnoreRule{ID: "CVE-1", Image: tt.rule}
+		if got := ru.Matches(tt.img, finding("CVE-1", "p", report.Low)); got != tt.want {
+			t.Errorf("rule image %q, image %+v: Matches = %v, want %v", tt.rule, tt.img, got, tt.want)
 		}
 	}
 }

@@ -69,7 +69,7 @@ type junitSkipped struct {
 }
 
 func renderJUnit(w io.Writer, r *Report, o Options) error {
-	suiteName := firstNonEmpty(r.Image.Ref, r.Image.ID, "image")
+	suiteName := firstNonEmpty(r.Image.displayName(), "image")
 	threshold := "none: no finding fails"
 	if o.FailOn != nil {
 		threshold = o.FailOn.String()
@@ -79,6 +79,7 @@ func renderJUnit(w io.Writer, r *Report, o Options) error {
 		Time: "0",
 		Properties: []junitProperty{
 			{"image.ref", r.Image.Ref},
+			{"image.name", r.Image.Name},
 			{"image.id", r.Image.ID},
 			{"image.platform", r.Image.Platform},
 			{"image.manifest_digest", r.Image.ManifestDigest},

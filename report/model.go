@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 // Severity is a normalised vulnerability severity, ordered as Clair orders
@@ -80,10 +82,28 @@ func (f Finding) Key() string { return f.Package + "\x00" + f.Version + "\x00" +
 
 // Image describes the scanned image.
 type Image struct {
-	Ref            string `json:"ref"`
+	// Ref is the reference as the user gave it ("alpine:3.11",
+	// "docker-archive:build/app.tar").
+	Ref string `json:"ref"`
+	// Name is the image's normalized name, imageref.Ref.ImageName: the
+	// reference's name with the default tag ("docker.io/library/alpine:3.11";
+	// "alpine" is docker.io/library/alpine:latest), or for an image ID or an
+	// archive the image's one tag; "" when it has none. Ignore rules match
+	// it, and renderers name the image by it.
+	Name           string `json:"name"`
 	ID             string `json:"id"`
 	Platform       string `json:"platform"`
 	ManifestDigest string `json:"manifest_digest"`
+}
+
+// displayName names the image for people and dashboards: Name in its
+// familiar form ("alpine:3.11", whichever way the reference was spelled),
+// else Ref as given, else ID; "" when all are empty.
+func (img Image) displayName() string {
+	if n, err := reference.ParseNormalizedNamed(img.Name); err == nil {
+		return reference.FamiliarString(n)
+	}
+	return firstNonEmpty(img.Ref, img.ID)
 }
 
 // Clair describes the Clair that produced the report.

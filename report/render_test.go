@@ -18,7 +18,8 @@ const hostile = "<script>alert(\"x\")</script> & <img src=https://evil.example/x
 func mixedReport() *report.Report {
 	r := &report.Report{
 		Image: report.Image{
-			Ref: "registry.example:5000/team/app:1.0", ID: alpineID, Platform: "linux/arm64", ManifestDigest: alpineManifest,
+			Ref: "registry.example:5000/team/app:1.0", Name: "registry.example:5000/team/app:1.0",
+			ID: alpineID, Platform: "linux/arm64", ManifestDigest: alpineManifest,
 		},
 		Clair: report.Clair{URL: "http://clair:6060", API: "v2"},
 		Findings: []report.Finding{

@@ -110,7 +110,8 @@ func alpineReport(t *testing.T) *report.Report {
 	t.Helper()
 	r := &report.Report{
 		Image: report.Image{
-			Ref: "alpine:3.11", ID: alpineID, Platform: "linux/amd64", ManifestDigest: alpineManifest,
+			Ref: "alpine:3.11", Name: "docker.io/library/alpine:3.11",
+			ID: alpineID, Platform: "linux/amd64", ManifestDigest: alpineManifest,
 		},
 		Clair:    report.Clair{URL: "http://127.0.0.1:6060", API: "v4"},
 		Findings: alpineFindings(),

@@ -9,6 +9,10 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/distribution/reference"
+
+	"github.com/layerbridge/layerbridge/imageref"
 )
 
 // SARIF 2.1.0 as code-scanning dashboards (GitHub, Azure DevOps, GitLab)
@@ -198,7 +202,7 @@ func securitySeverity(s Severity) string {
 
 func renderSARIF(w io.Writer, r *Report, o Options) error {
 	imgPath := imageURIPath(r.Image)
-	imgName := firstNonEmpty(r.Image.Ref, r.Image.ID, imgPath)
+	imgName := firstNonEmpty(r.Image.displayName(), imgPath)
 
 	type entry struct {
 		f       Finding
@@ -409,31 +413,29 @@ func mdEscape(s string) string {
 	return r.Replace(s)
 }
 
-// imageURIPath turns an image reference into a relative URI path that names
-// the repository without tag or digest ("registry:5000/team/app:1.0" ->
-// "registry_5000/team/app"), stable across tags so dashboards track alerts
-// per image. Archive references ("docker-archive:/tmp/x.tar") use the file
-// name; an image known only by ID uses "image/<12 hex digits>".
+// imageURIPath turns the scanned image into a relative URI path that names
+// its repository without tag or digest, stable across tags so dashboards
+// track alerts per image: Image.Name's familiar name ("alpine";
+// registry:5000/team/app:1.0 is "registry_5000/team/app"). An image
+// without a name uses its file's name for archives and layouts
+// ("docker-archive:/tmp/x.tar" is "x.tar"; a ":reference" after a layout
+// directory, as skopeo writes them, is left out), else
+// "image/<12 hex digits of its ID>".
 func imageURIPath(img Image) string {
-	ref := strings.TrimSpace(img.Ref)
-	for _, transport := range []string{"docker-archive:", "oci-archive:", "oci:"} {
-		if rest, ok := strings.CutPrefix(ref, transport); ok {
-			// transport:path[:reference] names a file or directory.
-			if i := strings.IndexByte(rest, ':'); i >= 0 {
-				rest = rest[:i]
-			}
-			ref = path.Base(strings.TrimRight(rest, "/"))
-			break
-		}
+	if n, err := reference.ParseNormalizedNamed(img.Name); err == nil {
+		return sanitizePath(reference.FamiliarName(n))
 	}
-	repo := repository(ref)
-	if strings.HasPrefix(ref, "sha256:") || repo == "" {
-		if hexID := shortDigest(img.ID); hexID != "" {
-			return "image/" + sanitizePath(hexID)
+	if r, err := imageref.Parse(img.Ref); err == nil && r.Kind != imageref.Daemon {
+		base := path.Base(strings.TrimRight(r.Name, "/"))
+		if i := strings.IndexByte(base, ':'); i > 0 {
+			base = base[:i]
 		}
-		return "image"
+		return sanitizePath(base)
 	}
-	return sanitizePath(repo)
+	if hexID := shortDigest(img.ID); hexID != "" {
+		return "image/" + sanitizePath(hexID)
+	}
+	return "image"
 }
 
 // sanitizePath keeps [A-Za-z0-9._/-] and maps every other byte to '_' so

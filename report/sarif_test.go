@@ -272,15 +272,21 @@ func TestSARIFArtifactURI(t *testing.T) {
 		image report.Image
 		want  string
 	}{
-		{report.Image{Ref: "alpine:3.11"}, "alpine"},
-		{report.Image{Ref: "alpine@sha256:" + strings.Repeat("a", 64)}, "alpine"},
-		{report.Image{Ref: "registry.example:5000/team/app:1.0"}, "registry.example_5000/team/app"},
-		{report.Image{Ref: "docker-archive:/tmp/images/alpine.tar"}, "alpine.tar"},
-		{report.Image{Ref: "oci:/srv/layout:v1"}, "layout"},
+		{scanned(t, "alpine:3.11"), "alpine"},
+		{scanned(t, "docker.io/library/alpine:3.12"), "alpine"},
+		{scanned(t, "docker-daemon:alpine"), "alpine"},
+		{scanned(t, "alpine@sha256:"+strings.Repeat("a", 64)), "alpine"},
+		{scanned(t, "registry.example:5000/team/app:1.0"), "registry.example_5000/team/app"},
+		{scanned(t, "docker-archive:/tmp/images/alpine.tar"), "alpine.tar"},
+		{scanned(t, "docker-archive:/tmp/images/a.tar", "alpine:3.11"), "alpine"},
+		{scanned(t, "oci:/srv/layout:v1"), "layout"},
 		{report.Image{Ref: "", ID: alpineID}, "image/a187dde48cd2"},
 		{report.Image{Ref: alpineID, ID: alpineID}, "image/a187dde48cd2"},
 		{report.Image{}, "image"},
-		{report.Image{Ref: "../../etc/passwd"}, "etc/passwd"},
+		// Hostile text is never a path: a reference is not parsed by
+		// hand, and a file's base name keeps only safe bytes.
+		{report.Image{Ref: "../../etc/passwd"}, "image"},
+		{scanned(t, "docker-archive:../../etc/pass?wd"), "pass_wd"},
 	}
 	for _, tt := range tests {
 		r := &report.Report{Image: tt.image, Findings: []report.Finding{finding("CVE-1", "p", report.Low)}}

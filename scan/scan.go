@@ -17,6 +17,7 @@ import (
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/report"
 )
 
@@ -50,7 +51,7 @@ const DefaultProbeTimeout = 30 * time.Second
 
 // Config is everything one scan needs. Loader, Blobs and Clair are required.
 type Config struct {
-	Image    string            // reference, as dockersave.ParseRef reads it
+	Image    string            // reference, as imageref.Parse reads it
 	Platform *ocispec.Platform // nil: the image's own / the host's
 	Loader   ImageLoader
 	Blobs    bridge.BlobOpener // the store the loader writes to
@@ -216,8 +217,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		return res, fmt.Errorf("scan %s: %w", cfg.Image, err)
 	}
+	ref, _ := imageref.Parse(cfg.Image) // the loader parsed it already
 	rep.Image = report.Image{
 		Ref:            cfg.Image,
+		Name:           ref.ImageName(img.RepoTags),
 		ID:             img.ID.String(),
 		Platform:       dockersave.FormatPlatform(img.Platform),
 		ManifestDigest: img.ManifestDigest.String(),

@@ -74,6 +74,10 @@ func TestScanV4DownloadsAndReports(t *testing.T) {
 	if res.Report.Image.ManifestDigest != res.Image.ManifestDigest.String() || res.Report.Clair.API != "v4" {
 		t.Errorf("report header = %+v %+v", res.Report.Image, res.Report.Clair)
 	}
+	// The archive carries one tag, which names the image.
+	if img := res.Report.Image; img.Ref != alpineArchive || img.Name != "docker.io/library/alpine:3.11" {
+		t.Errorf("report image ref %q, name %q; want the archive as given, named docker.io/library/alpine:3.11", img.Ref, img.Name)
+	}
 	if len(res.Report.Raw) == 0 {
 		t.Error("clair's own response was not kept")
 	}
