@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -38,7 +37,8 @@ const UntaggedRepository = "layerbridge/untagged"
 //     "library/alpine:3.11" and "docker.io/library/alpine:3.11" are all
 //     repository "alpine", tag "3.11"; "docker.io/user/app:1" is "user/app".
 //     A client may ask for the long forms too ("library/alpine",
-//     "docker.io/library/alpine"): they name the same repository.
+//     "docker.io/library/alpine", "index.docker.io/library/alpine"): they
+//     name the same repository, as distribution/reference normalizes them.
 //   - Other registries keep their host: "ghcr.io/org/app:v1" is repository
 //     "ghcr.io/org/app". A port cannot appear in a repository name, so its
 //     colon becomes a dash: "localhost:5000/app:1" is "localhost-5000/app".
@@ -63,9 +63,6 @@ func NewCatalog(images ImageLister) *Catalog { return &Catalog{images: images} }
 
 var _ bridge.Catalog = (*Catalog)(nil)
 
-// nameRE is the distribution spec's repository name grammar.
-var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-
 // RepositoryOf returns the repository name and tag under which the registry
 // view serves the image Docker calls repoTag (one of its RepoTags), as
 // Catalog documents. ok is false for a repoTag that is not a tagged name
@@ -82,31 +79,42 @@ func RepositoryOf(repoTag string) (name, tag string, ok bool) {
 	if _, digested := named.(reference.Digested); digested {
 		return "", "", false
 	}
-	domain := reference.Domain(named)
-	if domain == "docker.io" {
-		name = reference.FamiliarName(named)
-	} else {
-		name = strings.ReplaceAll(strings.ToLower(domain), ":", "-") + "/" + reference.Path(named)
-	}
-	if !nameRE.MatchString(name) {
+	if name, ok = viewName(named); !ok {
 		return "", "", false
 	}
 	return name, tagged.Tag(), true
 }
 
-// requestedName maps the long forms of a Docker Hub name that a client may
-// ask for to the short one.
+// viewName is the repository name of named in the registry view: Docker
+// Hub's familiar name, or the registry host (lowercase, a port's colon as
+// a dash) and path. ok is false when that is no repository name (an IPv6
+// host).
+func viewName(named reference.Named) (string, bool) {
+	domain := reference.Domain(named)
+	if domain == "docker.io" {
+		return reference.FamiliarName(named), true
+	}
+	name := strings.ReplaceAll(strings.ToLower(domain), ":", "-") + "/" + reference.Path(named)
+	if _, err := reference.WithName(name); err != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// requestedName is the registry view's name for the repository a client
+// asks for, which may be a long form of a Docker Hub name
+// ("docker.io/library/alpine" is "alpine"); "" if it names none. A port
+// is no part of a name in the view (its colon is a dash there).
 func requestedName(name string) string {
-	for _, host := range []string{"docker.io/", "index.docker.io/", "registry-1.docker.io/"} {
-		if rest, ok := strings.CutPrefix(name, host); ok {
-			name = rest
-			break
-		}
+	if strings.Contains(name, ":") {
+		return ""
 	}
-	if rest, ok := strings.CutPrefix(name, "library/"); ok && !strings.Contains(rest, "/") {
-		name = rest
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil || !reference.IsNameOnly(named) {
+		return ""
 	}
-	return name
+	n, _ := viewName(named)
+	return n
 }
 
 // member is a stored image in a repository, under tag ("" for none).
@@ -123,6 +131,9 @@ func (c *Catalog) repository(name string) ([]member, error) {
 	}
 	want := requestedName(name)
 	var out []member
+	if want == "" {
+		return nil, fmt.Errorf("repository %s: %w", name, bridge.ErrRepositoryUnknown)
+	}
 	for _, img := range imgs {
 		tagged := false
 		for _, rt := range img.RepoTags {

@@ -104,7 +104,7 @@ func TestCatalog(t *testing.T) {
 	ctx := t.Context()
 
 	// The most recently stored image of a tag wins, whatever the spelling.
-	for _, name := range []string{"alpine", "library/alpine", "docker.io/library/alpine"} {
+	for _, name := range []string{"alpine", "library/alpine", "docker.io/library/alpine", "index.docker.io/library/alpine"} {
 		d, err := cat.ResolveTag(ctx, name, "3.11")
 		if err != nil || d.Digest != retagged.ManifestDigest || d.MediaType != ocispec.MediaTypeImageManifest || d.Size != 100 {
 			t.Errorf("ResolveTag(%s, 3.11) = %+v, %v; want the re-tagged image's manifest", name, d, err)
