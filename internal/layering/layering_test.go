@@ -22,20 +22,21 @@ type rule struct {
 // rules is the design's dependency direction. Every package of the module
 // must have a row: a new package is a decision to write down here.
 var rules = map[string]rule{
-	"imageref":           {thirdParty: []string{"github.com/distribution/reference", "github.com/opencontainers/go-digest"}},
-	"report":             {project: []string{"imageref"}, thirdParty: []string{"go.yaml.in/yaml/v3", "github.com/CycloneDX/cyclonedx-go", "github.com/package-url/packageurl-go", "github.com/distribution/reference"}},
-	"clairv4":            {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
-	"clairv2":            {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
-	"dockersave":         {project: []string{"imageref"}},
-	"bridge":             {},
-	"scan":               {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "report"}},
-	"sidecar":            {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "report", "scan"}},
-	"doctor":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "scan"}},
-	"cmd/layerbridge":    {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "imageref", "report", "scan", "sidecar"}, env: true},
-	"internal/clairhttp": {thirdParty: []string{}},
-	"internal/httprec":   {thirdParty: []string{}},
-	"internal/fakeclair": {project: []string{"internal/httprec"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
-	"internal/layering":  {thirdParty: []string{}},
+	"imageref":            {thirdParty: []string{"github.com/distribution/reference", "github.com/opencontainers/go-digest"}},
+	"report":              {project: []string{"imageref"}, thirdParty: []string{"go.yaml.in/yaml/v3", "github.com/CycloneDX/cyclonedx-go", "github.com/package-url/packageurl-go", "github.com/distribution/reference"}},
+	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"dockersave":          {project: []string{"imageref"}},
+	"bridge":              {},
+	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "report"}},
+	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "report", "scan"}},
+	"doctor":              {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "scan"}},
+	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "imageref", "report", "scan", "sidecar"}, env: true},
+	"internal/clairhttp":  {thirdParty: []string{}},
+	"internal/httprec":    {thirdParty: []string{}},
+	"internal/fakeengine": {thirdParty: []string{}},
+	"internal/fakeclair":  {project: []string{"internal/httprec"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
+	"internal/layering":   {thirdParty: []string{}},
 }
 
 type pkg struct {
