@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/go-units"
 	"github.com/moby/moby/client"
 	"github.com/moby/moby/client/pkg/versions"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -290,7 +291,7 @@ func (r *run) image(ctx context.Context, eng dockersave.EngineClient, ref imager
 	if len(id) > 19 {
 		id = id[:19] + "…"
 	}
-	ev := fmt.Sprintf("%s is %s, %s, platform(s) %s", ref.Name, id, humanBytes(ins.Size), strings.Join(plats, ", "))
+	ev := fmt.Sprintf("%s is %s, %s, platform(s) %s", ref.Name, id, humanSize(ins.Size), strings.Join(plats, ", "))
 	if want := r.cfg.Platform; want != nil && !slices.ContainsFunc(have, func(h ocispec.Platform) bool { return matchPlatform(*want, h) }) {
 		r.add(CheckDockerImage, Failed, ev+fmt.Sprintf("; none is the requested %s", dockersave.FormatPlatform(*want)),
 			fmt.Sprintf("scan one of its platforms with --platform, or fetch the one you want: docker pull --platform %s %s", dockersave.FormatPlatform(*want), ref.Name))
@@ -310,7 +311,7 @@ func (r *run) localImage(ref imageref.Ref) {
 		return
 	}
 	r.imageBytes = fi.Size()
-	r.add(CheckDockerImage, Passed, fmt.Sprintf("%s is a %s file read without Docker", ref, humanBytes(fi.Size())), "")
+	r.add(CheckDockerImage, Passed, fmt.Sprintf("%s is a %s file read without Docker", ref, humanSize(fi.Size())), "")
 }
 
 func samePlatform(a, b ocispec.Platform) bool {
@@ -332,16 +333,5 @@ func norm(p ocispec.Platform) ocispec.Platform {
 	return n
 }
 
-func humanBytes(n int64) string {
-	f := float64(n)
-	units := []string{"B", "kB", "MB", "GB", "TB"}
-	i := 0
-	for f >= 1000 && i < len(units)-1 {
-		f /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
-}
+// humanSize prints a byte count as docker images does: 5.61MB.
+func humanSize(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }

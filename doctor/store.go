@@ -56,15 +56,15 @@ func (r *run) store() {
 		return
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
-	ev := fmt.Sprintf("%s free on the filesystem of %s", humanBytes(free), existing)
+	ev := fmt.Sprintf("%s free on the filesystem of %s", humanSize(free), existing)
 	switch {
 	case r.imageBytes <= 0:
 		r.add(CheckStoreSpace, Passed, ev+" (no image size to compare with)", "")
 	case free < r.imageBytes:
-		r.add(CheckStoreSpace, Failed, ev+fmt.Sprintf("; the image needs about %s (unless it is already cached)", humanBytes(r.imageBytes)),
+		r.add(CheckStoreSpace, Failed, ev+fmt.Sprintf("; the image needs about %s (unless it is already cached)", humanSize(r.imageBytes)),
 			"free space there, or put the cache on a bigger filesystem with --cache-dir (or LAYERBRIDGE_CACHE_DIR)")
 	default:
-		r.add(CheckStoreSpace, Passed, ev+fmt.Sprintf("; the image needs about %s", humanBytes(r.imageBytes)), "")
+		r.add(CheckStoreSpace, Passed, ev+fmt.Sprintf("; the image needs about %s", humanSize(r.imageBytes)), "")
 	}
 }
 

@@ -79,19 +79,6 @@ func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockers
 	return store, dockersave.NewLoader(store, opts...), nil
 }
 
-func humanBytes(n float64) string {
-	units := []string{"B", "kB", "MB", "GB", "TB"}
-	i := 0
-	for n >= 1000 && i < len(units)-1 {
-		n /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%.0f %s", n, units[i])
-	}
-	return fmt.Sprintf("%.1f %s", n, units[i])
-}
-
 // withTimeout bounds ctx by d when d > 0.
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if d <= 0 {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/term"
 
@@ -203,17 +204,17 @@ func (d *display) draw() {
 		if pct, ok := d.percent(); ok {
 			// The expected size is an estimate: past it, the total shown
 			// follows the bytes read.
-			line += fmt.Sprintf(" %s %3d%%  %s / %s", bar(pct, 20), pct, humanBytes(float64(d.read)), humanBytes(float64(max(d.expected, d.read))))
+			line += fmt.Sprintf(" %s %3d%%  %s / %s", bar(pct, 20), pct, humanSize(float64(d.read)), humanSize(float64(max(d.expected, d.read))))
 			d.lastPct = pct
 		} else if d.read > 0 {
-			line += "  " + humanBytes(float64(d.read))
+			line += "  " + humanSize(float64(d.read))
 		}
 		if d.read == 0 {
 			// A daemon may prepare the whole export before it sends a byte.
 			line += "  " + roundDuration(elapsed)
 		}
 		if rate := float64(d.read) / elapsed.Seconds(); d.read > 0 && elapsed > 0 {
-			line += fmt.Sprintf("  %s/s", humanBytes(rate))
+			line += fmt.Sprintf("  %s/s", humanSize(rate))
 			if d.expected > d.read {
 				line += "  ETA " + roundDuration(time.Duration(float64(d.expected-d.read)/rate*float64(time.Second)))
 			}
@@ -247,9 +248,9 @@ func (d *display) finish(ok bool) {
 		if d.expected > 0 {
 			line += " " + bar(100, 20) + " 100%"
 		}
-		line += fmt.Sprintf("  %s in %s", humanBytes(float64(d.read)), elapsed)
+		line += fmt.Sprintf("  %s in %s", humanSize(float64(d.read)), elapsed)
 		if s := time.Since(d.start).Seconds(); s > 0 && d.read > 0 {
-			line += fmt.Sprintf(", %s/s", humanBytes(float64(d.read)/s))
+			line += fmt.Sprintf(", %s/s", humanSize(float64(d.read)/s))
 		}
 	case d.stage == scan.StageIndexing:
 		line = fmt.Sprintf("indexed %s: Clair fetched %d of %d layers in %s", d.label, len(d.fetched), d.layers, elapsed)
@@ -311,3 +312,6 @@ func roundDuration(d time.Duration) string {
 	}
 	return d.Round(time.Second).String()
 }
+
+// humanSize prints a byte count as docker images does: 5.61MB.
+func humanSize(n float64) string { return units.HumanSizeWithPrecision(n, 3) }

@@ -96,7 +96,7 @@ func TestProgressOnATerminal(t *testing.T) {
 	}
 	lines := screenLines(out)
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^exported alpine:3\.11 \[=+\] 100%  5\.9 MB in [\d.]+m?s, [\d.]+ [kMG]B/s$`),
+		regexp.MustCompile(`^exported alpine:3\.11 \[=+\] 100%  5\.86MB in [\d.]+m?s, [\d.]+[kMG]?B/s$`),
 		regexp.MustCompile(`^indexed alpine:3\.11: Clair fetched 1 of 1 layers in [\d.]+m?s$`),
 		regexp.MustCompile(`^matched alpine:3\.11 in [\d.]+m?s$`),
 	}
