@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -20,8 +23,55 @@ const (
 	exitError       = 1   // the command failed
 	exitUsage       = 2   // bad flags or arguments
 	exitFindings    = 3   // scan: a finding at or above --fail-on
-	exitInterrupted = 130 // interrupted (SIGINT); 143 for SIGTERM
+	exitInterrupted = 130 // interrupted (SIGINT)
+	exitTerminated  = 143 // interrupted by SIGTERM
 )
+
+// signalContext is signal.NotifyContext for SIGINT and SIGTERM, but the
+// context's cause is a *signalError holding the signal received, so that
+// exitWith tells the two apart by value (NotifyContext's cause is only a
+// message). Call stop when done.
+func signalContext(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			cancel(&signalError{sig: sig})
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+			cancel(context.Canceled)
+		})
+	}
+}
+
+// signalError is the cause of a cancellation by a signal.
+type signalError struct{ sig os.Signal }
+
+// Error reads as NotifyContext's cause does: "terminated signal received".
+func (e *signalError) Error() string { return e.sig.String() + " signal received" }
+
+// Is makes the cause a context.Canceled, as NotifyContext's is.
+func (e *signalError) Is(target error) bool { return target == context.Canceled }
+
+// interruptedCode is the exit code after an interruption whose cause is
+// cause: 143 for SIGTERM, else 130 (SIGINT, or a cancellation by the
+// caller), 128 plus the signal's number as shells report it.
+func interruptedCode(cause error) int {
+	var se *signalError
+	if errors.As(cause, &se) && se.sig == syscall.SIGTERM {
+		return exitTerminated
+	}
+	return exitInterrupted
+}
 
 // env is the process environment as the commands see it; tests replace it.
 type env struct {
@@ -149,10 +199,7 @@ func exitWith(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 		fmt.Fprintf(stderr, "layerbridge: interrupted: %v\n", cause)
-		if strings.Contains(cause.Error(), "terminated") {
-			return 143
-		}
-		return exitInterrupted
+		return interruptedCode(cause)
 	}
 	fmt.Fprintf(stderr, "layerbridge: error: %v\n", err)
 	for _, h := range hintsFor(err) {
