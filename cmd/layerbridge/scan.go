@@ -178,11 +178,6 @@ func (o *scanOptions) validate(args []string) error {
 	if o.timeout < 0 {
 		return usageErrorf("--timeout %s is negative", o.timeout)
 	}
-	if o.output != "" {
-		if err := checkOutputFile(o.output); err != nil {
-			return usageErrorf("-o/--output %v", err)
-		}
-	}
 	return o.parseAlso()
 }
 
@@ -208,14 +203,28 @@ func (o *scanOptions) parseAlso() error {
 		if err := report.CheckFormat(format); err != nil {
 			return usageErrorf("--also %s: %v", v, err)
 		}
-		if err := checkOutputFile(file); err != nil {
-			return usageErrorf("--also %v", err)
-		}
 		if prev, dup := files[filepath.Clean(file)]; dup {
 			return usageErrorf("--also %s: %s is already written by %s", v, file, prev)
 		}
 		files[filepath.Clean(file)] = "--also " + v
 		o.extra = append(o.extra, reportFile{format: format, file: file})
+	}
+	return nil
+}
+
+// checkOutputs checks, after validate and before the scan, that every
+// report file (-o/--output, each --also) can be written where it is named.
+// It is a scan's first I/O, so that a mistake costs no export.
+func (o *scanOptions) checkOutputs() error {
+	if o.output != "" {
+		if err := checkOutputFile(o.output); err != nil {
+			return usageErrorf("-o/--output %v", err)
+		}
+	}
+	for _, rf := range o.extra {
+		if err := checkOutputFile(rf.file); err != nil {
+			return usageErrorf("--also %v", err)
+		}
 	}
 	return nil
 }
@@ -241,6 +250,9 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		return err
 	}
 	if err := o.validateServer(fs); err != nil {
+		return err
+	}
+	if err := o.checkOutputs(); err != nil {
 		return err
 	}
 	if o.quiet && !fs.Changed("log-level") && e.getenv("LAYERBRIDGE_LOG_LEVEL") == "" {
