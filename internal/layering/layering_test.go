@@ -37,6 +37,7 @@ var rules = map[string]rule{
 	"internal/fakeengine": {thirdParty: []string{}},
 	"internal/fakeclair":  {project: []string{"internal/httprec"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"internal/layering":   {thirdParty: []string{}},
+	"internal/testwait":   {thirdParty: []string{}},
 }
 
 type pkg struct {
