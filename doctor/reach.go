@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -99,7 +98,7 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 		fetches = append(fetches, f)
 		mu.Unlock()
 	}))
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := bridge.NewHTTPServer(srv, r.log, bridge.Limits{})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

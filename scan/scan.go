@@ -268,12 +268,7 @@ func newClients(cfg Config, hc *http.Client, log *slog.Logger) (*clairv4.Client,
 // serve runs the layer server on ln until the returned stop is called; stop
 // lets requests in flight finish (bounded) before closing.
 func serve(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	srv := bridge.NewHTTPServer(h, log, bridge.Limits{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

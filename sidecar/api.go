@@ -30,7 +30,8 @@ const (
 	RouteMetrics    = "sidecar-metrics"     // GET /metrics
 )
 
-// maxRequestBody bounds the body of POST /api/v1/scans.
+// maxRequestBody bounds the body of POST /api/v1/scans: a larger one is
+// answered 413. (The listener's bridge.Limits bound every body too.)
 const maxRequestBody = 64 << 10
 
 // readyTimeout bounds the probes of one /readyz request.
@@ -107,6 +108,11 @@ func (s *Service) postScan(w http.ResponseWriter, r *http.Request) {
 	err := dec.Decode(&req)
 	if err == nil && dec.More() {
 		err = errors.New("more than one JSON value")
+	}
+	if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+		writeError(w, r, http.StatusRequestEntityTooLarge, "TOO_LARGE",
+			fmt.Sprintf(`the body must be {"image": "...", "platform": "..."}, at most %d bytes`, maxRequestBody))
+		return
 	}
 	if err != nil {
 		writeError(w, r, http.StatusBadRequest, "BAD_REQUEST",

@@ -18,6 +18,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/sidecar"
@@ -138,6 +139,7 @@ type env struct {
 	store  *dockersave.Store
 	client *sidecar.Client
 	cfg    sidecar.Config
+	limits bridge.Limits // of the listener
 }
 
 type option func(*env)
@@ -166,6 +168,8 @@ func gateLoads() option {
 }
 
 func withConfig(fn func(*sidecar.Config)) option { return func(e *env) { fn(&e.cfg) } }
+
+func withLimits(l bridge.Limits) option { return func(e *env) { e.limits = l } }
 
 // newEnv starts a sidecar on a loopback httptest server whose images are
 // alpine:3.11 (and its copy alpine:copy) from the fixture archive.
@@ -212,7 +216,8 @@ func newEnv(t *testing.T, opts ...option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.ts.Config.Handler = e.svc.Handler()
+	// Served as serve serves it.
+	e.ts.Config = bridge.NewHTTPServer(e.svc.Handler(), nil, e.limits)
 	if !e.manual {
 		e.ts.Start()
 	}

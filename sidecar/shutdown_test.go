@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
@@ -18,7 +19,7 @@ func TestGracefulShutdown(t *testing.T) {
 	e := newEnv(t, holdClair(), serveManually())
 	// A real http.Server, as serve runs it, on the listener the layer URLs
 	// point at, so that its Shutdown is tested too.
-	srv := &http.Server{Handler: e.svc.Handler()}
+	srv := bridge.NewHTTPServer(e.svc.Handler(), nil, bridge.Limits{})
 	shutdownStarted := make(chan struct{})
 	srv.RegisterOnShutdown(func() { close(shutdownStarted) })
 	served := make(chan error, 1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -239,12 +238,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 		log.Warn("cannot prune the image cache at start-up", "err", err)
 	}
 
-	srv := &http.Server{
-		Handler:           svc.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	srv := bridge.NewHTTPServer(svc.Handler(), log, bridge.Limits{})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "advertised", base.String(), "clair", clairURL.Redacted(),

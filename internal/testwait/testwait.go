@@ -9,7 +9,7 @@
 // first; and when the test's own context (t.Context) ends.
 //
 // The helpers that fail the test (Recv, Wait) call t.Fatalf, so they must be
-// called from the test's goroutine. Goroutines a test starts use Context in
+// called from the test's goroutine or one of its cleanups. Goroutines a test starts use Context in
 // a select instead, and report back on a channel.
 //
 // For tests only; it imports nothing of the project.
@@ -40,12 +40,21 @@ type deadliner interface {
 
 // Context returns a context derived from t.Context() that ends at the
 // test's wait bound (see the package comment). It is cancelled when the
-// test ends.
+// test ends. Called from a cleanup, when t.Context() has ended already, it
+// ends at the bound only.
 func Context(t testing.TB) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithDeadline(t.Context(), bound(t))
+	ctx, cancel := bounded(t)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func bounded(t testing.TB) (context.Context, context.CancelFunc) {
+	parent := t.Context()
+	if parent.Err() != nil {
+		parent = context.WithoutCancel(parent)
+	}
+	return context.WithDeadline(parent, bound(t))
 }
 
 // Deadline returns the instant at which a wait started now must give up:
@@ -69,7 +78,8 @@ func bound(t testing.TB) time.Time {
 // closed channel gives its zero value, as a receive does.
 func Recv[T any](t testing.TB, ch <-chan T, what string, args ...any) T {
 	t.Helper()
-	ctx := Context(t)
+	ctx, cancel := bounded(t)
+	defer cancel()
 	select {
 	case v := <-ch:
 		return v

@@ -70,3 +70,15 @@ func TestRecvGivesUp(t *testing.T) {
 		t.Errorf("failure = %q", f.failed)
 	}
 }
+
+// A cleanup runs after t.Context() has ended: its waits are still bounded,
+// not failed at once.
+func TestRecvInCleanup(t *testing.T) {
+	ch := make(chan int)
+	go func() { ch <- 1 }()
+	t.Cleanup(func() {
+		if got := Recv(t, ch, "a value in a cleanup"); got != 1 {
+			t.Errorf("Recv = %d", got)
+		}
+	})
+}

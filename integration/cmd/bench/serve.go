@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -35,12 +34,7 @@ func startLayerServer(blobs bridge.BlobOpener) (*layerServer, error) {
 	}
 	s := &layerServer{base: &url.URL{Scheme: "http", Host: ln.Addr().String()}, done: make(chan struct{})}
 	s.srv = bridge.New(blobs)
-	s.http = &http.Server{
-		Handler:           s.srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
+	s.http = bridge.NewHTTPServer(s.srv, nil, bridge.Limits{})
 	go func() {
 		defer close(s.done)
 		_ = s.http.Serve(ln)
