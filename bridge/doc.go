@@ -10,7 +10,9 @@
 // Inputs: a BlobOpener (the dockersave store satisfies it), a Catalog for the
 // registry view and, for address detection, a ContainerLister (the Docker
 // daemon's view of containers).
-// Output: an http.Handler; the caller owns the http.Server.
+// Output: an http.Handler, and NewHTTPServer, the one http.Server
+// configuration (timeouts, body limits) of every layerbridge listener; the
+// caller runs the server.
 //
 // bridge reads blobs but knows nothing of Clair's APIs: it must not import
 // clairv2, clairv4, report or dockersave.
