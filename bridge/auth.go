@@ -144,6 +144,14 @@ func Guard(tok Token, next http.Handler) http.Handler {
 	})
 }
 
+// Admits reports whether r passes Guard's rule: it carries the token, or,
+// with the zero Token, its connection comes from loopback.
+func (t Token) Admits(r *http.Request) bool { return t.authorize(r) == nil }
+
+// FromLoopback reports whether r's connection comes from a loopback address
+// (Request.RemoteAddr; X-Forwarded-For is ignored, as in Guard).
+func FromLoopback(r *http.Request) bool { return isLoopback(r.RemoteAddr) }
+
 // authorize applies the rule documented on Guard. The error says why, for
 // the log; the client only sees the code and the message.
 func (t Token) authorize(r *http.Request) error {

@@ -108,6 +108,19 @@ func (s *Store) Close() error { return s.root.Close() }
 // Dir is the directory the store was opened on.
 func (s *Store) Dir() string { return s.dir }
 
+// CheckWritable reports whether an image could be stored now: it creates a
+// staging file and removes it. A read-only file system, a store directory
+// owned by someone else or no inode left gives the error of the create.
+func (s *Store) CheckWritable() error {
+	f, name, err := s.createStaging()
+	if err != nil {
+		return fmt.Errorf("store %s is not writable: %w", s.dir, err)
+	}
+	f.Close()
+	s.removeStaging(name)
+	return nil
+}
+
 func blobPath(d digest.Digest) string { return blobsDir + "/" + d.Encoded() }
 
 func checkBlobDigest(d digest.Digest) error {

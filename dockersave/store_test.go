@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,5 +152,28 @@ func TestStaleStagingRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Error("fresh staging file (maybe another process's) removed")
+	}
+}
+
+// CheckWritable is what /readyz asks: can an image be stored now? It leaves
+// nothing behind when it can, and says why when it cannot (here: tmp/ is
+// not a directory any more; a read-only file system fails the same create).
+func TestCheckWritable(t *testing.T) {
+	s := openTestStore(t)
+	if err := s.CheckWritable(); err != nil {
+		t.Fatalf("CheckWritable on a fresh store: %v", err)
+	}
+	if entries, err := os.ReadDir(filepath.Join(s.Dir(), "tmp")); err != nil || len(entries) != 0 {
+		t.Errorf("CheckWritable left %v in tmp/ (%v)", entries, err)
+	}
+	tmp := filepath.Join(s.Dir(), "tmp")
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckWritable(); err == nil || !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("CheckWritable with tmp/ a file: %v, want ENOTDIR", err)
 	}
 }

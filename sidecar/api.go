@@ -34,8 +34,13 @@ const (
 // answered 413. (The listener's bridge.Limits bound every body too.)
 const maxRequestBody = 64 << 10
 
-// readyTimeout bounds the probes of one /readyz request.
+// readyTimeout bounds the probes of one readiness check.
 const readyTimeout = 10 * time.Second
+
+// readyCacheTTL is how long the result of the readiness probes is reused:
+// however often /readyz is asked, Clair and Docker are probed at most once
+// in this long.
+const readyCacheTTL = 5 * time.Second
 
 // reportContentTypes is the Content-Type of each report format.
 var reportContentTypes = map[string]string{
@@ -223,10 +228,11 @@ func (s *Service) reportOptions(st Status) report.Options {
 	return report.Options{ToolVersion: s.cfg.Version, Packages: true, Time: st.UpdatedAt}
 }
 
-// Readiness is the body of /readyz.
+// Readiness is the body of /readyz. Checks is there only for the callers
+// the token lets in and for loopback callers (see Config.Token).
 type Readiness struct {
 	Ready  bool    `json:"ready"`
-	Checks []Check `json:"checks"`
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // Check is one readiness check: Detail is the reason when OK is false.
@@ -236,24 +242,29 @@ type Check struct {
 	Detail string `json:"detail"`
 }
 
-// readyz answers 200 when Docker (with Config.Engine) and Clair answer, and
-// the service is not draining; 503 with the reasons otherwise.
+// readyz answers 200 when Ready says ready, 503 otherwise. The checks,
+// which name the Docker version, the socket, the store and Clair's URL, are
+// shown to the callers the API would let in (Config.Token) and to loopback
+// callers; anyone else learns ready or not.
 func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 	ready := s.Ready(r.Context())
 	status := http.StatusOK
 	if !ready.Ready {
 		status = http.StatusServiceUnavailable
 	}
+	if !s.cfg.Token.Admits(r) && !bridge.FromLoopback(r) {
+		ready.Checks = nil
+	}
 	writeJSON(w, r, status, ready)
 }
 
-// Ready runs the readiness checks: not draining, the Docker daemon answers
-// dockersave.Probe (when Config.Engine is set), and Clair answers
-// scan.DetectAPI with the configured API. The checks run concurrently,
-// bounded by ten seconds.
+// Ready runs the readiness checks: not draining; the store can be written
+// (when Config.Store is set); the Docker daemon answers dockersave.Probe
+// (when Config.Engine is set); Clair answers scan.DetectAPI with the
+// configured API. All but the first are probes, run concurrently, bounded
+// by ten seconds, and their result is reused for five seconds: callers
+// asking meanwhile, or while they run, share one probe of each.
 func (s *Service) Ready(ctx context.Context) Readiness {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
 	s.mu.Lock()
 	draining := s.draining
 	s.mu.Unlock()
@@ -261,8 +272,76 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 	if draining {
 		checks[0].Detail = ErrShuttingDown.Error()
 	}
+	checks = append(checks, s.probed(ctx)...)
+	out := Readiness{Ready: true, Checks: checks}
+	for _, c := range checks {
+		if !c.OK {
+			out.Ready = false
+			s.log.Debug("not ready", "check", c.Name, "reason", c.Detail)
+		}
+	}
+	return out
+}
+
+// readyProbes is the shared, cached result of the readiness probes.
+type readyProbes struct {
+	mu      sync.Mutex
+	checks  []Check
+	at      time.Time     // when checks were taken; zero before the first probe
+	running chan struct{} // closed when the probe under way ends; nil when none is
+}
+
+// probed returns the probes' checks, from the cache when they are recent
+// enough, or waits for the probe under way (starting one if none is).
+// When ctx ends first, the probes are reported as not done.
+func (s *Service) probed(ctx context.Context) []Check {
+	p := &s.probes
+	p.mu.Lock()
+	if !p.at.IsZero() && s.now().Sub(p.at) < readyCacheTTL {
+		checks := p.checks
+		p.mu.Unlock()
+		return checks
+	}
+	if p.running == nil {
+		done := make(chan struct{})
+		p.running = done
+		// The probe outlives a caller that goes away: the others wait
+		// for it. It is bounded by readyTimeout.
+		pctx := context.WithoutCancel(ctx)
+		go func() {
+			checks := s.probe(pctx)
+			p.mu.Lock()
+			p.checks, p.at, p.running = checks, s.now(), nil
+			p.mu.Unlock()
+			close(done)
+		}()
+	}
+	running := p.running
+	p.mu.Unlock()
+	select {
+	case <-running:
+	case <-ctx.Done():
+		return []Check{{Name: "probes", Detail: fmt.Sprintf("readiness probes not finished: %v", context.Cause(ctx))}}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checks
+}
+
+// probe checks the store, Docker and Clair, concurrently.
+func (s *Service) probe(ctx context.Context) []Check {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
-	var docker, clair Check
+	var store, docker, clair Check
+	if s.cfg.Store != nil {
+		wg.Go(func() {
+			store = Check{Name: "store", OK: true, Detail: "the image store is writable"}
+			if err := s.cfg.Store.CheckWritable(); err != nil {
+				store.OK, store.Detail = false, err.Error()+": no image can be stored"
+			}
+		})
+	}
 	if s.cfg.Engine != nil {
 		wg.Go(func() {
 			docker = Check{Name: "docker"}
@@ -288,18 +367,14 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 		clair.OK, clair.Detail = true, fmt.Sprintf("clair %s API at %s", api, s.cfg.Clair.Redacted())
 	})
 	wg.Wait()
+	var checks []Check
+	if s.cfg.Store != nil {
+		checks = append(checks, store)
+	}
 	if s.cfg.Engine != nil {
 		checks = append(checks, docker)
 	}
-	checks = append(checks, clair)
-	out := Readiness{Ready: true, Checks: checks}
-	for _, c := range checks {
-		if !c.OK {
-			out.Ready = false
-			s.log.Debug("not ready", "check", c.Name, "reason", c.Detail)
-		}
-	}
-	return out
+	return append(checks, clair)
 }
 
 // slogPrinter adapts the logger to promhttp's error log.

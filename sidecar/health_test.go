@@ -3,19 +3,26 @@ package sidecar_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
@@ -85,7 +92,7 @@ func TestReadyz(t *testing.T) {
 			if err := json.Unmarshal(body, &r); err != nil {
 				t.Fatal(err)
 			}
-			if r.Ready != (tt.want == 200) || len(r.Checks) != 3 {
+			if r.Ready != (tt.want == 200) || len(r.Checks) != 4 {
 				t.Fatalf("readiness = %+v", r)
 			}
 			for _, c := range r.Checks {
@@ -102,6 +109,137 @@ func TestReadyz(t *testing.T) {
 				t.Errorf("/healthz: %d", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// /readyz tells everyone whether the sidecar is ready, and only the callers
+// the API lets in (and loopback callers) why: its checks name the Docker
+// version and socket, the store and Clair's URL.
+func TestReadyzDetailsForAllowedCallersOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		token   bool
+		remote  string
+		auth    string
+		details bool
+	}{
+		{"no token, loopback", false, "127.0.0.1:5000", "", true},
+		{"no token, elsewhere", false, "192.0.2.7:40000", "", false},
+		{"token, elsewhere, with it", true, "192.0.2.7:40000", "Bearer " + testToken, true},
+		{"token, elsewhere, without it", true, "192.0.2.7:40000", "", false},
+		{"token, elsewhere, a wrong one", true, "192.0.2.7:40000", "Bearer not-the-token-at-all", false},
+		{"token, loopback, without it", true, "[::1]:5000", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []option
+			if tc.token {
+				opts = append(opts, withToken(t))
+			}
+			e := newEnv(t, append(opts, withConfig(func(c *sidecar.Config) { c.Engine = engine(fakeDocker(t)) }))...)
+			rec := serveFrom(e, "GET", "/readyz", tc.remote, tc.auth)
+			var r sidecar.Readiness
+			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != 200 || !r.Ready {
+				t.Fatalf("/readyz: %d %s (%v), want 200 ready", rec.Code, rec.Body, err)
+			}
+			if got := len(r.Checks) > 0; got != tc.details {
+				t.Errorf("details shown: %v, want %v:\n%s", got, tc.details, rec.Body)
+			}
+			if !tc.details && strings.Contains(rec.Body.String(), "checks") {
+				t.Errorf("the answer to an anonymous caller names its checks:\n%s", rec.Body)
+			}
+		})
+	}
+}
+
+// countRequests counts the requests h answers.
+func countRequests(n *atomic.Int64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Probes are shared: however often /readyz is asked, Clair and Docker are
+// asked once per cache period.
+func TestReadyzProbesAreCached(t *testing.T) {
+	var clairRequests, dockerRequests atomic.Int64
+	clair := httptest.NewServer(countRequests(&clairRequests, &fakeclair.V4{Samples: samples}))
+	t.Cleanup(clair.Close)
+	docker := httptest.NewServer(countRequests(&dockerRequests, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.47")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ServerVersion":"27.5.1","OSType":"linux"}`)
+	})))
+	t.Cleanup(docker.Close)
+	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	e := newEnv(t, withConfig(func(c *sidecar.Config) {
+		c.Clair = mustURL(t, clair.URL)
+		c.Engine = engine(dockersave.Endpoint{Host: "tcp://" + docker.Listener.Addr().String(), Source: "test"})
+		c.Now = clock.Now
+	}))
+
+	ready := func() {
+		resp, body := e.do(t, "GET", "/readyz", "")
+		if resp.StatusCode != 200 {
+			t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
+		}
+	}
+	for range 100 {
+		ready()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for range 100 {
+		wg.Go(func() {
+			r := e.svc.Ready(t.Context())
+			if !r.Ready {
+				errs <- fmt.Errorf("not ready: %+v", r.Checks)
+			}
+		})
+	}
+	testwait.Wait(t, &wg, "100 concurrent readiness checks")
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	clairOnce, dockerOnce := clairRequests.Load(), dockerRequests.Load()
+	if clairOnce != 1 || dockerOnce == 0 || dockerOnce > 2 {
+		t.Errorf("200 readiness checks made %d requests to Clair and %d to Docker, want 1 and 1 or 2 (ping, info)", clairOnce, dockerOnce)
+	}
+
+	// Once the cache period is over, the next check probes again.
+	clock.advance(6 * time.Second)
+	ready()
+	ready()
+	if got := clairRequests.Load(); got != 2 {
+		t.Errorf("%d requests to Clair after the cache period, want 2", got)
+	}
+}
+
+// While the store cannot be written, no scan of a new image can succeed:
+// the sidecar is not ready, and says why.
+func TestReadyzStoreNotWritable(t *testing.T) {
+	e := newEnv(t)
+	tmp := filepath.Join(e.store.Dir(), "tmp")
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.do(t, "GET", "/readyz", "")
+	var r sidecar.Readiness
+	json.Unmarshal(body, &r)
+	if resp.StatusCode != 503 || r.Ready {
+		t.Fatalf("/readyz with an unwritable store: %d %s, want 503", resp.StatusCode, body)
+	}
+	for _, c := range r.Checks {
+		if c.OK != (c.Name != "store") {
+			t.Errorf("check %s: ok %v (%s)", c.Name, c.OK, c.Detail)
+		}
+		if c.Name == "store" && !strings.Contains(c.Detail, "not writable") {
+			t.Errorf("store check: %q, want the reason", c.Detail)
+		}
 	}
 }
 

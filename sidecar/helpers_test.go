@@ -204,6 +204,7 @@ func newEnv(t *testing.T, opts ...option) *env {
 		Loader:  e.loader,
 		Blobs:   store,
 		Catalog: sidecar.NewCatalog(store),
+		Store:   store,
 		Base:    base,
 		Clair:   clairURL,
 		Backoff: noWait,

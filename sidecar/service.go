@@ -43,7 +43,9 @@ type Config struct {
 	// Token guards the API and the registry view as bridge.Guard does: the
 	// zero Token answers loopback clients only. The per-scan layer URLs
 	// handed to Clair are never guarded (they carry a capability), and
-	// neither are /healthz, /readyz and /metrics, which name no image.
+	// neither are /healthz, /readyz and /metrics, which name no image;
+	// /readyz gives the reasons behind its answer only to the clients the
+	// token lets in and to loopback clients.
 	Token bridge.Token
 	// Base is the URL Clair reaches the listener that serves Handler at;
 	// the layer URLs handed to Clair are built on it.
@@ -59,6 +61,11 @@ type Config struct {
 	// dockersave.Probe; it should be the one the Loader uses. nil leaves
 	// Docker out of readiness.
 	Engine func() (dockersave.EngineClient, dockersave.Endpoint, error)
+	// Store, when set, is probed by /readyz: while it cannot be written (a
+	// read-only file system, say), no scan of a new image can succeed, so
+	// the service is not ready. It should be the store the Loader writes;
+	// *dockersave.Store is one.
+	Store WritableStore
 
 	// MaxConcurrent bounds the scans that run at once; the others wait in
 	// state queued. MaxQueued bounds those waiting: beyond it the API
@@ -89,6 +96,12 @@ type Config struct {
 	Now func() time.Time
 }
 
+// WritableStore is an image store /readyz can probe.
+type WritableStore interface {
+	// CheckWritable returns why no image can be stored now, or nil.
+	CheckWritable() error
+}
+
 // Service runs scans requested over HTTP. Create it with New, serve
 // Handler, and call Shutdown before the http.Server's own Shutdown. It is
 // safe for concurrent use.
@@ -103,6 +116,8 @@ type Service struct {
 
 	sem chan struct{}  // one token per running scan
 	wg  sync.WaitGroup // scan goroutines
+
+	probes readyProbes // the cached readiness probes
 
 	mu       sync.Mutex
 	draining bool
@@ -196,8 +211,8 @@ func (s *Service) Drain() {
 // Shutdown drains (see Drain), cancels the scans still queued, and waits
 // for the running ones to finish until ctx is done: then it cancels them
 // (their grants are revoked, so Clair's later layer requests get 404) and
-// waits for them to return. It returns ctx's error when it had to cancel
-// running scans, nil otherwise.
+// waits for them to return. It returns an error wrapping ctx's when it had
+// to cancel running scans (work was lost), nil otherwise.
 //
 // Call it before the http.Server's Shutdown, which then waits for the layer
 // downloads still in flight; scans already finished stay readable until
@@ -226,13 +241,22 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
-	n := len(s.active)
+	n := 0 // running scans cancelled; the queued ones were cancelled above
 	for _, rec := range s.active {
+		if rec.state != StateQueued {
+			n++
+		}
 		rec.cancel(ErrShuttingDown)
 	}
 	s.mu.Unlock()
-	s.log.Warn("grace period over: cancelling running scans", "scans", n)
+	if n > 0 {
+		s.log.Warn("grace period over: cancelling running scans", "scans", n)
+	}
 	<-done
+	if n == 0 {
+		// Every running scan ended as the grace period did.
+		return nil
+	}
 	return fmt.Errorf("cancelled %d running scan(s): %w", n, ctx.Err())
 }
 

@@ -29,7 +29,8 @@ reports. One listener serves:
     GET  /api/v1/scans/ID/report    ?format=table, json, clair, html, sarif,
                                     junit or cyclonedx
     GET  /v2/...                    read-only registry view of the scanned images
-    GET  /healthz, /readyz          alive; ready (Docker and Clair answer)
+    GET  /healthz, /readyz          alive; ready (store writable, Docker and
+                                    Clair answer)
     GET  /metrics                   Prometheus metrics
     GET  /layers/...                the layers of running scans, for Clair
 
@@ -37,7 +38,8 @@ Access: the API and the registry view want the token of --token-file, as
 "Authorization: Bearer TOKEN" or as the password of basic authentication.
 Without --token-file they answer clients on loopback only. Clair needs no
 token: each scan's layer URLs carry their own secret and stop working when
-the scan ends. /healthz, /readyz and /metrics are open and name no image.
+the scan ends. /healthz, /readyz and /metrics are open and name no image;
+/readyz tells only token holders and loopback clients why it is not ready.
 
 Listener:
     --listen IP:PORT        address to listen on (default 0.0.0.0:8080, with or
@@ -65,7 +67,9 @@ Scans:
     --shutdown-grace DURATION   on SIGTERM or SIGINT, new scans are refused and
                                 running ones get this long to finish before
                                 they are cancelled (default 30s; keep it below
-                                the container's stop timeout)
+                                the container's stop timeout). serve then
+                                exits 0, or 143 (130 on SIGINT) if it had to
+                                cancel a running scan
 
 Image cache:
     --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
@@ -216,6 +220,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 		Loader:        loader,
 		Blobs:         store,
 		Catalog:       sidecar.NewCatalog(store),
+		Store:         store,
 		Token:         tok,
 		Base:          base,
 		Clair:         clairURL,
@@ -252,9 +257,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	log.Info("shutting down: no new scans; waiting for running ones", "grace", o.grace, "signal", context.Cause(ctx))
 	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.grace)
 	defer cancel()
-	if err := svc.Shutdown(graceCtx); err != nil {
-		log.Warn("grace period over", "err", err)
-	}
+	lost := svc.Shutdown(graceCtx)
 	// Shutdown waits for the requests in flight: Clair's layer downloads
 	// and clients reading finished reports.
 	httpCtx, cancelHTTP := context.WithTimeout(context.WithoutCancel(ctx), max(o.grace, 5*time.Second))
@@ -266,7 +269,13 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
 	}
-	log.Info("stopped")
+	if lost != nil {
+		// Exit status 130 or 143 (interrupted), not 0: clients were
+		// promised scans that never ended.
+		log.Error("stopped: running scans were cancelled after --shutdown-grace; their clients see them failed", "grace", o.grace, "err", lost)
+		return fmt.Errorf("shut down before running scans finished: %w", lost)
+	}
+	log.Info("stopped: every running scan finished")
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
@@ -126,13 +127,17 @@ func startServeIn(t *testing.T, inContainer bool, args ...string) (base string, 
 	go func() {
 		code <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), e, io.Discard, lines)
 	}()
+	wait := testwait.Context(t)
 	for {
 		select {
+		case <-wait.Done():
+			cancel()
+			t.Fatalf("serve did not start listening: %v; its log:\n%s", context.Cause(wait), strings.Join(early, ""))
 		case line := <-lines:
 			if m := listeningRE.FindStringSubmatch(line); m != nil {
 				return "http://" + m[1], early, sync.OnceValue(func() int {
 					cancel()
-					return <-code
+					return testwait.Recv(t, code, "serve to exit")
 				})
 			}
 			early = append(early, line)
@@ -172,8 +177,9 @@ func TestServeCommand(t *testing.T) {
 	code, body := get(t, base+"/readyz", "")
 	var ready sidecar.Readiness
 	json.Unmarshal([]byte(body), &ready)
-	if code != 503 || ready.Ready || len(ready.Checks) != 3 || ready.Checks[1].Name != "docker" || ready.Checks[2].Name != "clair" ||
-		!strings.Contains(ready.Checks[1].Detail, "no-docker.sock") || !ready.Checks[2].OK {
+	if code != 503 || ready.Ready || len(ready.Checks) != 4 || ready.Checks[1].Name != "store" || !ready.Checks[1].OK ||
+		ready.Checks[2].Name != "docker" || ready.Checks[3].Name != "clair" ||
+		!strings.Contains(ready.Checks[2].Detail, "no-docker.sock") || !ready.Checks[3].OK {
 		t.Errorf("/readyz without a docker daemon: %d %s", code, body)
 	}
 	if code, body := get(t, base+"/metrics", ""); code != 200 || !strings.Contains(body, "layerbridge_cache_max_size_bytes 1e+09") {
@@ -194,6 +200,51 @@ func TestServeCommand(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Errorf("serve exited %d on the shutdown signal, want 0", code)
+	}
+}
+
+// hangingDaemon is a Docker daemon that runs no container, answers pings
+// and holds every other request (an image's inspect or export) until its
+// client goes away, announcing it on held.
+type hangingDaemon struct{ held chan string }
+
+func (d hangingDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/_ping"):
+		w.Header().Set("Api-Version", "1.47")
+		w.Header().Set("Ostype", "linux")
+		io.WriteString(w, "OK")
+		return
+	case strings.HasSuffix(r.URL.Path, "/containers/json"):
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "[]")
+		return
+	}
+	select {
+	case d.held <- r.Method + " " + r.URL.Path:
+	default:
+	}
+	<-r.Context().Done()
+}
+
+// serve stops on the shutdown signal with exit status 0 when every running
+// scan finished within --shutdown-grace (TestServeCommand); when it had to
+// cancel one, work was lost and the status says so: 130 (143 for SIGTERM).
+func TestServeExitStatusWhenScansAreCancelled(t *testing.T) {
+	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	t.Cleanup(clair.Close)
+	daemon := hangingDaemon{held: make(chan string, 10)}
+	docker := httptest.NewServer(daemon)
+	t.Cleanup(docker.Close)
+	base, stop := startServe(t, "--clair", clair.URL, "--docker-host", "tcp://"+docker.Listener.Addr().String(), "--shutdown-grace", "0s")
+
+	c := sidecar.NewClient(mustParse(t, base), "")
+	if _, err := c.Submit(t.Context(), sidecar.Request{Image: "alpine:3.11"}); err != nil {
+		t.Fatal(err)
+	}
+	held := testwait.Recv(t, daemon.held, "the scan to ask the daemon for its image")
+	if code := stop(); code != exitInterrupted {
+		t.Errorf("serve exited %d after cancelling a running scan (held at %s), want %d", code, held, exitInterrupted)
 	}
 }
 
