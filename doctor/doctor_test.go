@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 const alpineInspect = `{"Id":"sha256:a187dde48cd289ac374ad8539930628314bc581a481cdb41409c9289419ddb72","RepoTags":["alpine:3.11"],
@@ -340,6 +342,68 @@ func TestNoFetchWithinWait(t *testing.T) {
 	cfg.Docker, cfg.Wait = nil, 500*time.Millisecond
 	expect(t, Run(t.Context(), cfg), CheckReachFetch, Failed,
 		[]string{"no request from Clair arrived at http://127.0.0.1:", "within 500ms", "on loopback"}, []string{"--advertise"})
+}
+
+// A Clair that downloads the canary but cannot index it (an offline Clair
+// whose rhel scanner cannot fetch its mapping file fails every index) has
+// not proven anything: the check fails, quoting Clair's state and error.
+func TestCanaryDownloadedButNotIndexed(t *testing.T) {
+	const clairErr = "rhel: unable to create a mappingFile object"
+	fake := &fakeclair.V4{IndexError: clairErr}
+	cfg := baseConfig(t, startV4(t, fake))
+	cfg.Docker = nil
+	results := Run(t.Context(), cfg)
+	expect(t, results, CheckReachFetch, Failed,
+		[]string{"Clair reached http://127.0.0.1:", "downloaded", "bytes (HTTP 200", "could not index the canary layer",
+			`its index report is in state IndexError with error "` + clairErr + `"`},
+		[]string{"Clair's indexer fails", "Clair's log"})
+	if fake.Downloads() != 1 {
+		t.Errorf("clair downloaded %d layers, want the canary", fake.Downloads())
+	}
+	if len(Failures(results)) == 0 {
+		t.Error("doctor would exit 0")
+	}
+}
+
+func TestCanaryDownloadedButNotAnalysedV2(t *testing.T) {
+	const clairErr = "could not extract: unexpected EOF"
+	u := serve(t, &fakeclair.V2{Samples: samples, AnalysisError: clairErr})
+	cfg := baseConfig(t, u)
+	cfg.Docker = nil
+	expect(t, Run(t.Context(), cfg), CheckReachFetch, Failed,
+		[]string{"Clair reached http://127.0.0.1:", "downloaded", "could not analyse the canary layer",
+			`POST /v1/layers answered 500 Internal Server Error with error "` + clairErr + `"`},
+		[]string{"Clair's log"})
+}
+
+// A Clair that downloads the canary and then never finishes indexing it
+// has not proven anything either.
+func TestCanaryDownloadedIndexNotFinished(t *testing.T) {
+	inner := &fakeclair.V4{Samples: samples}
+	downloaded := make(chan error, 1)
+	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" && r.URL.Path == "/indexer/api/v1/index_report" {
+			var m struct{ Layers []struct{ URI string } }
+			json.NewDecoder(r.Body).Decode(&m)
+			resp, err := http.Get(m.Layers[0].URI)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			downloaded <- err
+			<-r.Context().Done() // indexing, until doctor gives up
+			return
+		}
+		inner.ServeHTTP(w, r)
+	})
+	cfg := baseConfig(t, serve(t, hang))
+	cfg.Docker, cfg.Wait = nil, 500*time.Millisecond
+	expect(t, Run(t.Context(), cfg), CheckReachFetch, Failed,
+		[]string{"Clair reached http://127.0.0.1:", "downloaded", "did not finish indexing the canary layer within 500ms: Clair has no index report for it"},
+		[]string{"its log says what it is doing", "--wait"})
+	if err := testwait.Recv(t, downloaded, "the fake Clair's download"); err != nil {
+		t.Errorf("the fake Clair's download: %v", err)
+	}
 }
 
 func TestListenImpossible(t *testing.T) {

@@ -1,10 +1,12 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/clairv2"
@@ -140,34 +144,78 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	mu.Lock()
 	seen := slices.Clone(fetches)
 	mu.Unlock()
-	r.fetch(base, reason, seen, err, indexed)
+	var state string
+	if !indexed {
+		state = r.indexState(ctx, c.manifest, err)
+	}
+	r.fetch(base, reason, seen, err, indexed, state)
 }
 
-// fetch turns the canary scan's outcome into the verdict on reachability.
-func (r *run) fetch(baseURL *url.URL, reason string, fetches []bridge.Fetch, err error, indexed bool) {
+// indexState says, in Clair's words, where the canary's index stands when
+// it did not finish: Clair 4's index report (state and error) for the
+// canary's manifest, or Clair 2's answer to POST /v1/layers. "" when
+// Clair said nothing about it.
+func (r *run) indexState(ctx context.Context, manifest digest.Digest, err error) string {
+	if r.api == scan.APIv4 {
+		v4, _ := r.clients()
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ir, qerr := v4.IndexReport(qctx, manifest)
+		cancel()
+		if qerr == nil {
+			s := "its index report is in state " + ir.State
+			if ir.Message != "" {
+				s += fmt.Sprintf(" with error %q", redactCapability(ir.Message))
+			}
+			return s
+		}
+		r.log.DebugContext(ctx, "no index report for the canary", "manifest", manifest, "err", qerr)
+		if e, ok := errors.AsType[*clairv4.IndexError](err); ok {
+			return fmt.Sprintf("its index ended in state %s with error %q", clairv4.StateIndexError, redactCapability(e.Message))
+		}
+		if errors.Is(qerr, clairv4.ErrNotFound) {
+			return "Clair has no index report for it"
+		}
+		return ""
+	}
+	if e, ok := errors.AsType[*clairv2.APIError](err); ok {
+		return fmt.Sprintf("POST /v1/layers answered %d %s with error %q", e.StatusCode, http.StatusText(e.StatusCode), redactCapability(e.Message))
+	}
+	return ""
+}
+
+// fetch turns the canary scan's outcome into the verdict on reachability:
+// it passes only when Clair downloaded the canary and indexed it (Clair 4:
+// an index report in state IndexFinished; Clair 2: 201 to POST /v1/layers).
+// state is Clair's account of an index that did not finish (indexState).
+func (r *run) fetch(baseURL *url.URL, reason string, fetches []bridge.Fetch, err error, indexed bool, state string) {
 	base := baseURL.String()
 	ok, last := fetchOutcome(fetches)
 	timedOut := err != nil && errors.Is(err, context.DeadlineExceeded)
 	clairSaid := redactCapability(clairMessage(err))
-	verb := "indexed"
+	verb, infinitive := "indexed", "index"
 	if r.api == scan.APIv2 {
-		verb = "analysed"
+		verb, infinitive = "analysed", "analyse"
 	}
 	unreachableFix := r.reachFix(baseURL, clairSaid)
+	notIndexedFix := "the download works but Clair's indexer fails, so every scan would fail too: Clair's log has the cause (often an indexer component that needs the network, such as the rhel scanner's repository-to-CPE mapping in an offline Clair: give Clair access, or configure it off); fix Clair and run doctor again"
+	if r.api == scan.APIv2 {
+		notIndexedFix = "the download works but Clair 2 cannot analyse the layer, so every scan would fail too: Clair's log has the cause; fix Clair and run doctor again"
+	}
 
 	switch {
-	case ok != nil && err == nil:
+	case ok != nil && indexed:
 		r.add(CheckReachFetch, Passed, fmt.Sprintf("Clair reached %s and downloaded %d bytes (HTTP %d, from %s, in %s); it %s the canary layer",
 			base, ok.Bytes, ok.Status, ok.Remote, ok.Duration.Round(time.Microsecond), verb), "")
 	case ok != nil && timedOut:
-		r.add(CheckReachFetch, Warning, fmt.Sprintf("Clair reached %s and downloaded %d bytes (from %s) but did not finish indexing within %s",
-			base, ok.Bytes, ok.Remote, r.cfg.Wait), "Clair is slow or busy: give scans a longer --timeout; its log says what it is doing")
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("Clair reached %s and downloaded %d bytes (from %s) but did not finish indexing the canary layer within %s%s",
+			base, ok.Bytes, ok.Remote, r.cfg.Wait, prefixed(": ", state)),
+			"Clair is slow, busy or stuck: its log says what it is doing; if it is only slow, give doctor a longer --wait and scans a longer --timeout")
 	case ok != nil && isFetchError(err):
 		r.add(CheckReachFetch, Failed, fmt.Sprintf("Clair downloaded %d bytes from %s (from %s) but rejected them: %s", ok.Bytes, base, ok.Remote, clairSaid),
 			"something between Clair and layerbridge changes the bytes (an HTTP proxy or a compressing gateway): let Clair connect directly (add the address to Clair's NO_PROXY)")
 	case ok != nil:
-		r.add(CheckReachFetch, Passed, fmt.Sprintf("Clair reached %s and downloaded %d bytes (HTTP %d, from %s); it then said: %s",
-			base, ok.Bytes, ok.Status, ok.Remote, redactCapability(err.Error())), "")
+		r.add(CheckReachFetch, Failed, fmt.Sprintf("Clair reached %s and downloaded %d bytes (HTTP %d, from %s) but could not %s the canary layer: %s",
+			base, ok.Bytes, ok.Status, ok.Remote, infinitive, cmp.Or(state, "Clair said: "+clairSaid)), notIndexedFix)
 	case last != nil:
 		r.add(CheckReachFetch, Failed, fmt.Sprintf("Clair reached %s (from %s) but its download was answered %d: %v; Clair said: %s",
 			base, last.Remote, last.Status, last.Err, clairSaid), "run again; if it persists, report it with the --log-level debug output")
@@ -183,6 +231,14 @@ func (r *run) fetch(baseURL *url.URL, reason string, fetches []bridge.Fetch, err
 	default:
 		r.add(CheckReachFetch, Warning, "the canary scan ended without a download and without an error", "")
 	}
+}
+
+// prefixed is p+s, or "" when s is.
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
 }
 
 // fetchOutcome returns the first fetch Clair completed with 200, and the

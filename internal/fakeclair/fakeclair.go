@@ -79,11 +79,18 @@ type V4 struct {
 	Samples string // the clair-samples directory
 	PSK     []byte // when set, requests need a valid HS256 token
 	EmptyDB bool   // no update operation: a never-updated database
+	// IndexError, when set, makes every index fail after the layers were
+	// downloaded, with this error (a scanner's, such as rhel's "unable to
+	// create a mappingFile object"), as Clair 4.9 fails: 500 "failed to
+	// start scan: <error>", and the stored index report in state
+	// IndexError with the error.
+	IndexError string
 
 	mu          sync.Mutex
 	downloads   int
 	indexPosts  int
 	reportCalls int
+	reports     map[digest.Digest]string // index reports by manifest: "" finished, else the error
 }
 
 // Downloads is the number of layer downloads attempted so far.
@@ -115,6 +122,8 @@ func (f *V4) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"alpine-main-v3.11-updater":[{"ref":"0b8a6a5e-2c6b-4d1f-8a1e-3d8b1a0c9e11","updater":"alpine-main-v3.11-updater","fingerprint":"x","date":"2026-11-24T10:00:00Z","kind":""}]}`)
 	case r.Method == "POST" && r.URL.Path == "/indexer/api/v1/index_report":
 		f.index(w, r)
+	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/indexer/api/v1/index_report/"):
+		f.indexReport(w, r, digest.Digest(strings.TrimPrefix(r.URL.Path, "/indexer/api/v1/index_report/")))
 	case r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/matcher/api/v1/vulnerability_report/"):
 		f.mu.Lock()
 		f.reportCalls++
@@ -159,10 +168,23 @@ func (f *V4) index(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, e)
 		}
 	}
-	if len(errs) > 0 {
+	fail := ""
+	switch {
+	case len(errs) > 0:
+		fail = "failed to fetch layers: fetcher: encountered errors: " + strings.Join(errs, "; ")
+	case f.IndexError != "":
+		fail = f.IndexError
+	}
+	f.mu.Lock()
+	if f.reports == nil {
+		f.reports = map[digest.Digest]string{}
+	}
+	f.reports[m.Hash] = fail
+	f.mu.Unlock()
+	if fail != "" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(500)
-		msg, _ := json.Marshal("failed to start scan: failed to fetch layers: fetcher: encountered errors: " + strings.Join(errs, "; "))
+		msg, _ := json.Marshal("failed to start scan: " + fail)
 		fmt.Fprintf(w, `{"code":"internal-error","message":%s}`, msg)
 		return
 	}
@@ -172,6 +194,44 @@ func (f *V4) index(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Body = []byte(strings.ReplaceAll(string(rec.Body), recordedManifest, m.Hash.String()))
+	rec.ServeHTTP(w, r)
+}
+
+// indexReport answers GET /indexer/api/v1/index_report/<d> from the
+// recordings: the finished report, the failed one (state IndexError, the
+// error, no contents), or the 404 of an unknown manifest.
+func (f *V4) indexReport(w http.ResponseWriter, r *http.Request, d digest.Digest) {
+	f.mu.Lock()
+	fail, known := f.reports[d]
+	f.mu.Unlock()
+	if !known {
+		rec, err := recordedBody(f.Samples, "v4.9/GET-vulnerability_report-unknown.http")
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		rec.Body = []byte(strings.ReplaceAll(string(rec.Body), "sha256:"+strings.Repeat("0", 64), d.String()))
+		rec.ServeHTTP(w, r)
+		return
+	}
+	rec, err := recordedBody(f.Samples, "v4.9/GET-index_report.http")
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	rec.Body = []byte(strings.ReplaceAll(string(rec.Body), recordedManifest, d.String()))
+	if fail != "" {
+		var report map[string]any
+		if err := json.Unmarshal(rec.Body, &report); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		for _, k := range []string{"packages", "distributions", "repository", "environments"} {
+			report[k] = map[string]any{}
+		}
+		report["state"], report["success"], report["err"] = "IndexError", false, fail
+		rec.Body, _ = json.Marshal(report)
+	}
 	rec.ServeHTTP(w, r)
 }
 
@@ -207,6 +267,10 @@ func validToken(r *http.Request, key []byte) bool {
 // posted layer from its Path.
 type V2 struct {
 	Samples string // the clair-samples directory
+	// AnalysisError, when set, makes every posted layer fail after it was
+	// downloaded, with this error, as Clair 2 answers a layer its workers
+	// cannot process: 500 and the error in its envelope.
+	AnalysisError string
 
 	mu     sync.Mutex
 	layers map[string]string // name -> parent
@@ -260,6 +324,17 @@ func (f *V2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Clair v2 checks no digest; any download failure is "could not find layer".
 		if e := download(l.Path, h, "", false); e != "" {
 			recorded(f.Samples, "v2.1.7/POST-v1-layers-layer-404.http").ServeHTTP(w, r)
+			return
+		}
+		if f.AnalysisError != "" {
+			rec, err := recordedBody(f.Samples, "v2.1.7/POST-v1-layers-layer-404.http")
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			rec.Status = 500
+			rec.Body, _ = json.Marshal(map[string]any{"Error": map[string]string{"Message": f.AnalysisError}})
+			rec.ServeHTTP(w, r)
 			return
 		}
 		f.mu.Lock()
