@@ -19,6 +19,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/integration/harness"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // countingEngine is the real client with ImageSave calls counted.
@@ -204,10 +205,11 @@ func TestDockersaveScratchBuild(t *testing.T) {
 	var wg sync.WaitGroup
 	imgs := make([]dockersave.Image, 2)
 	errs := make([]error, 2)
+	ctx := testwait.Context(t)
 	for i := range 2 {
-		wg.Go(func() { imgs[i], errs[i] = l.Load(t.Context(), tag, nil) })
+		wg.Go(func() { imgs[i], errs[i] = l.Load(ctx, tag, nil) })
 	}
-	wg.Wait()
+	testwait.Wait(t, &wg, "two concurrent loads")
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatal(errs)
 	}

@@ -26,17 +26,8 @@ import (
 // Clairs, because Clair never downloads a layer it has already indexed.
 func TestScanEveryFixture(t *testing.T) {
 	t.Parallel()
-	var ref, lb *harness.Stack
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ref = harness.StartT(t, harness.Options{FeedDir: recordedFeed})
-	}()
-	lb = harness.StartT(t, harness.Options{FeedDir: recordedFeed})
-	<-done
-	if ref == nil {
-		t.FailNow()
-	}
+	stacks := harness.StartManyT(t, harness.Options{FeedDir: recordedFeed}, harness.Options{FeedDir: recordedFeed})
+	ref, lb := stacks[0], stacks[1]
 	fixtures := []struct {
 		file, scheme string
 		pairs        int // as Clair 4.9 reports them with ../testdata/secdb

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/moby/moby/client"
@@ -38,26 +39,63 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // stops everything. A missing prerequisite goes through Unavailable.
 func StartT(t testing.TB, opts Options) *Stack {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
+	return StartManyT(t, opts)[0]
+}
+
+// StartManyT is StartT for several stacks, started at once (each takes a
+// while: Clair's build the first time, PostgreSQL, Clair's first update);
+// it returns them in the order of opts. Each Start runs on a goroutine of
+// its own, but the failures are reported, and the cleanups registered, from
+// the caller's, which must be the test's: a failed start fails the test,
+// not the whole test binary, and the stacks that did start are stopped.
+func StartManyT(t testing.TB, opts ...Options) []*Stack {
+	t.Helper()
+	type started struct {
+		stack *Stack
+		err   error
 	}
-	s, err := Start(t.Context(), opts)
-	if errors.Is(err, ErrUnavailable) {
-		Unavailable(t, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("clair log (last 16 KiB of %s):\n%s", s.Clair.LogPath, s.Clair.LogTail(16<<10))
-			t.Logf("postgres log (last 4 KiB):\n%s", s.Postgres.LogTail(4<<10))
+	results := make([]started, len(opts))
+	var wg sync.WaitGroup
+	for i, o := range opts {
+		if o.Logger == nil {
+			// Synchronous: every Start has returned before this returns.
+			o.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
 		}
-		if err := s.Close(); err != nil {
-			t.Errorf("stop harness: %v", err)
+		wg.Go(func() {
+			s, err := Start(t.Context(), o)
+			results[i] = started{s, err}
+		})
+	}
+	// Each Start is bounded: by its own timeouts, and by t.Context.
+	wg.Wait()
+	var stacks []*Stack
+	var failed []error
+	for _, r := range results {
+		if r.err != nil {
+			failed = append(failed, r.err)
+			continue
 		}
-	})
-	return s
+		s := r.stack
+		stacks = append(stacks, s)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("clair log (last 16 KiB of %s):\n%s", s.Clair.LogPath, s.Clair.LogTail(16<<10))
+				t.Logf("postgres log (last 4 KiB):\n%s", s.Postgres.LogTail(4<<10))
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("stop harness: %v", err)
+			}
+		})
+	}
+	for _, err := range failed {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	if len(failed) > 0 {
+		Unavailable(t, failed[0])
+	}
+	return stacks
 }
 
 // ServeLayersT is ServeLayers for the test's lifetime.
