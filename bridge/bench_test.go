@@ -16,6 +16,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // randomBlob writes size pseudo-random (incompressible) bytes to dir under
@@ -138,7 +140,7 @@ func BenchmarkServeBlob(b *testing.B) {
 						}
 					})
 				}
-				wg.Wait()
+				testwait.Wait(b, &wg, "%d downloads", clients)
 				close(errs)
 				for err := range errs {
 					b.Fatal(err)

@@ -20,6 +20,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // dirBlobs is a BlobOpener over a directory of files named by hex digest.
@@ -274,6 +276,7 @@ func TestServedBytesMatchTheURLDigest(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 60)
+	ctx := testwait.Context(t)
 	for i := range 60 {
 		d := []ocispec.Descriptor{f.tar, f.gz, f.zst}[i%3]
 		wg.Go(func() {
@@ -282,7 +285,8 @@ func TestServedBytesMatchTheURLDigest(t *testing.T) {
 				errs <- err
 				return
 			}
-			resp, err := ts.Client().Get(u)
+			req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+			resp, err := ts.Client().Do(req)
 			if err != nil {
 				errs <- err
 				return
@@ -299,14 +303,14 @@ func TestServedBytesMatchTheURLDigest(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	testwait.Wait(t, &wg, "60 downloads")
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
 	// A request is recorded after its last byte went out, which may be
 	// after the client has it all: Close waits for the records.
-	fetches, err := g.Close(t.Context())
+	fetches, err := g.Close(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,22 +385,31 @@ func TestCloseWaitsForRequestsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	u, _ := g.URL(desc.Digest)
-	served := make(chan int)
+	served := make(chan int, 1)
 	go func() {
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, httptest.NewRequest("GET", u, nil))
 		served <- rec.Code
 	}()
-	<-blobs.opened // the request is in flight
+	t.Cleanup(func() {
+		// A failure before the release would leave the request held.
+		select {
+		case <-blobs.release:
+		default:
+			close(blobs.release)
+		}
+	})
+	testwait.Recv(t, blobs.opened, "the request to open its blob") // the request is in flight
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if fe, err := g.Close(ctx); err == nil || len(fe) != 0 {
 		t.Fatalf("Close with an ended context = %v, %v; want an error and no finished fetch", fe, err)
 	}
-	closed := make(chan []Fetch)
+	closed := make(chan []Fetch, 1)
+	waitCtx := testwait.Context(t)
 	go func() {
-		fe, err := g.Close(t.Context())
+		fe, err := g.Close(waitCtx)
 		if err != nil {
 			t.Error(err)
 		}
@@ -410,10 +423,10 @@ func TestCloseWaitsForRequestsInFlight(t *testing.T) {
 	default:
 	}
 	close(blobs.release)
-	if code := <-served; code != 200 {
+	if code := testwait.Recv(t, served, "the request in flight"); code != 200 {
 		t.Fatalf("the request admitted before revocation got %d, want 200", code)
 	}
-	fe := <-closed
+	fe := testwait.Recv(t, closed, "Close")
 	if len(fe) != 1 || fe[0].Status != 200 || fe[0].Bytes != desc.Size {
 		t.Fatalf("Close returned %+v, want the one finished fetch", fe)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/report"
 )
 
@@ -183,9 +184,12 @@ func TestPostLayerContextCancel(t *testing.T) {
 		close(started)
 		<-r.Context().Done() // Clair downloading a slow layer
 	})
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(testwait.Context(t))
 	go func() {
-		<-started
+		select {
+		case <-started:
+		case <-ctx.Done():
+		}
 		cancel()
 	}()
 	err := newTestClient(t, srv).PostLayer(ctx, Layer{Name: "l", Path: samplePath})

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 const sampleManifest = digest.Digest("sha256:b405b26c31194489ba0b8cb27061fe75a963223bf924dd3998c975ac6fef347a")
@@ -258,9 +260,12 @@ func TestIndexContextCancelClosesConnection(t *testing.T) {
 		<-r.Context().Done() // Clair indexing until the client goes away
 		close(disconnected)
 	})
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(testwait.Context(t))
 	go func() {
-		<-started
+		select {
+		case <-started:
+		case <-ctx.Done():
+		}
 		cancel()
 	}()
 	m, _ := recordedManifest(t)
@@ -269,7 +274,7 @@ func TestIndexContextCancelClosesConnection(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	<-disconnected // the fake saw the connection close: Clair would cancel the index
+	testwait.Recv(t, disconnected, "the fake to see the connection close") // Clair would cancel the index
 }
 
 func TestIndexRejectsBadManifestWithoutRequest(t *testing.T) {

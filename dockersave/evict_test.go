@@ -21,6 +21,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // tickingClock makes s mark uses at distinct, increasing times, so usage
@@ -352,7 +354,9 @@ func TestPinInAnotherProcess(t *testing.T) {
 			s := openTestStore(t)
 			_, imgs := threeImages(t, s)
 			a := imgs["a:1"]
-			cmd := exec.Command(os.Args[0], "-test.run=^TestPinHelperProcess$", "-test.count=1")
+			// Killed at the test's wait bound: every read of its output
+			// and the wait for it end then.
+			cmd := exec.CommandContext(testwait.Context(t), os.Args[0], "-test.run=^TestPinHelperProcess$", "-test.count=1")
 			cmd.Env = append(os.Environ(), pinHelperEnv+"="+s.Dir()+"\n"+a.ID.String())
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
@@ -557,17 +561,20 @@ func TestPinBlocksDaemonReexport(t *testing.T) {
 	var once sync.Once
 	s.onLockWait = func(string) { once.Do(func() { close(waiting) }) }
 	done := make(chan error, 1)
+	ctx := testwait.Context(t)
 	go func() {
-		_, err := daemonLoader(s, f).Load(context.Background(), "app:1", nil)
+		_, err := daemonLoader(s, f).Load(ctx, "app:1", nil)
 		done <- err
 	}()
 	select {
 	case <-waiting:
 	case err := <-done:
 		t.Fatalf("export went ahead while pinned: %v", err)
+	case <-ctx.Done():
+		t.Fatalf("the export never waited for the pinned image: %v", context.Cause(ctx))
 	}
 	release()
-	if err := <-done; err != nil {
+	if err := testwait.Recv(t, done, "the export once the pin was released"); err != nil {
 		t.Fatal(err)
 	}
 	if f.saves.Load() != 2 {
@@ -586,18 +593,22 @@ func TestLockFollowsRemovedFile(t *testing.T) {
 	}
 	waiting := make(chan struct{})
 	got := make(chan *fileLock, 1)
+	ctx := testwait.Context(t)
 	go func() {
-		l, err := lockFile(context.Background(), path, unix.LOCK_SH, func(string) { close(waiting) })
+		l, err := lockFile(ctx, path, unix.LOCK_SH, func(string) { close(waiting) })
 		if err != nil {
 			t.Error(err)
 		}
 		got <- l
 	}()
-	<-waiting
+	testwait.Recv(t, waiting, "the second locker to wait")
 	if err := held.removeAndUnlock(); err != nil {
 		t.Fatal(err)
 	}
-	shared := <-got
+	shared := testwait.Recv(t, got, "the second locker to get the lock")
+	if shared == nil {
+		t.FailNow()
+	}
 	defer shared.unlock()
 	if _, ok, err := tryLockFile(path, unix.LOCK_EX); ok || err != nil {
 		t.Fatalf("exclusive lock granted beside a shared one (%v): the waiter locked a removed file", err)
@@ -658,7 +669,7 @@ func TestConcurrentLoadPruneServe(t *testing.T) {
 		return len(fds)
 	}
 	fdsBefore := openFDs()
-	ctx := t.Context()
+	ctx := testwait.Context(t)
 	stop := make(chan struct{})
 	var evictions, prunes atomic.Int64
 	var bg sync.WaitGroup
@@ -731,9 +742,9 @@ func TestConcurrentLoadPruneServe(t *testing.T) {
 			}
 		})
 	}
-	workers.Wait()
+	testwait.Wait(t, &workers, "the loading workers")
 	close(stop)
-	bg.Wait()
+	testwait.Wait(t, &bg, "the pruners")
 	t.Logf("%d prunes evicted %d images", prunes.Load(), evictions.Load())
 	if evictions.Load() == 0 {
 		t.Fatal("no eviction happened during the loads")

@@ -3,27 +3,31 @@ package dockersave_test
 import (
 	"context"
 	"fmt"
-	"log"
 	"os"
 
 	"github.com/layerbridge/layerbridge/dockersave"
 )
 
-// What `layerbridge inspect` prints, for an archive read in place.
+// What `layerbridge inspect` prints, for an archive read in place. (An
+// error is printed and ends the example, so that it fails with the error
+// in its output and its deferred cleanup runs.)
 func ExampleLoader_Load() {
 	dir, err := os.MkdirTemp("", "layerbridge-example")
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
 	defer os.RemoveAll(dir)
 	store, err := dockersave.OpenStore(dir)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
 	defer store.Close()
 	img, err := dockersave.NewLoader(store).Load(context.Background(), "oci-archive:../testdata/fixtures/dive-test-oci-gzip-image.tar", nil)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Println(err)
+		return
 	}
 	fmt.Println("ref:", img.Ref)
 	fmt.Println("id:", img.ID)

@@ -16,6 +16,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // manualDeadline is a context whose deadline passes when expire is called:
@@ -226,14 +228,14 @@ func TestKilledDuringExport(t *testing.T) {
 	ep := fakeDaemon(t, "1.41", f)
 	s := openTestStore(t)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledExportHelper$", "-test.count=1")
+	cmd := exec.CommandContext(testwait.Context(t), os.Args[0], "-test.run=^TestKilledExportHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), killHelperEnv+"="+s.Dir()+"\n"+strings.TrimPrefix(ep.Host, "unix://"))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	<-midExport
+	testwait.Recv(t, midExport, "the helper's export to start")
 	// Kill it once it is writing the layer: its staging file exists.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if staged, _ := os.ReadDir(filepath.Join(s.Dir(), stagingDir)); len(staged) > 0 {

@@ -102,10 +102,11 @@ func (a *genArchive) remove(name string) {
 }
 
 // relLink is the symbolic link text that leads from entry from to to.
-func relLink(from, to string) string {
+func relLink(t testing.TB, from, to string) string {
+	t.Helper()
 	rel, err := filepath.Rel(path.Dir(from), to)
 	if err != nil {
-		panic(err)
+		t.Fatal(err)
 	}
 	return filepath.ToSlash(rel)
 }
@@ -525,7 +526,7 @@ var hostileCases = []hostileCase{
 		}},
 	{name: "metadata file as a symlink", tarOnly: true, want: always(ErrUnexpectedEntry),
 		edit: func(t testing.TB, _ *sandbox, _ archiveFormat, a *genArchive) {
-			a.replace(t, a.meta, tarEntry{name: a.meta, typ: tar.TypeSymlink, link: relLink(a.meta, a.config)})
+			a.replace(t, a.meta, tarEntry{name: a.meta, typ: tar.TypeSymlink, link: relLink(t, a.meta, a.config)})
 		}},
 	{name: "layer as a symlink leaving the archive", want: inTar(ErrUnsafeEntry),
 		edit: func(t testing.TB, sb *sandbox, _ archiveFormat, a *genArchive) {
@@ -552,8 +553,8 @@ var hostileCases = []hostileCase{
 	{name: "symlink loop", want: inTar(ErrLinkCycle),
 		edit: func(t testing.TB, _ *sandbox, _ archiveFormat, a *genArchive) {
 			other := "blobs/sha256/" + hexOf([]byte("loop"))
-			a.replace(t, a.layer, tarEntry{name: a.layer, typ: tar.TypeSymlink, link: relLink(a.layer, other)})
-			a.entries = append(a.entries, tarEntry{name: other, typ: tar.TypeSymlink, link: relLink(other, a.layer)})
+			a.replace(t, a.layer, tarEntry{name: a.layer, typ: tar.TypeSymlink, link: relLink(t, a.layer, other)})
+			a.entries = append(a.entries, tarEntry{name: other, typ: tar.TypeSymlink, link: relLink(t, other, a.layer)})
 		}},
 	{name: "hard link to nowhere", tarOnly: true, want: always(ErrDanglingLink),
 		edit: func(t testing.TB, _ *sandbox, _ archiveFormat, a *genArchive) {
@@ -631,7 +632,7 @@ var hostileCases = []hostileCase{
 		}},
 	{name: "pax linkpath leaving the archive", tarOnly: true, want: always(ErrUnsafeEntry),
 		edit: func(t testing.TB, _ *sandbox, _ archiveFormat, a *genArchive) {
-			a.replace(t, a.layer, tarEntry{name: a.layer, typ: tar.TypeSymlink, link: relLink(a.layer, a.config),
+			a.replace(t, a.layer, tarEntry{name: a.layer, typ: tar.TypeSymlink, link: relLink(t, a.layer, a.config),
 				pax: map[string]string{"linkpath": "../../../../etc/shadow"}})
 		}},
 	// archive/tar refuses a header whose size is negative or does not

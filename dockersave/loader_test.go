@@ -26,6 +26,8 @@ import (
 	"github.com/moby/moby/client"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // fakeEngine is a daemon holding one image, exported as a legacy archive.
@@ -66,7 +68,7 @@ func (f *fakeEngine) ImageInspect(_ context.Context, name string, opts ...client
 	return client.ImageInspectResult{InspectResponse: f.inspect}, nil
 }
 
-func (f *fakeEngine) ImageSave(_ context.Context, ids []string, opts ...client.ImageSaveOption) (client.ImageSaveResult, error) {
+func (f *fakeEngine) ImageSave(ctx context.Context, ids []string, opts ...client.ImageSaveOption) (client.ImageSaveResult, error) {
 	f.saves.Add(1)
 	f.mu.Lock()
 	f.saveOpts = append(f.saveOpts, len(opts))
@@ -78,7 +80,11 @@ func (f *fakeEngine) ImageSave(_ context.Context, ids []string, opts ...client.I
 		f.saving <- struct{}{}
 	}
 	if f.gate != nil {
-		<-f.gate
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return io.NopCloser(bytes.NewReader(f.archive)), nil
 }
@@ -175,22 +181,26 @@ func contendedLoads(t *testing.T, f *fakeEngine, first, second *Loader, secondSt
 		err error
 	}
 	r1, r2 := make(chan result, 1), make(chan result, 1)
+	ctx := testwait.Context(t)
 	go func() {
-		img, err := first.Load(context.Background(), "app:1", nil)
+		img, err := first.Load(ctx, "app:1", nil)
 		r1 <- result{img, err}
 	}()
-	<-f.saving
+	testwait.Recv(t, f.saving, "the first load to export")
 	go func() {
-		img, err := second.Load(context.Background(), "app:1", nil)
+		img, err := second.Load(ctx, "app:1", nil)
 		r2 <- result{img, err}
 	}()
 	select {
 	case <-waiting:
 	case res := <-r2:
 		t.Fatalf("second load finished while the first held the lock: %+v %v", res.img, res.err)
+	case <-ctx.Done():
+		t.Fatalf("the second load never waited for the image's lock: %v", context.Cause(ctx))
 	}
 	close(f.gate)
-	a, b := <-r1, <-r2
+	a := testwait.Recv(t, r1, "the first load")
+	b := testwait.Recv(t, r2, "the second load")
 	if a.err != nil || b.err != nil {
 		t.Fatalf("loads: %v, %v", a.err, b.err)
 	}

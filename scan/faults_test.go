@@ -25,6 +25,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // Routes of Clair v4 that faultyClair can break, as "METHOD path prefix".
@@ -280,7 +281,7 @@ func TestClairFaults(t *testing.T) {
 				if !errors.As(err, &ue) || !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("err = %v, want a ClairUnreachableError from the probe's deadline", err)
 				}
-				<-fc.stalled // the stalled request was abandoned
+				testwait.Recv(t, fc.stalled, "the stalled request to be abandoned")
 			}},
 		{name: "clair stalls on the index request",
 			clair:         &faultyClair{stall: routeIndex},
@@ -289,7 +290,7 @@ func TestClairFaults(t *testing.T) {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("err = %v, want the scan's deadline", err)
 				}
-				<-fc.stalled // the connection was closed: Clair cancels the index
+				testwait.Recv(t, fc.stalled, "the index request's connection to close") // Clair cancels the index
 			}},
 		{name: "clair drops a layer download and fetches it again",
 			clair: &faultyClair{abortAfter: 64 << 10, retry: true},
@@ -341,7 +342,7 @@ func TestClairFaults(t *testing.T) {
 			layers := httptest.NewServer(cfg.Server)
 			defer layers.Close()
 			cfg.Base, _ = url.Parse(layers.URL)
-			ctx := t.Context()
+			ctx := testwait.Context(t)
 			if tc.ctxTimeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, tc.ctxTimeout)
@@ -349,9 +350,13 @@ func TestClairFaults(t *testing.T) {
 			}
 			if tc.expireOnStall {
 				dl := &manualDeadline{Context: ctx, done: make(chan struct{})}
+				parent := ctx
 				go func() {
-					<-fc.stalling
-					dl.expire()
+					select {
+					case <-fc.stalling:
+						dl.expire()
+					case <-parent.Done():
+					}
 				}()
 				ctx = dl
 			}

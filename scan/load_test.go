@@ -23,6 +23,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 // layerOf is an uncompressed layer holding one file of random bytes.
@@ -132,7 +133,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 	baseURL, _ := url.Parse(layerServer.URL)
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	clairURL, _ := url.Parse(clair.URL)
-	ctx := t.Context()
+	ctx := testwait.Context(t)
 
 	// Pruning to zero, all the time.
 	stop := make(chan struct{})
@@ -184,7 +185,8 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			resp, err := client.Get(u)
+			req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Errorf("download %d: %v", i, err)
 				return
@@ -224,9 +226,9 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 		})
 	}
 	close(start)
-	wg.Wait()
+	testwait.Wait(t, &wg, "the downloads and scans")
 	close(stop)
-	pruner.Wait()
+	testwait.Wait(t, &pruner, "the pruner")
 	t.Logf("%d downloads, %d scans, %d prunes evicting %d images", fetched.Load(), scans.Load(), prunes.Load(), evictions.Load())
 	if fetched.Load() != downloads || scans.Load() != workers*images*rounds {
 		t.Fatalf("%d of %d downloads and %d of %d scans succeeded", fetched.Load(), downloads, scans.Load(), workers*images*rounds)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
@@ -206,7 +207,7 @@ func TestFailedScan(t *testing.T) {
 	if st.State != sidecar.StateFailed || !strings.Contains(st.Error, "no such image: nosuch:image") || st.Report != nil {
 		t.Fatalf("scan = %s %q, want failed with the loader's reason", st.State, st.Error)
 	}
-	_, err := e.client.Wait(t.Context(), st.ID, nil)
+	_, err := e.client.Wait(testwait.Context(t), st.ID, nil)
 	var fe *sidecar.FailedError
 	if !errors.As(err, &fe) || fe.Status.ID != st.ID {
 		t.Errorf("Wait: err = %v, want a FailedError", err)
@@ -223,19 +224,27 @@ func TestFailedScan(t *testing.T) {
 func TestIdenticalRequestsShareOneScan(t *testing.T) {
 	e := newEnv(t, gateLoads())
 	first := e.post(t, "alpine:3.11")
-	<-e.loader.entered // the scan is exporting and cannot finish: the gate is shut
+	e.exporting(t) // the scan is exporting and cannot finish: the gate is shut
 
 	const n = 8
 	ids := make([]string, n)
 	var wg sync.WaitGroup
+	ctx := testwait.Context(t)
 	for i := range n {
 		image := "alpine:3.11"
 		if i%2 == 1 {
 			image = "docker.io/library/alpine:3.11"
 		}
-		wg.Go(func() { ids[i] = e.post(t, image).ID })
+		// No t.Fatal here: this is not the test's goroutine.
+		wg.Go(func() {
+			st, err := e.client.Submit(ctx, sidecar.Request{Image: image})
+			if err != nil {
+				t.Errorf("POST %s: %v", image, err)
+			}
+			ids[i] = st.ID
+		})
 	}
-	wg.Wait()
+	testwait.Wait(t, &wg, "%d identical requests", n)
 	for i, id := range ids {
 		if id != first.ID {
 			t.Errorf("request %d got scan %s, want the running %s", i, id, first.ID)
@@ -246,7 +255,7 @@ func TestIdenticalRequestsShareOneScan(t *testing.T) {
 	if err != nil || other.ID == first.ID || other.Platform != "linux/arm64" {
 		t.Errorf("request for linux/arm64: %+v, %v; want a scan of its own", other, err)
 	}
-	<-e.loader.entered
+	e.exporting(t)
 	close(e.loader.gate)
 
 	if st := e.wait(t, first.ID); st.State != sidecar.StateDone {
@@ -268,7 +277,7 @@ func TestIdenticalRequestsShareOneScan(t *testing.T) {
 func TestConcurrencyIsBounded(t *testing.T) {
 	e := newEnv(t, gateLoads(), withConfig(func(c *sidecar.Config) { c.MaxConcurrent = 1; c.MaxQueued = 1 }))
 	a := e.post(t, "alpine:3.11")
-	<-e.loader.entered
+	e.exporting(t)
 	b := e.post(t, "alpine:copy")
 	if st, _ := e.client.Status(t.Context(), b.ID); st.State != sidecar.StateQueued {
 		t.Fatalf("second scan is %s while the only slot is taken, want queued", st.State)
@@ -356,7 +365,7 @@ func TestAccessWithToken(t *testing.T) {
 	}
 	// Clair downloads the layers with the capability alone, from any
 	// address: capture a layer URL while Clair holds it.
-	uris := <-e.clair.entered
+	uris := e.indexing(t)
 	if len(uris) != 1 {
 		t.Fatalf("clair was given %d layer urls", len(uris))
 	}

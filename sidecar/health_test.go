@@ -340,10 +340,10 @@ func TestMetrics(t *testing.T) {
 func TestDeduplicationIsCounted(t *testing.T) {
 	e := newEnv(t, gateLoads())
 	a := e.post(t, "alpine:3.11")
-	<-e.loader.entered
+	e.exporting(t)
 	e.post(t, "alpine:3.11")
 	e.post(t, "alpine")
-	<-e.loader.entered // alpine (alpine:latest) is exporting too
+	e.exporting(t) // alpine (alpine:latest) is exporting too
 	m := scrape(t, e)
 	if got := value(t, m, "layerbridge_scans_deduplicated_total", nil); got != 1 {
 		t.Errorf("deduplicated = %v, want 1 (alpine is alpine:latest, another image)", got)

@@ -21,6 +21,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
@@ -286,6 +287,20 @@ func (e *env) wait(t *testing.T, id string) sidecar.Status {
 		t.Fatalf("wait for scan %s: %v", id, err)
 	}
 	return st
+}
+
+// exporting waits until a scan is inside the loader (gateLoads) and
+// returns the reference it loads.
+func (e *env) exporting(t *testing.T) string {
+	t.Helper()
+	return testwait.Recv(t, e.loader.entered, "a scan to start exporting")
+}
+
+// indexing waits until Clair holds a scan's index request (holdClair) and
+// returns the layer URLs it was given.
+func (e *env) indexing(t *testing.T) []string {
+	t.Helper()
+	return testwait.Recv(t, e.clair.entered, "Clair to receive an index request")
 }
 
 // fakeCache records pins and prunes.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
@@ -26,7 +27,7 @@ func TestGracefulShutdown(t *testing.T) {
 	go func() { served <- srv.Serve(e.ts.Listener) }()
 
 	st := e.post(t, "alpine:3.11")
-	uris := <-e.clair.entered // Clair is indexing: the scan is in flight
+	uris := e.indexing(t) // Clair is indexing: the scan is in flight
 
 	e.svc.Drain()
 	_, err := e.client.Submit(t.Context(), sidecar.Request{Image: "alpine:copy"})
@@ -46,9 +47,10 @@ func TestGracefulShutdown(t *testing.T) {
 	defer resp.Body.Close()
 
 	shutdown := make(chan error, 1)
-	go func() { shutdown <- e.svc.Shutdown(context.Background()) }()
+	wait := testwait.Context(t)
+	go func() { shutdown <- e.svc.Shutdown(wait) }()
 	close(e.clair.release) // Clair downloads the layer and answers
-	if err := <-shutdown; err != nil {
+	if err := testwait.Recv(t, shutdown, "Shutdown"); err != nil {
 		t.Fatalf("Shutdown: %v, want nil: the scan finished within the grace period", err)
 	}
 	// The finished scan is still readable until the server stops.
@@ -61,16 +63,16 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	stopped := make(chan error, 1)
-	go func() { stopped <- srv.Shutdown(context.Background()) }()
-	<-shutdownStarted
+	go func() { stopped <- srv.Shutdown(wait) }()
+	testwait.Recv(t, shutdownStarted, "the server's Shutdown to start")
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil || n != alpineLayerSize {
 		t.Errorf("layer download across the server's Shutdown: %d bytes, %v; want %d", n, err, alpineLayerSize)
 	}
-	if err := <-stopped; err != nil {
+	if err := testwait.Recv(t, stopped, "the server's Shutdown"); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+	if err := testwait.Recv(t, served, "Serve to return"); !errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("Serve returned %v, want ErrServerClosed", err)
 	}
 	if _, err := e.client.Status(t.Context(), st.ID); err == nil {
@@ -83,10 +85,10 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownGracePeriodOver(t *testing.T) {
 	e := newEnv(t, holdClair(), withConfig(func(c *sidecar.Config) { c.MaxConcurrent = 1 }))
 	running := e.post(t, "alpine:3.11")
-	<-e.clair.entered
+	e.indexing(t)
 	queued := e.post(t, "alpine:copy")
 
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(testwait.Context(t))
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- e.svc.Shutdown(ctx) }()
 	// The queued scan is cancelled at once, while the running one goes on.
@@ -97,7 +99,7 @@ func TestShutdownGracePeriodOver(t *testing.T) {
 		t.Errorf("running scan is %s before the grace period ends, want indexing", st.State)
 	}
 	cancel() // the grace period is over
-	if err := <-shutdown; !errors.Is(err, context.Canceled) {
+	if err := testwait.Recv(t, shutdown, "Shutdown"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Shutdown: %v, want the grace period's end", err)
 	}
 	st, _ := e.client.Status(t.Context(), running.ID)
@@ -123,12 +125,12 @@ func TestCachePinnedDuringScanThenPruned(t *testing.T) {
 		c.CacheMaxSize = 10 << 30
 	}))
 	st := e.post(t, "alpine:3.11")
-	<-e.clair.entered
+	e.indexing(t)
 	if n := cache.pins(); n != 1 {
 		t.Errorf("%d pins while clair downloads the layers, want 1", n)
 	}
 	close(e.clair.release)
-	if got := <-cache.pruned; got != 10<<30 {
+	if got := testwait.Recv(t, cache.pruned, "the prune after the scan"); got != 10<<30 {
 		t.Errorf("pruned to %d bytes, want the limit %d", got, int64(10<<30))
 	}
 	done := e.wait(t, st.ID)
@@ -167,7 +169,7 @@ func TestStoreEvictionAroundAScan(t *testing.T) {
 		e.cfg.CacheMaxSize = 1 // evict everything that is not pinned
 	})
 	st := e.post(t, "alpine:3.11")
-	<-e.clair.entered
+	e.indexing(t)
 	res, err := e.store.Prune(t.Context(), 0)
 	if err != nil || len(res.Evicted) != 0 || res.InUse != 1 {
 		t.Errorf("prune during the scan: %+v, %v; want nothing evicted, one image in use", res, err)

@@ -194,7 +194,7 @@ func TestServeCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err = c.Wait(t.Context(), st.ID, nil)
+	st, err = c.Wait(testwait.Context(t), st.ID, nil)
 	if st.State != sidecar.StateFailed || !strings.Contains(st.Error, "no-docker.sock") {
 		t.Errorf("scan without a docker daemon: %s %q (%v), want failed naming the socket", st.State, st.Error, err)
 	}
