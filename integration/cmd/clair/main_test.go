@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/layerbridge/layerbridge/integration/harness"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -73,11 +74,14 @@ func startStack(t *testing.T, bin string) *stackProcess {
 	}()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		<-p.exited
+		testwait.Recv(t, p.exited, "clair-stack to exit once killed")
 		if t.Failed() {
 			t.Logf("clair-stack's stderr:\n%s", p.stderr.String())
 		}
 	})
+	// Building Clair takes minutes the first time on a machine.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
 	select {
 	case p.addr = <-addrs:
 		return p
@@ -86,8 +90,8 @@ func startStack(t *testing.T, bin string) *stackProcess {
 			harness.Unavailable(t, errors.New(p.stderr.String()))
 		}
 		t.Fatalf("clair-stack exited (%v) without printing CLAIR_ADDR; stderr:\n%s", p.cmd.ProcessState, p.stderr.String())
-	case <-t.Context().Done():
-		t.Fatal("clair-stack never printed CLAIR_ADDR")
+	case <-ctx.Done():
+		t.Fatalf("clair-stack never printed CLAIR_ADDR within %s", 10*time.Minute)
 	}
 	return nil
 }
@@ -270,7 +274,7 @@ func TestSecondRunCleansUp(t *testing.T) {
 	pids := descendants(t, first.cmd.Process.Pid)
 	dirs := ownedDirs(t, first.cmd.Process.Pid)
 	first.cmd.Process.Kill()
-	<-first.exited
+	testwait.Recv(t, first.exited, "the first run to exit once killed")
 	waitGone(t, pids, first.addr)
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err != nil {
