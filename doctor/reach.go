@@ -145,7 +145,8 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	seen := slices.Clone(fetches)
 	mu.Unlock()
 	var state string
-	if !indexed {
+	if ok, _ := fetchOutcome(seen); ok != nil && !indexed {
+		// Downloaded, not indexed: what does Clair say of it?
 		state = r.indexState(ctx, c.manifest, err)
 	}
 	r.fetch(base, reason, seen, err, indexed, state)
