@@ -5,7 +5,7 @@
 // Inputs: an image reference (see imageref.Parse: a daemon image, docker-archive:PATH,
 // oci-archive:PATH or oci:DIR; a daemon reference outside the reference grammar
 // is refused before any Engine API call), an optional platform, a Store directory and,
-// for daemon references only, an EngineClient. Output: an Image describing what
+// for daemon references only, an engine.Client. Output: an Image describing what
 // was stored (image ID, platform, manifest digest, layer descriptors and diff
 // IDs), whose blobs can then be opened with Store.OpenBlob.
 //

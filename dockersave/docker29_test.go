@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/engine"
 )
 
 // Recorded from Docker Engine 29.8.1 (moby/v2 v2.0.0-beta.24, containerd
@@ -137,8 +139,8 @@ func startDocker29(t *testing.T) (*docker29, *Loader) {
 	srv := &http.Server{Handler: d.handler(t)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	ep := Endpoint{Host: "unix://" + sock, Source: "--docker-host"}
-	c, err := NewEngineClient(ep)
+	ep := engine.Endpoint{Host: "unix://" + sock, Source: "--docker-host"}
+	c, err := engine.NewClient(ep)
 	if err != nil {
 		t.Fatal(err)
 	}

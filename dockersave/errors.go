@@ -90,67 +90,6 @@ type DaemonError struct {
 
 func (e *DaemonError) Error() string { return "daemon reported: " + e.Message }
 
-// UnreachableError means no Docker daemon answered at Host: the socket does
-// not exist, the connection was refused or timed out, or TLS failed.
-type UnreachableError struct {
-	Host string
-	Err  error
-}
-
-func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot connect to the docker daemon at %s: %v", e.Host, e.Err)
-}
-
-func (e *UnreachableError) Unwrap() error { return e.Err }
-
-// PermissionError means the daemon's unix socket exists but this user may not
-// open it. Socket is the file path ("/var/run/docker.sock"), Host the endpoint.
-type PermissionError struct {
-	Host   string
-	Socket string
-	Err    error
-}
-
-func (e *PermissionError) Error() string {
-	s := e.Socket
-	if s == "" {
-		s = e.Host
-	}
-	return fmt.Sprintf("permission denied on docker socket %s", s)
-}
-
-func (e *PermissionError) Unwrap() error { return e.Err }
-
-// APIVersionError means the daemon's API version is outside what the client
-// supports (too old for github.com/moby/moby/client, or the daemon refuses
-// the version the client asked for). Daemon may be empty when unknown.
-type APIVersionError struct {
-	Host    string
-	Daemon  string
-	Minimum string
-	Err     error
-}
-
-func (e *APIVersionError) Error() string {
-	if e.Daemon != "" {
-		return fmt.Sprintf("docker api version %s at %s is not supported (minimum %s)", e.Daemon, e.Host, e.Minimum)
-	}
-	return fmt.Sprintf("docker api version not supported at %s: %v", e.Host, e.Err)
-}
-
-func (e *APIVersionError) Unwrap() error { return e.Err }
-
-// NotFoundError means the daemon has no image called Ref. The image may exist
-// in another daemon or context: the caller knows which endpoint was used.
-type NotFoundError struct {
-	Ref string
-	Err error
-}
-
-func (e *NotFoundError) Error() string { return "no such image: " + e.Ref }
-
-func (e *NotFoundError) Unwrap() error { return e.Err }
-
 // PlatformError means the image (or archive) has no content for the wanted
 // platform. Available lists what it does offer, when known.
 type PlatformError struct {

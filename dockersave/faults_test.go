@@ -17,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
@@ -163,7 +164,7 @@ func TestDaemonStreamFaults(t *testing.T) {
 				case <-t.Context().Done():
 				}
 			}()
-			c, err := NewEngineClient(ep)
+			c, err := engine.NewClient(ep)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +207,7 @@ func TestKilledExportHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := Endpoint{Host: "unix://" + sock}
+	ep := engine.Endpoint{Host: "unix://" + sock}
 	_, err = realClientLoader(t, s, ep).Load(context.Background(), "app:1", nil)
 	t.Fatalf("the export was meant to be killed, it ended: %v", err)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/internal/fakeengine"
 )
@@ -41,11 +42,11 @@ var hostileRefs = []string{
 func TestHostileReferencesReachNoEngine(t *testing.T) {
 	f := newFakeEngine(t)
 	eng := fakeengine.Start(t, fakeDaemonHandler("1.41", f))
-	ep := Endpoint{Host: eng.Host, Source: "--docker-host"}
+	ep := engine.Endpoint{Host: eng.Host, Source: "--docker-host"}
 	opened := 0
-	l := NewLoader(openTestStore(t), WithEngineFunc(func() (EngineClient, Endpoint, error) {
+	l := NewLoader(openTestStore(t), WithEngineFunc(func() (engine.Client, engine.Endpoint, error) {
 		opened++
-		c, err := NewEngineClient(ep)
+		c, err := engine.NewClient(ep)
 		if err == nil {
 			t.Cleanup(func() { c.Close() })
 		}

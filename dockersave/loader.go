@@ -16,10 +16,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
-	"github.com/moby/moby/client/pkg/versions"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
 )
 
@@ -33,11 +33,11 @@ type Loader struct {
 	// expected (WithLoadProgress).
 	loadProgress func(Progress)
 	host         ocispec.Platform
-	openEng      func() (EngineClient, Endpoint, error)
+	openEng      func() (engine.Client, engine.Endpoint, error)
 
 	mu     sync.Mutex
-	engine EngineClient
-	ep     Endpoint
+	engine engine.Client
+	ep     engine.Endpoint
 	api    string
 }
 
@@ -47,9 +47,9 @@ type LoaderOption func(*Loader)
 // WithEngine sets the Docker Engine client for daemon references and the
 // endpoint it talks to (used in errors: PermissionError names its socket).
 // Without WithEngine or WithEngineFunc, loading a daemon reference fails.
-func WithEngine(c EngineClient, ep Endpoint) LoaderOption {
+func WithEngine(c engine.Client, ep engine.Endpoint) LoaderOption {
 	return func(l *Loader) {
-		l.openEng = func() (EngineClient, Endpoint, error) { return c, ep, nil }
+		l.openEng = func() (engine.Client, engine.Endpoint, error) { return c, ep, nil }
 	}
 }
 
@@ -57,7 +57,7 @@ func WithEngine(c EngineClient, ep Endpoint) LoaderOption {
 // reference is loaded, so archive and layout loads never resolve an endpoint.
 // open is called on the first daemon load, and again on later ones until the
 // client it returns has answered a ping; the Loader never closes it.
-func WithEngineFunc(open func() (EngineClient, Endpoint, error)) LoaderOption {
+func WithEngineFunc(open func() (engine.Client, engine.Endpoint, error)) LoaderOption {
 	return func(l *Loader) { l.openEng = open }
 }
 
@@ -172,9 +172,10 @@ func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.P
 // the host platform, or the only image. Daemon images already stored for the
 // same (image ID, platform) are not exported again (Image.CacheHit).
 //
-// Errors: *NotFoundError, *UnreachableError, *PermissionError,
-// *APIVersionError, *PlatformError, *AmbiguousError, *ArchiveError (with the
-// sentinel errors of this package), or I/O errors wrapped with the reference.
+// Errors: *PlatformError, *AmbiguousError, *ArchiveError (with the sentinel
+// errors of this package); for daemon images also the engine package's
+// *NotFoundError, *UnreachableError, *PermissionError and *APIVersionError;
+// or I/O errors wrapped with the reference.
 func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, error) {
 	img, _, err := l.load(ctx, ref, platform, false)
 	return img, err
@@ -223,6 +224,20 @@ func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platfor
 	return img, held, nil
 }
 
+// daemonErr classifies an error of the Engine API for ref (see
+// engine.Classify); the daemon refusing a platform is a *PlatformError.
+func daemonErr(err error, ep engine.Endpoint, ref string) error {
+	if engine.IsPlatformUnavailable(err) {
+		return &PlatformError{Ref: ref, Err: err}
+	}
+	return engine.Classify(err, ep, ref)
+}
+
+// inspectPlatform is the platform the daemon says an image is for.
+func inspectPlatform(ins client.ImageInspectResult) ocispec.Platform {
+	return normalizePlatform(ocispec.Platform{OS: ins.Os, Architecture: ins.Architecture, Variant: ins.Variant})
+}
+
 func platformAttr(p *ocispec.Platform) string {
 	if p == nil {
 		return "any"
@@ -232,30 +247,26 @@ func platformAttr(p *ocispec.Platform) string {
 
 // engineClient returns the engine and the negotiated API version, building
 // and pinging the client on first use.
-func (l *Loader) engineClient(ctx context.Context) (EngineClient, Endpoint, string, error) {
+func (l *Loader) engineClient(ctx context.Context) (engine.Client, engine.Endpoint, string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.engine != nil {
 		return l.engine, l.ep, l.api, nil
 	}
 	if l.openEng == nil {
-		return nil, Endpoint{}, "", fmt.Errorf("no docker engine configured for daemon images")
+		return nil, engine.Endpoint{}, "", fmt.Errorf("no docker engine configured for daemon images")
 	}
 	c, ep, err := l.openEng()
 	if err != nil {
-		return nil, Endpoint{}, "", err
+		return nil, engine.Endpoint{}, "", err
 	}
-	p, err := ping(ctx, c, ep)
+	p, err := engine.Ping(ctx, c, ep)
 	if err != nil {
-		return nil, Endpoint{}, "", err
+		return nil, engine.Endpoint{}, "", err
 	}
 	l.log.DebugContext(ctx, "docker daemon", "host", ep.Host, "endpoint_source", ep.Source, "api_version", p.APIVersion, "os_type", p.OSType)
 	l.engine, l.ep, l.api = c, ep, p.APIVersion
 	return c, ep, p.APIVersion, nil
-}
-
-func apiAtLeast(api, want string) bool {
-	return api != "" && versions.GreaterThanOrEqualTo(api, want)
 }
 
 // loadDaemon loads a daemon image. With pin not nil, it sets *pin to a pin
@@ -312,14 +323,14 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 	}
 
 	var opts []client.ImageSaveOption
-	if apiAtLeast(api, apiSavePlatform) {
+	if engine.AtLeast(api, engine.APIVersionSavePlatform) {
 		opts = append(opts, client.ImageSaveWithPlatforms(have))
 	}
 	start := time.Now()
 	l.log.DebugContext(ctx, "export", "ref", ref, "id", id, "with_platform", len(opts) > 0, "api_version", api)
 	rc, err := eng.ImageSave(ctx, []string{id.String()}, opts...)
 	if err != nil {
-		return Image{}, classifyEngineErr(err, ep, ref)
+		return Image{}, daemonErr(err, ep, ref)
 	}
 	defer rc.Close()
 	st := newStager(l.store, l.progressFor(t.exportSize()))
@@ -372,14 +383,14 @@ type daemonTarget struct {
 // On the containerd image store an image is an index of platform manifests
 // (and attestation manifests, which are never images); its ID stays the
 // index's, whichever platform is exported.
-func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref, name string, want *ocispec.Platform) (daemonTarget, error) {
+func inspectTarget(ctx context.Context, eng engine.Client, ep engine.Endpoint, api, ref, name string, want *ocispec.Platform) (daemonTarget, error) {
 	var opts []client.ImageInspectOption
-	if apiAtLeast(api, apiInspectManifests) {
+	if engine.AtLeast(api, engine.APIVersionInspectManifests) {
 		opts = append(opts, client.ImageInspectWithManifests(true))
 	}
 	ins, err := eng.ImageInspect(ctx, name, opts...)
 	if err != nil {
-		return daemonTarget{}, classifyEngineErr(err, ep, ref)
+		return daemonTarget{}, daemonErr(err, ep, ref)
 	}
 	id, err := digest.Parse(ins.ID)
 	if err != nil {
@@ -448,7 +459,7 @@ func inspectTarget(ctx context.Context, eng EngineClient, ep Endpoint, api, ref,
 		}
 		t.manifest, t.contentSize = m.digest, m.content
 	}
-	if !apiAtLeast(api, apiInspectPlatform) {
+	if !engine.AtLeast(api, engine.APIVersionInspectPlatform) {
 		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
 	}
 	// The platform's own config: its diff IDs and exact platform. Inspect

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -27,6 +25,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
@@ -106,9 +105,9 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 	}
 }
 
-var testEndpoint = Endpoint{Host: "unix:///fake/docker.sock", Source: "default"}
+var testEndpoint = engine.Endpoint{Host: "unix:///fake/docker.sock", Source: "default"}
 
-func daemonLoader(s *Store, f EngineClient) *Loader {
+func daemonLoader(s *Store, f engine.Client) *Loader {
 	return NewLoader(s, WithEngine(f, testEndpoint), WithHostPlatform(linuxAMD64))
 }
 
@@ -273,7 +272,7 @@ func TestDaemonPlatformMismatch(t *testing.T) {
 		f.platformInspectErr = cerrdefs.ErrNotFound.WithMessage("image has no linux/arm64 variant")
 		// Through the real client, which puts the platform in the query.
 		ep := fakeDaemon(t, api, f)
-		c, err := NewEngineClient(ep)
+		c, err := engine.NewClient(ep)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,9 +298,9 @@ func TestDaemonNoSuchImage(t *testing.T) {
 	f := newFakeEngine(t)
 	f.inspectErr = cerrdefs.ErrNotFound.WithMessage("No such image: nope:latest")
 	_, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "nope:latest", nil)
-	var nf *NotFoundError
+	var nf *engine.NotFoundError
 	if !errors.As(err, &nf) || nf.Ref != "nope:latest" {
-		t.Fatalf("got %v, want *NotFoundError for nope:latest", err)
+		t.Fatalf("got %v, want *engine.NotFoundError for nope:latest", err)
 	}
 }
 
@@ -338,7 +337,7 @@ func TestDaemonTrailingError(t *testing.T) {
 func TestEngineOpenedLazily(t *testing.T) {
 	var opened atomic.Int32
 	f := newFakeEngine(t)
-	l := NewLoader(openTestStore(t), WithEngineFunc(func() (EngineClient, Endpoint, error) {
+	l := NewLoader(openTestStore(t), WithEngineFunc(func() (engine.Client, engine.Endpoint, error) {
 		opened.Add(1)
 		return f, testEndpoint, nil
 	}))
@@ -422,7 +421,7 @@ func fakeDaemonHandler(apiVersion string, f *fakeEngine) http.Handler {
 
 // fakeDaemon serves the Engine API over a unix socket, so the real moby
 // client is exercised without Docker.
-func fakeDaemon(t *testing.T, apiVersion string, f *fakeEngine) Endpoint {
+func fakeDaemon(t *testing.T, apiVersion string, f *fakeEngine) engine.Endpoint {
 	dir, err := os.MkdirTemp("", "lbd")
 	if err != nil {
 		t.Fatal(err)
@@ -436,7 +435,7 @@ func fakeDaemon(t *testing.T, apiVersion string, f *fakeEngine) Endpoint {
 	srv := &http.Server{Handler: fakeDaemonHandler(apiVersion, f)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return Endpoint{Host: "unix://" + sock, Source: "--docker-host"}
+	return engine.Endpoint{Host: "unix://" + sock, Source: "--docker-host"}
 }
 
 // TestTLSEndpoint: a tcp:// endpoint with a CA file talks TLS.
@@ -446,7 +445,7 @@ func TestTLSEndpoint(t *testing.T) {
 	defer srv.Close()
 	ca := writeFile(t, t.TempDir(), "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
 	host := "tcp://" + strings.TrimPrefix(srv.URL, "https://")
-	ep := Endpoint{Host: host, Source: "DOCKER_HOST", TLS: &EndpointTLS{CAFile: ca}}
+	ep := engine.Endpoint{Host: host, Source: "DOCKER_HOST", TLS: &engine.EndpointTLS{CAFile: ca}}
 	s := openTestStore(t)
 	img, err := realClientLoader(t, s, ep).Load(t.Context(), "app:1", nil)
 	if err != nil {
@@ -454,14 +453,14 @@ func TestTLSEndpoint(t *testing.T) {
 	}
 	checkImage(t, s, img)
 	// Without the CA the server is not trusted.
-	_, err = realClientLoader(t, openTestStore(t), Endpoint{Host: host, TLS: &EndpointTLS{}}).Load(t.Context(), "app:1", nil)
-	if !errors.As(err, new(*UnreachableError)) {
-		t.Fatalf("untrusted server: got %v, want *UnreachableError", err)
+	_, err = realClientLoader(t, openTestStore(t), engine.Endpoint{Host: host, TLS: &engine.EndpointTLS{}}).Load(t.Context(), "app:1", nil)
+	if !errors.As(err, new(*engine.UnreachableError)) {
+		t.Fatalf("untrusted server: got %v, want *engine.UnreachableError", err)
 	}
 }
 
-func realClientLoader(t *testing.T, s *Store, ep Endpoint) *Loader {
-	c, err := NewEngineClient(ep)
+func realClientLoader(t *testing.T, s *Store, ep engine.Endpoint) *Loader {
+	c, err := engine.NewClient(ep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,18 +484,18 @@ func TestRealClientAgainstFakeDaemon(t *testing.T) {
 		t.Fatalf("second load: hit %v, %d saves, %v", again.CacheHit, f.saves.Load(), err)
 	}
 	_, err = l.Load(t.Context(), "missing:1", nil)
-	var nf *NotFoundError
+	var nf *engine.NotFoundError
 	if !errors.As(err, &nf) || nf.Ref != "missing:1" {
-		t.Fatalf("got %v, want *NotFoundError", err)
+		t.Fatalf("got %v, want *engine.NotFoundError", err)
 	}
-	info, err := Probe(t.Context(), mustClient(t, ep), ep)
+	info, err := engine.Probe(t.Context(), mustClient(t, ep), ep)
 	if err != nil || info.APIVersion != "1.41" || info.Driver != "overlay2" || info.ContainerdStore {
 		t.Fatalf("Probe = %+v, %v", info, err)
 	}
 }
 
-func mustClient(t *testing.T, ep Endpoint) *client.Client {
-	c, err := NewEngineClient(ep)
+func mustClient(t *testing.T, ep engine.Endpoint) *client.Client {
+	c, err := engine.NewClient(ep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,9 +506,9 @@ func mustClient(t *testing.T, ep Endpoint) *client.Client {
 func TestDaemonAPITooOld(t *testing.T) {
 	ep := fakeDaemon(t, "1.30", newFakeEngine(t))
 	_, err := realClientLoader(t, openTestStore(t), ep).Load(t.Context(), "app:1", nil)
-	var ve *APIVersionError
+	var ve *engine.APIVersionError
 	if !errors.As(err, &ve) {
-		t.Fatalf("got %v, want *APIVersionError", err)
+		t.Fatalf("got %v, want *engine.APIVersionError", err)
 	}
 }
 
@@ -528,33 +527,20 @@ func TestDaemonUnreachable(t *testing.T) {
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 	for name, sock := range map[string]string{"missing socket": filepath.Join(dir, "missing.sock"), "refused": refused} {
-		ep := Endpoint{Host: "unix://" + sock, Source: "DOCKER_HOST"}
+		ep := engine.Endpoint{Host: "unix://" + sock, Source: "DOCKER_HOST"}
 		_, err := realClientLoader(t, openTestStore(t), ep).Load(t.Context(), "app:1", nil)
-		var ue *UnreachableError
+		var ue *engine.UnreachableError
 		if !errors.As(err, &ue) || ue.Host != ep.Host {
-			t.Errorf("%s: got %v, want *UnreachableError for %s", name, err, ep.Host)
+			t.Errorf("%s: got %v, want *engine.UnreachableError for %s", name, err, ep.Host)
 		}
 	}
 }
 
-// TestClassifyPermission: tests run as root cannot meet EACCES on a socket,
-// so the client's two shapes of the error are built by hand.
-func TestClassifyPermission(t *testing.T) {
-	ep := Endpoint{Host: "unix:///var/run/docker.sock"}
-	for _, err := range []error{
-		&url.Error{Op: "Get", URL: "http://docker/_ping", Err: &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.EACCES)}},
-		errors.New("permission denied while trying to connect to the docker API at unix:///var/run/docker.sock"),
-	} {
-		got := classifyEngineErr(err, ep, "")
-		var pe *PermissionError
-		if !errors.As(got, &pe) || pe.Socket != "/var/run/docker.sock" {
-			t.Errorf("classify(%v) = %v, want *PermissionError on /var/run/docker.sock", err, got)
-		}
-	}
-	if got := classifyEngineErr(fs.ErrNotExist, ep, ""); !errors.As(got, new(*UnreachableError)) {
-		t.Errorf("ENOENT classified as %v", got)
-	}
-	if got := classifyEngineErr(errors.New("no suitable export target found for platform linux/arm64"), ep, "x"); !errors.As(got, new(*PlatformError)) {
+// TestClassifyPlatform: the daemon refusing a platform is a *PlatformError
+// (the engine package classifies the rest).
+func TestClassifyPlatform(t *testing.T) {
+	ep := engine.Endpoint{Host: "unix:///var/run/docker.sock"}
+	if got := daemonErr(errors.New("no suitable export target found for platform linux/arm64"), ep, "x"); !errors.As(got, new(*PlatformError)) {
 		t.Errorf("platform export error classified as %v", got)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/engine"
 )
 
 // progressLog records what WithLoadProgress reports.
@@ -55,8 +57,8 @@ func TestLoadProgressExpected(t *testing.T) {
 		srv := &http.Server{Handler: (&docker29{}).handler(t)}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
-		ep := Endpoint{Host: "unix://" + filepath.Join(dir, "d.sock"), Source: "--docker-host"}
-		c, err := NewEngineClient(ep)
+		ep := engine.Endpoint{Host: "unix://" + filepath.Join(dir, "d.sock"), Source: "--docker-host"}
+		c, err := engine.NewClient(ep)
 		if err != nil {
 			t.Fatal(err)
 		}

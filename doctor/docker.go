@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
 )
 
@@ -64,11 +65,11 @@ func (r *run) docker(ctx context.Context) {
 		return
 	}
 
-	info, err := dockersave.Probe(ctx, eng, ep)
+	info, err := engine.Probe(ctx, eng, ep)
 	var (
-		perm        *dockersave.PermissionError
-		unreachable *dockersave.UnreachableError
-		apiErr      *dockersave.APIVersionError
+		perm        *engine.PermissionError
+		unreachable *engine.UnreachableError
+		apiErr      *engine.APIVersionError
 	)
 	switch {
 	case err == nil:
@@ -106,7 +107,7 @@ func (r *run) docker(ctx context.Context) {
 	r.image(ctx, eng, ref, refErr)
 }
 
-func describeEndpoint(ep dockersave.Endpoint) string {
+func describeEndpoint(ep engine.Endpoint) string {
 	why := ep.Source
 	switch ep.Source {
 	case "default":
@@ -135,14 +136,14 @@ func describeAPI(v string) string {
 	return s
 }
 
-func describeStorage(info dockersave.DaemonInfo) string {
+func describeStorage(info engine.DaemonInfo) string {
 	if info.ContainerdStore {
 		return fmt.Sprintf("containerd image store (snapshotter %s): exports keep layers compressed and image IDs are manifest digests", info.Driver)
 	}
 	return fmt.Sprintf("graphdriver store (%s): exports hold uncompressed layers and image IDs are config digests", info.Driver)
 }
 
-func unreachableEvidence(ep dockersave.Endpoint, sock socketInfo, err error) string {
+func unreachableEvidence(ep engine.Endpoint, sock socketInfo, err error) string {
 	switch {
 	case sock.path == "":
 		return err.Error()
@@ -156,7 +157,7 @@ func unreachableEvidence(ep dockersave.Endpoint, sock socketInfo, err error) str
 	return fmt.Sprintf("%s exists but no daemon answers on it (a stale socket from a stopped daemon?): %v", sock.path, err)
 }
 
-func (r *run) unreachableFix(ep dockersave.Endpoint) string {
+func (r *run) unreachableFix(ep engine.Endpoint) string {
 	var alt []string
 	for _, c := range r.cfg.SocketCandidates {
 		if c == ep.Socket() || slices.Contains(alt, c) {
@@ -234,7 +235,7 @@ func permissionFix(id identity, sock socketInfo) string {
 
 // image checks that the image a scan would read is there, on which
 // platforms, and how big it is. eng is nil when the daemon cannot be used.
-func (r *run) image(ctx context.Context, eng dockersave.EngineClient, ref imageref.Ref, refErr error) {
+func (r *run) image(ctx context.Context, eng engine.Client, ref imageref.Ref, refErr error) {
 	switch {
 	case r.cfg.Image == "":
 		r.add(CheckDockerImage, Skipped, "no IMAGE given", "")

@@ -10,7 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 )
 
 // Status is the outcome of one check.
@@ -62,11 +62,11 @@ const (
 // are missing is reported as skipped.
 type Config struct {
 	// Docker opens the Engine API client and returns the endpoint it talks
-	// to, as the scan command does (dockersave.ResolveEndpoint, then
-	// dockersave.NewEngineClient). It is called once. An error with an
+	// to, as the scan command does (engine.ResolveEndpoint, then
+	// engine.NewClient). It is called once. An error with an
 	// empty Endpoint.Host means no endpoint could be chosen; with a Host,
 	// that the client could not be built for it. nil skips the Docker checks.
-	Docker func() (dockersave.EngineClient, dockersave.Endpoint, error)
+	Docker func() (engine.Client, engine.Endpoint, error)
 	// SocketCandidates are other places a Docker socket is commonly found
 	// (the rootless daemon's $XDG_RUNTIME_DIR/docker.sock, Docker Desktop's
 	// ~/.docker/desktop/docker.sock): when the chosen daemon does not answer,
@@ -151,7 +151,7 @@ type run struct {
 	results []Result
 
 	// Learned by the Docker checks.
-	daemon     *dockersave.DaemonInfo
+	daemon     *engine.DaemonInfo
 	imageBytes int64 // the image's size, 0 when unknown
 
 	// Learned by the Clair checks: the API to use for the canary, "" when

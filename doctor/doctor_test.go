@@ -18,7 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 )
@@ -179,7 +179,7 @@ func TestArchiveNeedsNoDaemon(t *testing.T) {
 }
 
 func TestEndpointNotChosen(t *testing.T) {
-	results := Run(t.Context(), Config{Docker: func() (_ dockersave.EngineClient, ep dockersave.Endpoint, _ error) {
+	results := Run(t.Context(), Config{Docker: func() (_ engine.Client, ep engine.Endpoint, _ error) {
 		return nil, ep, errString(`choose the docker daemon: docker context "gone" not found`)
 	}})
 	expect(t, results, CheckDockerEndpoint, Failed, []string{`context "gone" not found`}, []string{"DOCKER_CONTEXT", "docker context ls"})

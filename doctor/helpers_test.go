@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 )
 
@@ -91,10 +91,10 @@ func serveUnix(t *testing.T, path string, h http.Handler) {
 
 // daemonAt is Config.Docker for a daemon at host, built the way the CLI
 // builds it.
-func daemonAt(host, source string) func() (dockersave.EngineClient, dockersave.Endpoint, error) {
-	return func() (dockersave.EngineClient, dockersave.Endpoint, error) {
-		ep := dockersave.Endpoint{Host: host, Source: source}
-		c, err := dockersave.NewEngineClient(ep)
+func daemonAt(host, source string) func() (engine.Client, engine.Endpoint, error) {
+	return func() (engine.Client, engine.Endpoint, error) {
+		ep := engine.Endpoint{Host: host, Source: source}
+		c, err := engine.NewClient(ep)
 		if err != nil {
 			return nil, ep, err
 		}
@@ -103,7 +103,7 @@ func daemonAt(host, source string) func() (dockersave.EngineClient, dockersave.E
 }
 
 // startDaemon serves f on a unix socket and returns Config.Docker for it.
-func startDaemon(t *testing.T, f *fakeDaemon) func() (dockersave.EngineClient, dockersave.Endpoint, error) {
+func startDaemon(t *testing.T, f *fakeDaemon) func() (engine.Client, engine.Endpoint, error) {
 	t.Helper()
 	sock := filepath.Join(shortTempDir(t), "docker.sock")
 	serveUnix(t, sock, f)

@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/integration/harness"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 )
@@ -34,21 +35,21 @@ func (c *countingEngine) ImageSave(ctx context.Context, ids []string, opts ...cl
 }
 
 // dockersaveEngine resolves the daemon the way layerbridge does
-// (ResolveEndpoint + NewEngineClient) and probes it; an unreachable daemon
+// (engine.ResolveEndpoint + engine.NewClient) and probes it; an unreachable daemon
 // fails the test under CI=true.
-func dockersaveEngine(t *testing.T) (*countingEngine, dockersave.Endpoint) {
+func dockersaveEngine(t *testing.T) (*countingEngine, engine.Endpoint) {
 	t.Helper()
 	home, _ := os.UserHomeDir()
-	ep, err := dockersave.ResolveEndpoint("", os.Getenv, dockersave.DockerConfigDir(os.Getenv, home))
+	ep, err := engine.ResolveEndpoint("", os.Getenv, engine.DockerConfigDir(os.Getenv, home))
 	if err != nil {
 		harness.Unavailable(t, err)
 	}
-	c, err := dockersave.NewEngineClient(ep)
+	c, err := engine.NewClient(ep)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	info, err := dockersave.Probe(t.Context(), c, ep)
+	info, err := engine.Probe(t.Context(), c, ep)
 	if err != nil {
 		harness.Unavailable(t, fmt.Errorf("docker daemon at %s (%s): %w", ep.Host, ep.Source, err))
 	}
@@ -230,7 +231,7 @@ func TestDockersaveDaemonErrors(t *testing.T) {
 	eng, ep := dockersaveEngine(t)
 	l := dockersave.NewLoader(openStore(t), dockersave.WithEngine(eng, ep))
 	_, err := l.Load(t.Context(), "layerbridge-no-such-image:never", nil)
-	var nf *dockersave.NotFoundError
+	var nf *engine.NotFoundError
 	if !errors.As(err, &nf) || nf.Ref != "layerbridge-no-such-image:never" {
 		t.Errorf("got %v, want *NotFoundError", err)
 	}
@@ -241,14 +242,14 @@ func TestDockersaveDaemonErrors(t *testing.T) {
 	if !errors.As(err, &pe) {
 		t.Errorf("got %v, want *PlatformError", err)
 	}
-	missing := dockersave.Endpoint{Host: "unix://" + filepath.Join(t.TempDir(), "no.sock"), Source: "--docker-host"}
-	c, err := dockersave.NewEngineClient(missing)
+	missing := engine.Endpoint{Host: "unix://" + filepath.Join(t.TempDir(), "no.sock"), Source: "--docker-host"}
+	c, err := engine.NewClient(missing)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_, err = dockersave.NewLoader(openStore(t), dockersave.WithEngine(c, missing)).Load(t.Context(), ref, nil)
-	var ue *dockersave.UnreachableError
+	var ue *engine.UnreachableError
 	if !errors.As(err, &ue) {
 		t.Errorf("got %v, want *UnreachableError", err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -259,7 +259,7 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // Ready runs the readiness checks: not draining; the store can be written
-// (when Config.Store is set); the Docker daemon answers dockersave.Probe
+// (when Config.Store is set); the Docker daemon answers engine.Probe
 // (when Config.Engine is set); Clair answers scan.DetectAPI with the
 // configured API. All but the first are probes, run concurrently, bounded
 // by ten seconds, and their result is reused for five seconds: callers
@@ -346,9 +346,9 @@ func (s *Service) probe(ctx context.Context) []Check {
 		wg.Go(func() {
 			docker = Check{Name: "docker"}
 			c, ep, err := s.cfg.Engine()
-			var info dockersave.DaemonInfo
+			var info engine.DaemonInfo
 			if err == nil {
-				info, err = dockersave.Probe(ctx, c, ep)
+				info, err = engine.Probe(ctx, c, ep)
 			}
 			if err != nil {
 				docker.Detail = err.Error()

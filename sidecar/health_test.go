@@ -20,15 +20,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
-// fakeDocker answers the two Engine API calls dockersave.Probe makes, so
+// fakeDocker answers the two Engine API calls engine.Probe makes, so
 // that the real Docker client is tested against it.
-func fakeDocker(t *testing.T) dockersave.Endpoint {
+func fakeDocker(t *testing.T) engine.Endpoint {
 	t.Helper()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -44,12 +44,12 @@ func fakeDocker(t *testing.T) dockersave.Endpoint {
 		}
 	}))
 	t.Cleanup(ts.Close)
-	return dockersave.Endpoint{Host: "tcp://" + ts.Listener.Addr().String(), Source: "test"}
+	return engine.Endpoint{Host: "tcp://" + ts.Listener.Addr().String(), Source: "test"}
 }
 
-func engine(ep dockersave.Endpoint) func() (dockersave.EngineClient, dockersave.Endpoint, error) {
-	return func() (dockersave.EngineClient, dockersave.Endpoint, error) {
-		c, err := dockersave.NewEngineClient(ep)
+func engineAt(ep engine.Endpoint) func() (engine.Client, engine.Endpoint, error) {
+	return func() (engine.Client, engine.Endpoint, error) {
+		c, err := engine.NewClient(ep)
 		if err != nil {
 			return nil, ep, err
 		}
@@ -59,14 +59,14 @@ func engine(ep dockersave.Endpoint) func() (dockersave.EngineClient, dockersave.
 
 func TestReadyz(t *testing.T) {
 	up := fakeDocker(t)
-	down := dockersave.Endpoint{Host: "unix://" + filepath.Join(t.TempDir(), "no-docker.sock"), Source: "test"}
+	down := engine.Endpoint{Host: "unix://" + filepath.Join(t.TempDir(), "no-docker.sock"), Source: "test"}
 	closed := httptest.NewServer(nil)
 	clairDown, _ := url.Parse(closed.URL)
 	closed.Close()
 
 	tests := []struct {
 		name      string
-		docker    dockersave.Endpoint
+		docker    engine.Endpoint
 		clairDown bool
 		want      int
 		failing   map[string]string // check name -> part of its detail
@@ -79,7 +79,7 @@ func TestReadyz(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, withConfig(func(c *sidecar.Config) {
-				c.Engine = engine(tt.docker)
+				c.Engine = engineAt(tt.docker)
 				if tt.clairDown {
 					c.Clair = clairDown
 				}
@@ -135,7 +135,7 @@ func TestReadyzDetailsForAllowedCallersOnly(t *testing.T) {
 			if tc.token {
 				opts = append(opts, withToken(t))
 			}
-			e := newEnv(t, append(opts, withConfig(func(c *sidecar.Config) { c.Engine = engine(fakeDocker(t)) }))...)
+			e := newEnv(t, append(opts, withConfig(func(c *sidecar.Config) { c.Engine = engineAt(fakeDocker(t)) }))...)
 			rec := serveFrom(e, "GET", "/readyz", tc.remote, tc.auth)
 			var r sidecar.Readiness
 			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != 200 || !r.Ready {
@@ -174,7 +174,7 @@ func TestReadyzProbesAreCached(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	e := newEnv(t, withConfig(func(c *sidecar.Config) {
 		c.Clair = mustURL(t, clair.URL)
-		c.Engine = engine(dockersave.Endpoint{Host: "tcp://" + docker.Listener.Addr().String(), Source: "test"})
+		c.Engine = engineAt(engine.Endpoint{Host: "tcp://" + docker.Listener.Addr().String(), Source: "test"})
 		c.Now = clock.Now
 	}))
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
@@ -74,7 +75,7 @@ func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platfor
 	}
 	archive, ok := l.images[ref]
 	if !ok {
-		return dockersave.Image{}, &dockersave.NotFoundError{Ref: ref}
+		return dockersave.Image{}, &engine.NotFoundError{Ref: ref}
 	}
 	l.mu.Lock()
 	prev, seen := l.stored[ref]

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeengine"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
@@ -20,9 +21,9 @@ import (
 func TestHostileImagesReachNoEngine(t *testing.T) {
 	eng := fakeengine.Start(t, nil)
 	useEngine := func(e *env) {
-		ep := dockersave.Endpoint{Host: eng.Host, Source: "--docker-host"}
-		e.cfg.Loader = dockersave.NewLoader(e.store, dockersave.WithEngineFunc(func() (dockersave.EngineClient, dockersave.Endpoint, error) {
-			c, err := dockersave.NewEngineClient(ep)
+		ep := engine.Endpoint{Host: eng.Host, Source: "--docker-host"}
+		e.cfg.Loader = dockersave.NewLoader(e.store, dockersave.WithEngineFunc(func() (engine.Client, engine.Endpoint, error) {
+			c, err := engine.NewClient(ep)
 			return c, ep, err
 		}))
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -58,9 +58,9 @@ type Config struct {
 	HTTPClient *http.Client // for requests to Clair; nil: a client without timeout
 
 	// Engine opens the Docker Engine client that /readyz probes with
-	// dockersave.Probe; it should be the one the Loader uses. nil leaves
+	// engine.Probe; it should be the one the Loader uses. nil leaves
 	// Docker out of readiness.
-	Engine func() (dockersave.EngineClient, dockersave.Endpoint, error)
+	Engine func() (engine.Client, engine.Endpoint, error)
 	// Store, when set, is probed by /readyz: while it cannot be written (a
 	// read-only file system, say), no scan of a new image can succeed, so
 	// the service is not ready. It should be the store the Loader writes;

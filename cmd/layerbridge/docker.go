@@ -10,7 +10,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/layerbridge/layerbridge/dockersave"
-	"github.com/layerbridge/layerbridge/scan"
+	"github.com/layerbridge/layerbridge/engine"
 )
 
 // daemon opens the Docker Engine client once, on first use, and remembers
@@ -21,19 +21,19 @@ type daemon struct {
 
 type connection struct {
 	client   *client.Client
-	endpoint dockersave.Endpoint
+	endpoint engine.Endpoint
 }
 
 func newDaemon(flagHost string, e env, log *slog.Logger) *daemon {
 	return &daemon{once: sync.OnceValues(func() (connection, error) {
-		ep, err := dockersave.ResolveEndpoint(flagHost, e.getenv, dockersave.DockerConfigDir(e.getenv, e.home))
+		ep, err := engine.ResolveEndpoint(flagHost, e.getenv, engine.DockerConfigDir(e.getenv, e.home))
 		if err != nil {
 			return connection{endpoint: ep}, &hintedError{err: fmt.Errorf("choose the docker daemon: %w", err), hints: []string{
 				"check --docker-host, DOCKER_HOST and DOCKER_CONTEXT (docker context ls lists the contexts; unset them for the default socket)",
 			}}
 		}
 		log.Debug("docker daemon", "host", ep.Host, "chosen_by", ep.Source, "tls", ep.TLS != nil)
-		c, err := dockersave.NewEngineClient(ep)
+		c, err := engine.NewClient(ep)
 		if err != nil {
 			return connection{endpoint: ep}, fmt.Errorf("docker client for %s: %w", ep.Host, err)
 		}
@@ -41,12 +41,12 @@ func newDaemon(flagHost string, e env, log *slog.Logger) *daemon {
 	})}
 }
 
-func (d *daemon) open() (*client.Client, dockersave.Endpoint, error) {
+func (d *daemon) open() (*client.Client, engine.Endpoint, error) {
 	c, err := d.once()
 	return c.client, c.endpoint, err
 }
 
-func (d *daemon) engine() (dockersave.EngineClient, dockersave.Endpoint, error) {
+func (d *daemon) engine() (engine.Client, engine.Endpoint, error) {
 	c, ep, err := d.open()
 	if err != nil {
 		return nil, ep, err
@@ -54,8 +54,8 @@ func (d *daemon) engine() (dockersave.EngineClient, dockersave.Endpoint, error) 
 	return c, ep, nil
 }
 
-func (d *daemon) containers() scan.DockerContainers {
-	return scan.DockerContainers{Open: func() (scan.ContainerListAPI, error) {
+func (d *daemon) containers() engine.Containers {
+	return engine.Containers{Open: func() (engine.ContainerListAPI, error) {
 		c, _, err := d.open()
 		if err != nil {
 			return nil, err

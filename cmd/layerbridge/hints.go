@@ -13,6 +13,7 @@ import (
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -26,10 +27,10 @@ func hintsFor(err error) []string {
 	var (
 		ue          *usageError
 		badRef      *imageref.Error
-		perm        *dockersave.PermissionError
-		unreachable *dockersave.UnreachableError
-		apiVer      *dockersave.APIVersionError
-		notFound    *dockersave.NotFoundError
+		perm        *engine.PermissionError
+		unreachable *engine.UnreachableError
+		apiVer      *engine.APIVersionError
+		notFound    *engine.NotFoundError
 		platform    *dockersave.PlatformError
 		ambiguous   *dockersave.AmbiguousError
 		mismatch    *scan.APIMismatchError

@@ -13,6 +13,7 @@ import (
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -24,10 +25,10 @@ func TestEveryUserErrorHasAHint(t *testing.T) {
 	file := "docker-archive:" + filepath.Join(t.TempDir(), "image.tar")
 	errs := map[string]error{
 		"usage":             &usageError{msg: "bad flag", hints: []string{"do this"}},
-		"docker permission": &dockersave.PermissionError{Host: "unix:///var/run/docker.sock", Socket: "/var/run/docker.sock"},
-		"docker down":       &dockersave.UnreachableError{Host: "unix:///var/run/docker.sock"},
-		"docker api":        &dockersave.APIVersionError{Host: "unix:///var/run/docker.sock"},
-		"no such image":     &dockersave.NotFoundError{Ref: "nope:1"},
+		"docker permission": &engine.PermissionError{Host: "unix:///var/run/docker.sock", Socket: "/var/run/docker.sock"},
+		"docker down":       &engine.UnreachableError{Host: "unix:///var/run/docker.sock"},
+		"docker api":        &engine.APIVersionError{Host: "unix:///var/run/docker.sock"},
+		"no such image":     &engine.NotFoundError{Ref: "nope:1"},
 		"platform":          &dockersave.PlatformError{Ref: "x"},
 		"ambiguous":         &dockersave.AmbiguousError{Ref: "x"},
 		"daemon error":      archive("app:1", fmt.Errorf("%w: %w", dockersave.ErrTruncated, &dockersave.DaemonError{Message: "no space left on device"})),
@@ -79,7 +80,7 @@ func TestHintNamesTheArchiveForAFileGivenAsADaemonImage(t *testing.T) {
 		dir:         "is a directory here: to scan the OCI image layout in it, name it oci:" + dir,
 		"myapp:1.0": "to scan an archive instead, name it: docker-archive:PATH",
 	} {
-		hints := strings.Join(hintsFor(&dockersave.NotFoundError{Ref: ref}), "\n")
+		hints := strings.Join(hintsFor(&engine.NotFoundError{Ref: ref}), "\n")
 		if !strings.Contains(hints, want) {
 			t.Errorf("%s: hints lack %q:\n%s", ref, want, hints)
 		}

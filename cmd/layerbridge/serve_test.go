@@ -21,6 +21,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
@@ -366,7 +367,7 @@ type fixtureDaemon struct {
 func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, error) {
 	archive, ok := d.images[ref]
 	if !ok {
-		return dockersave.Image{}, &dockersave.NotFoundError{Ref: ref}
+		return dockersave.Image{}, &engine.NotFoundError{Ref: ref}
 	}
 	return d.loader.Load(ctx, archive, p)
 }

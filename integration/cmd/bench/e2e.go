@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -44,7 +45,7 @@ func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) 
 // runScan scans ref (already in the daemon) with a fresh, empty image cache
 // in cacheDir against Clair at clairURL, as `layerbridge scan` does, and
 // times its stages.
-func runScan(ctx context.Context, eng dockersave.EngineClient, ep dockersave.Endpoint, cacheDir string, clairURL *url.URL, ref string) (scanTiming, error) {
+func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDir string, clairURL *url.URL, ref string) (scanTiming, error) {
 	store, err := dockersave.OpenStore(cacheDir)
 	if err != nil {
 		return scanTiming{}, err

@@ -24,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/integration/harness"
 )
 
@@ -498,11 +499,11 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 		return nil, fmt.Errorf("--scan-rootfs: %w", err)
 	}
 	home, _ := os.UserHomeDir()
-	ep, err := dockersave.ResolveEndpoint("", os.Getenv, dockersave.DockerConfigDir(os.Getenv, home))
+	ep, err := engine.ResolveEndpoint("", os.Getenv, engine.DockerConfigDir(os.Getenv, home))
 	if err != nil {
 		return nil, err
 	}
-	eng, err := dockersave.NewEngineClient(ep)
+	eng, err := engine.NewClient(ep)
 	if err != nil {
 		return nil, err
 	}
@@ -586,11 +587,11 @@ func startCPUProfile(path string) (func() error, error) {
 // allocation profile.
 func profileExport(ctx context.Context, o options, log *slog.Logger, b *builtImage, work string) error {
 	home, _ := os.UserHomeDir()
-	ep, err := dockersave.ResolveEndpoint("", os.Getenv, dockersave.DockerConfigDir(os.Getenv, home))
+	ep, err := engine.ResolveEndpoint("", os.Getenv, engine.DockerConfigDir(os.Getenv, home))
 	if err != nil {
 		return err
 	}
-	eng, err := dockersave.NewEngineClient(ep)
+	eng, err := engine.NewClient(ep)
 	if err != nil {
 		return err
 	}

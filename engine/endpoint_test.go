@@ -1,4 +1,4 @@
-package dockersave
+package engine
 
 import (
 	"os"
@@ -47,7 +47,7 @@ func TestResolveEndpoint(t *testing.T) {
 		skipVerify bool
 		wantErr    string
 	}{
-		{name: "default", dir: cfg, wantHost: DefaultDockerHost, wantSource: "default"},
+		{name: "default", dir: cfg, wantHost: DefaultHost, wantSource: "default"},
 		{name: "flag wins", flag: "unix:///flag.sock", env: map[string]string{"DOCKER_HOST": "unix:///env.sock", "DOCKER_CONTEXT": "rootless"}, dir: cfg, wantHost: "unix:///flag.sock", wantSource: "--docker-host"},
 		{name: "DOCKER_HOST over context", env: map[string]string{"DOCKER_HOST": "unix:///env.sock", "DOCKER_CONTEXT": "rootless"}, dir: withCurrent, wantHost: "unix:///env.sock", wantSource: "DOCKER_HOST"},
 		{name: "DOCKER_HOST tcp with cert path, no verify", env: map[string]string{"DOCKER_HOST": "tcp://h:2376", "DOCKER_CERT_PATH": certs}, dir: cfg, wantHost: "tcp://h:2376", wantSource: "DOCKER_HOST", wantTLS: true, skipVerify: true},
@@ -56,12 +56,12 @@ func TestResolveEndpoint(t *testing.T) {
 		{name: "DOCKER_CONTEXT", env: map[string]string{"DOCKER_CONTEXT": "rootless"}, dir: cfg, wantHost: "unix:///run/user/1000/docker.sock", wantSource: "context rootless (DOCKER_CONTEXT)"},
 		{name: "context with TLS files", env: map[string]string{"DOCKER_CONTEXT": "remote"}, dir: cfg, wantHost: "tcp://10.0.0.5:2376", wantSource: "context remote (DOCKER_CONTEXT)", wantTLS: true},
 		{name: "config.json currentContext", dir: withCurrent, wantHost: "unix:///home/me/.docker/desktop/docker.sock", wantSource: "context desktop-linux (config.json)"},
-		{name: "DOCKER_CONTEXT=default", env: map[string]string{"DOCKER_CONTEXT": "default"}, dir: withCurrent, wantHost: DefaultDockerHost, wantSource: "context default (DOCKER_CONTEXT)"},
+		{name: "DOCKER_CONTEXT=default", env: map[string]string{"DOCKER_CONTEXT": "default"}, dir: withCurrent, wantHost: DefaultHost, wantSource: "context default (DOCKER_CONTEXT)"},
 		{name: "missing context", env: map[string]string{"DOCKER_CONTEXT": "nope"}, dir: cfg, wantErr: `docker context "nope" not found`},
 		{name: "ssh unsupported", env: map[string]string{"DOCKER_CONTEXT": "ssh"}, dir: cfg, wantErr: "ssh:// endpoints are not supported"},
 		{name: "bad host", flag: "/var/run/docker.sock", dir: cfg, wantErr: "invalid docker host"},
 		{name: "malformed config.json", dir: badConfig, wantErr: "parse docker config"},
-		{name: "no config dir", dir: filepath.Join(cfg, "absent"), wantHost: DefaultDockerHost, wantSource: "default"},
+		{name: "no config dir", dir: filepath.Join(cfg, "absent"), wantHost: DefaultHost, wantSource: "default"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestResolveEndpointContextTLSFiles(t *testing.T) {
 	if ep.TLS == nil || ep.TLS.CAFile != filepath.Join(dir, "ca.pem") || ep.TLS.CertFile != filepath.Join(dir, "cert.pem") || ep.TLS.KeyFile != filepath.Join(dir, "key.pem") || !ep.TLS.SkipVerify {
 		t.Fatalf("tls %+v", ep.TLS)
 	}
-	if _, err := NewEngineClient(ep); err == nil || !strings.Contains(err.Error(), "tcp://10.0.0.5:2376") {
+	if _, err := NewClient(ep); err == nil || !strings.Contains(err.Error(), "tcp://10.0.0.5:2376") {
 		t.Fatalf("client with garbage pem files: %v", err)
 	}
 }
@@ -118,4 +118,13 @@ func TestEndpointSocket(t *testing.T) {
 	if s := (Endpoint{Host: "tcp://h:1"}).Socket(); s != "" {
 		t.Errorf("got %q", s)
 	}
+}
+
+func writeFile(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

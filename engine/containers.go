@@ -1,4 +1,4 @@
-package scan
+package engine
 
 import (
 	"context"
@@ -9,21 +9,22 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 )
 
-// ContainerListAPI is the Docker Engine call the container lister needs;
+// ContainerListAPI is the Docker Engine call Containers needs;
 // *client.Client implements it.
 type ContainerListAPI interface {
 	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
 }
 
-// DockerContainers adapts the Docker Engine API to bridge.ContainerLister.
-// open is called on first use, so a scan of an archive never needs a daemon.
-type DockerContainers struct {
+// Containers adapts the Docker Engine API to bridge.ContainerLister, for
+// the layer server's address detection. Open is called on first use, so a
+// scan of an archive never needs a daemon.
+type Containers struct {
 	Open func() (ContainerListAPI, error)
 }
 
 // RunningContainers lists the daemon's running containers with their
 // network endpoints and published ports.
-func (d DockerContainers) RunningContainers(ctx context.Context) ([]bridge.Container, error) {
+func (d Containers) RunningContainers(ctx context.Context) ([]bridge.Container, error) {
 	c, err := d.Open()
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package dockersave
+package engine
 
 import (
 	"crypto/sha256"
@@ -18,8 +18,8 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// DefaultDockerHost is the endpoint used when nothing else is configured.
-const DefaultDockerHost = "unix:///var/run/docker.sock"
+// DefaultHost is the endpoint used when nothing else is configured.
+const DefaultHost = "unix:///var/run/docker.sock"
 
 // maxDockerConfigSize caps config.json and context meta.json reads.
 const maxDockerConfigSize = 1 << 20
@@ -69,7 +69,7 @@ func DockerConfigDir(getenv func(string) string, home string) string {
 // flagHost (--docker-host), then DOCKER_HOST (with DOCKER_TLS_VERIFY and
 // DOCKER_CERT_PATH), then the current context (DOCKER_CONTEXT, else
 // currentContext in dockerConfigDir/config.json) read from the context store
-// under dockerConfigDir/contexts, then DefaultDockerHost. It reads only
+// under dockerConfigDir/contexts, then DefaultHost. It reads only
 // dockerConfigDir and the variables through getenv; it does not contact the
 // daemon. A named context that does not exist, or an unparsable config.json
 // or meta.json, is an error (as with the CLI), not a silent fallback.
@@ -90,11 +90,11 @@ func ResolveEndpoint(flagHost string, getenv func(string) string, dockerConfigDi
 		how = "config.json"
 	}
 	if name == "" {
-		return Endpoint{Host: DefaultDockerHost, Source: "default"}, nil
+		return Endpoint{Host: DefaultHost, Source: "default"}, nil
 	}
 	source := fmt.Sprintf("context %s (%s)", name, how)
 	if name == "default" {
-		return Endpoint{Host: DefaultDockerHost, Source: source}, nil
+		return Endpoint{Host: DefaultHost, Source: source}, nil
 	}
 	ep, err := contextEndpoint(dockerConfigDir, name)
 	if err != nil {
@@ -237,11 +237,11 @@ func readSmallFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// NewEngineClient builds a Docker Engine API client for ep. It reads no
+// NewClient builds a Docker Engine API client for ep. It reads no
 // environment variables (DOCKER_API_VERSION included): the API version is
 // negotiated on the first request. It does not connect; the first call does.
 // The caller closes the client.
-func NewEngineClient(ep Endpoint) (*client.Client, error) {
+func NewClient(ep Endpoint) (*client.Client, error) {
 	if err := checkHost(ep.Host); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,12 @@
+// Package engine is layerbridge's access to the Docker Engine API: it
+// chooses the daemon's endpoint as the docker CLI does (--docker-host,
+// DOCKER_HOST, the current context, TLS files), builds the client, pings
+// and probes the daemon, and turns the client's errors into the typed
+// errors callers branch on (unreachable, permission, API version, no such
+// image). It also adapts the daemon's container list for the layer
+// server's address detection (Containers).
+//
+// It reads no flags and no environment variables itself: callers pass the
+// flag's value, getenv and the configuration directory. It depends on
+// bridge only for the container types of address detection.
+package engine
