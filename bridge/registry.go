@@ -15,6 +15,8 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/mediatype"
 )
 
 // Catalog tells the registry view which images a repository name holds. It
@@ -53,21 +55,11 @@ var (
 	ErrNotInRepository   = errors.New("not in repository")
 )
 
-// The Docker image manifest v2 schema 2 media types, which `docker save` and
-// registries still produce beside the OCI ones.
-const (
-	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-)
-
-// manifestMediaTypes are the media types served from the manifests route.
-// Anything else (a config, a layer) is MANIFEST_UNKNOWN there, as in
-// distribution/distribution.
-var manifestMediaTypes = []string{
-	ocispec.MediaTypeImageManifest,
-	ocispec.MediaTypeImageIndex,
-	mediaTypeDockerManifest,
-	mediaTypeDockerManifestList,
+// isManifestRouteType reports whether mt is served from the manifests route:
+// an OCI or Docker manifest or index. Anything else (a config, a layer) is
+// MANIFEST_UNKNOWN there, as in distribution/distribution.
+func isManifestRouteType(mt string) bool {
+	return mediatype.IsManifest(mt) || mediatype.IsIndex(mt)
 }
 
 // maxTagsPage caps a page of tags/list; a larger n gets this many and a Link
@@ -187,7 +179,7 @@ func (v *registryView) manifest(w http.ResponseWriter, r *http.Request) error {
 	if byDigest && desc.Digest != d {
 		return errInternal(fmt.Errorf("catalog answered %s for manifest %s", desc.Digest, d))
 	}
-	if !slices.Contains(manifestMediaTypes, desc.MediaType) {
+	if !isManifestRouteType(desc.MediaType) {
 		unknown.cause = fmt.Errorf("%s is %q, not a manifest", desc.Digest, desc.MediaType)
 		return unknown
 	}

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/mediatype"
 )
 
 // Image is one stored image, as Loader.Load and Store.Lookup return it.
@@ -71,32 +72,6 @@ func (im Image) ManifestDescriptor() ocispec.Descriptor {
 	}
 	p := im.Platform
 	return ocispec.Descriptor{MediaType: mt, Digest: im.ManifestDigest, Size: im.ManifestSize, Platform: &p}
-}
-
-// Media types accepted from archives besides the OCI ones.
-const (
-	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerConfig       = "application/vnd.docker.container.image.v1+json"
-)
-
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerManifestList
-}
-
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == mediaTypeDockerManifest
-}
-
-func isConfigType(mt string) bool {
-	return mt == ocispec.MediaTypeImageConfig || mt == mediaTypeDockerConfig
-}
-
-// isLayerType accepts OCI and Docker filesystem layer types (including
-// non-distributable ones), nothing else (signatures, attestations, SBOMs).
-func isLayerType(mt string) bool {
-	return strings.HasPrefix(mt, "application/vnd.oci.image.layer.") ||
-		strings.HasPrefix(mt, "application/vnd.docker.image.rootfs.")
 }
 
 // blobSource is where interpretation finds blobs by digest: an archive read
@@ -306,14 +281,14 @@ func candidatesFromIndex(src blobSource, raw []byte) ([]*candidate, error) {
 				mt = sniffMediaType(data)
 			}
 			switch {
-			case isIndexType(mt):
+			case mediatype.IsIndex(mt):
 				if depth >= maxIndexDepth {
 					return archiveErr(src.imageName(), b.entry, fmt.Errorf("%w: indexes nested deeper than %d", ErrTooLarge, maxIndexDepth))
 				}
 				if err := walk(b.entry, data, depth+1, append(slices.Clone(parents), d.Digest)); err != nil {
 					return err
 				}
-			case isManifestType(mt):
+			case mediatype.IsManifest(mt):
 				c, err := manifestCandidate(src, d, b, data, parents)
 				if err != nil {
 					return err
@@ -336,14 +311,14 @@ func manifestCandidate(src blobSource, d ocispec.Descriptor, b *stagedBlob, data
 	if err := unmarshalJSON(src, b.entry, data, &m); err != nil {
 		return nil, err
 	}
-	if m.Subject != nil || !isConfigType(m.Config.MediaType) {
+	if m.Subject != nil || !mediatype.IsConfig(m.Config.MediaType) {
 		return nil, nil // a referrer (signature, SBOM) or a non-image artifact
 	}
 	if len(m.Layers) > maxLayers {
 		return nil, archiveErr(src.imageName(), b.entry, fmt.Errorf("%w: more than %d layers", ErrTooLarge, maxLayers))
 	}
 	for _, l := range m.Layers {
-		if !isLayerType(l.MediaType) {
+		if !mediatype.IsLayer(l.MediaType) {
 			return nil, nil
 		}
 		if err := l.Digest.Validate(); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/internal/mediatype"
 )
 
 // Loader loads images from any source into a Store. It is safe for
@@ -471,7 +472,7 @@ func inspectTarget(ctx context.Context, eng engine.Client, ep engine.Endpoint, a
 	if t.platform = inspectPlatform(pins); !platformMatches(*want, t.platform) {
 		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
 	}
-	if t.manifest == "" && pins.Descriptor != nil && isManifestType(pins.Descriptor.MediaType) {
+	if t.manifest == "" && pins.Descriptor != nil && mediatype.IsManifest(pins.Descriptor.MediaType) {
 		t.manifest = pins.Descriptor.Digest
 	}
 	pins.ID, pins.RepoTags = ins.ID, ins.RepoTags

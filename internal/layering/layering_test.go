@@ -27,8 +27,8 @@ var rules = map[string]rule{
 	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"engine":              {project: []string{"bridge"}},
-	"dockersave":          {project: []string{"engine", "imageref"}},
-	"bridge":              {},
+	"dockersave":          {project: []string{"engine", "imageref", "internal/mediatype"}},
+	"bridge":              {project: []string{"internal/mediatype"}},
 	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "report"}},
 	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "report", "scan"}},
 	"doctor":              {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "scan"}},
@@ -39,6 +39,7 @@ var rules = map[string]rule{
 	"internal/fakeclair":  {project: []string{"internal/httprec"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"internal/layering":   {thirdParty: []string{}},
 	"internal/testwait":   {thirdParty: []string{}},
+	"internal/mediatype":  {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 }
 
 type pkg struct {

@@ -1,0 +1,40 @@
+// Package mediatype is the one list of the image media types layerbridge
+// accepts besides the OCI ones (the Docker image manifest v2 schema 2 types
+// that docker save and registries still produce), and the tests of which
+// kind of blob a media type names. It depends only on the OCI image spec.
+package mediatype
+
+import (
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// The Docker image manifest v2 schema 2 media types.
+const (
+	DockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	DockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	DockerConfig       = "application/vnd.docker.container.image.v1+json"
+)
+
+// IsIndex reports whether mt is an OCI image index or a Docker manifest list.
+func IsIndex(mt string) bool {
+	return mt == ocispec.MediaTypeImageIndex || mt == DockerManifestList
+}
+
+// IsManifest reports whether mt is an OCI or Docker image manifest.
+func IsManifest(mt string) bool {
+	return mt == ocispec.MediaTypeImageManifest || mt == DockerManifest
+}
+
+// IsConfig reports whether mt is an OCI or Docker image config.
+func IsConfig(mt string) bool {
+	return mt == ocispec.MediaTypeImageConfig || mt == DockerConfig
+}
+
+// IsLayer accepts OCI and Docker filesystem layer types (including
+// non-distributable ones), nothing else (signatures, attestations, SBOMs).
+func IsLayer(mt string) bool {
+	return strings.HasPrefix(mt, "application/vnd.oci.image.layer.") ||
+		strings.HasPrefix(mt, "application/vnd.docker.image.rootfs.")
+}
