@@ -8,8 +8,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/layerbridge/layerbridge/internal/clairhttp"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/layerbridge/layerbridge/internal/clairhttp"
 )
 
 // Values to test with errors.Is. They are never returned bare: an *APIError,

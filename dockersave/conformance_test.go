@@ -16,6 +16,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // checkImage is the conformance check every source must pass: every blob
@@ -58,7 +60,7 @@ func checkImage(t *testing.T, s *Store, img Image) {
 	if len(img.DiffIDs) != len(img.Manifest.Layers) {
 		t.Fatalf("%d diff ids for %d layers", len(img.DiffIDs), len(img.Manifest.Layers))
 	}
-	if !platformMatches(img.Platform, configPlatform(cfg)) {
+	if !platforms.Match(img.Platform, configPlatform(cfg)) {
 		t.Fatalf("platform %v, config says %v", img.Platform, configPlatform(cfg))
 	}
 	for i, l := range img.Manifest.Layers {
@@ -96,7 +98,7 @@ func checkImage(t *testing.T, s *Store, img Image) {
 	}
 	got, ok, err := s.Lookup(img.ID, img.Platform)
 	if err != nil || !ok {
-		t.Fatalf("Lookup(%s, %s) = %v, %v", img.ID, FormatPlatform(img.Platform), ok, err)
+		t.Fatalf("Lookup(%s, %s) = %v, %v", img.ID, platforms.Format(img.Platform), ok, err)
 	}
 	if got.ManifestDigest != img.ManifestDigest || !slices.Equal(got.DiffIDs, img.DiffIDs) || !got.CacheHit {
 		t.Fatalf("Lookup = %+v, want manifest %s", got, img.ManifestDigest)
@@ -126,8 +128,8 @@ var fixtureWants = []fixtureWant{
 func checkFixture(t *testing.T, s *Store, img Image, w fixtureWant) {
 	t.Helper()
 	checkImage(t, s, img)
-	if img.ID.String() != w.id || FormatPlatform(img.Platform) != w.platform || len(img.Manifest.Layers) != w.layers {
-		t.Errorf("got id %s platform %s %d layers, want %s %s %d", img.ID, FormatPlatform(img.Platform), len(img.Manifest.Layers), w.id, w.platform, w.layers)
+	if img.ID.String() != w.id || platforms.Format(img.Platform) != w.platform || len(img.Manifest.Layers) != w.layers {
+		t.Errorf("got id %s platform %s %d layers, want %s %s %d", img.ID, platforms.Format(img.Platform), len(img.Manifest.Layers), w.id, w.platform, w.layers)
 	}
 	if w.manifest != "" && img.ManifestDigest.String() != w.manifest {
 		t.Errorf("manifest %s, want the original %s", img.ManifestDigest, w.manifest)

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // Recorded from Docker Engine 29.8.1 (moby/v2 v2.0.0-beta.24, containerd
@@ -178,9 +179,9 @@ func TestDocker29BuildKitImage(t *testing.T) {
 			}
 			want := "linux/amd64"
 			if tc.platform != nil {
-				want = FormatPlatform(*tc.platform)
+				want = platforms.Format(*tc.platform)
 			}
-			if got := FormatPlatform(img.Platform); got != want {
+			if got := platforms.Format(img.Platform); got != want {
 				t.Errorf("platform %s, want %s", got, want)
 			}
 			if len(d.saves) != 1 || d.saves[0] != tc.save {

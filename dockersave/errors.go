@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // Sentinel errors for the ways an archive can be rejected. They are wrapped in
@@ -100,7 +102,7 @@ type PlatformError struct {
 }
 
 func (e *PlatformError) Error() string {
-	msg := fmt.Sprintf("image %s does not provide platform %s", e.Ref, FormatPlatform(e.Want))
+	msg := fmt.Sprintf("image %s does not provide platform %s", e.Ref, platforms.Format(e.Want))
 	if len(e.Available) > 0 {
 		msg += " (available: " + formatPlatforms(e.Available) + ")"
 	}
@@ -127,7 +129,7 @@ func (e *AmbiguousError) Error() string {
 func formatPlatforms(ps []ocispec.Platform) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
-		s[i] = FormatPlatform(p)
+		s[i] = platforms.Format(p)
 	}
 	return strings.Join(s, ", ")
 }

@@ -17,6 +17,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // How the store bounds its size.
@@ -120,7 +122,7 @@ func (s *Store) stored(img Image) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	key := FormatPlatform(normalizePlatform(img.Platform))
+	key := platforms.Format(platforms.Normalize(img.Platform))
 	for _, d := range idx.Manifests {
 		if d.Digest != img.ManifestDigest || !recordMatches(d, img.ID, key) {
 			continue

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // What `layerbridge inspect` prints, for an archive read in place. (An
@@ -31,7 +32,7 @@ func ExampleLoader_Load() {
 	}
 	fmt.Println("ref:", img.Ref)
 	fmt.Println("id:", img.ID)
-	fmt.Println("platform:", dockersave.FormatPlatform(img.Platform))
+	fmt.Println("platform:", platforms.Format(img.Platform))
 	fmt.Println("manifest:", img.ManifestDigest)
 	for _, l := range img.Layers() {
 		fmt.Println("layer:", l.Digest, l.Size, l.MediaType, l.DiffID)

@@ -10,6 +10,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/internal/mediatype"
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // Image is one stored image, as Loader.Load and Store.Lookup return it.
@@ -22,7 +23,7 @@ type Image struct {
 	// graphdriver daemon, the manifest or index digest on the containerd
 	// store) and the config digest for archives and layouts.
 	ID digest.Digest
-	// Platform is the image's normalized platform (see ParsePlatform).
+	// Platform is the image's normalized platform (see platforms.Parse).
 	Platform ocispec.Platform
 	// RepoTags are the daemon's tags (or the archive's), possibly empty.
 	RepoTags []string
@@ -139,7 +140,7 @@ func parseConfig(src blobSource, b *stagedBlob) (ocispec.Image, error) {
 }
 
 func configPlatform(img ocispec.Image) ocispec.Platform {
-	return normalizePlatform(ocispec.Platform{OS: img.OS, Architecture: img.Architecture, Variant: img.Variant})
+	return platforms.Normalize(ocispec.Platform{OS: img.OS, Architecture: img.Architecture, Variant: img.Variant})
 }
 
 // dockerManifestEntry is one element of manifest.json.
@@ -333,7 +334,7 @@ func manifestCandidate(src blobSource, d ocispec.Descriptor, b *stagedBlob, data
 	}
 	c := &candidate{entry: b.entry, manifestBlob: b, manifestBytes: data, manifest: &m, parents: parents}
 	if d.Platform != nil {
-		c.platform = normalizePlatform(*d.Platform)
+		c.platform = platforms.Normalize(*d.Platform)
 	}
 	if src.has(m.Config.Digest) {
 		cfg, err := src.get(m.Config.Digest, m.Config.Size)
@@ -372,7 +373,7 @@ func choose(cands []*candidate, want *ocispec.Platform, host ocispec.Platform, i
 	if len(cands) == 0 {
 		return nil, archiveErr(image, "", fmt.Errorf("%w: no image manifest found", ErrNoImage))
 	}
-	platforms := func(cs []*candidate) []ocispec.Platform {
+	available := func(cs []*candidate) []ocispec.Platform {
 		out := make([]ocispec.Platform, len(cs))
 		for i, c := range cs {
 			out[i] = c.platform
@@ -400,25 +401,25 @@ func choose(cands []*candidate, want *ocispec.Platform, host ocispec.Platform, i
 		case 1:
 			return ok[0], nil
 		}
-		return nil, &AmbiguousError{Ref: image, Platforms: platforms(cs)}
+		return nil, &AmbiguousError{Ref: image, Platforms: available(cs)}
 	}
 	if want != nil {
-		m := filter(cands, func(c *candidate) bool { return platformMatches(*want, c.platform) })
+		m := filter(cands, func(c *candidate) bool { return platforms.Match(*want, c.platform) })
 		if len(m) == 0 {
-			return nil, &PlatformError{Ref: image, Want: *want, Available: platforms(cands)}
+			return nil, &PlatformError{Ref: image, Want: *want, Available: available(cands)}
 		}
 		return pick(m)
 	}
 	if len(cands) == 1 {
 		return cands[0], nil
 	}
-	if m := filter(cands, func(c *candidate) bool { return platformMatches(host, c.platform) }); len(m) > 0 {
+	if m := filter(cands, func(c *candidate) bool { return platforms.Match(host, c.platform) }); len(m) > 0 {
 		return pick(m)
 	}
 	if ok := filter(cands, complete); len(ok) == 1 {
 		return ok[0], nil
 	}
-	return nil, &AmbiguousError{Ref: image, Platforms: platforms(cands)}
+	return nil, &AmbiguousError{Ref: image, Platforms: available(cands)}
 }
 
 // verified is a candidate whose blobs all checked out.

@@ -22,6 +22,7 @@ import (
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/internal/mediatype"
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // Loader loads images from any source into a Store. It is safe for
@@ -117,13 +118,13 @@ func (l *Loader) progressFor(expected int64) func(int64) {
 // WithHostPlatform overrides the platform preferred when an archive holds
 // several images and none was requested. The default is the running program's.
 func WithHostPlatform(p ocispec.Platform) LoaderOption {
-	return func(l *Loader) { l.host = normalizePlatform(p) }
+	return func(l *Loader) { l.host = platforms.Normalize(p) }
 }
 
 // NewLoader returns a Loader writing into store. The store must stay open
 // while the Loader is used.
 func NewLoader(store *Store, opts ...LoaderOption) *Loader {
-	l := &Loader{store: store, log: slog.New(slog.DiscardHandler), host: hostPlatform()}
+	l := &Loader{store: store, log: slog.New(slog.DiscardHandler), host: platforms.Host()}
 	for _, o := range opts {
 		o(l)
 	}
@@ -190,7 +191,7 @@ func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platfor
 		return Image{}, nil, err
 	}
 	if platform != nil {
-		p := normalizePlatform(*platform)
+		p := platforms.Normalize(*platform)
 		platform = &p
 	}
 	start := time.Now()
@@ -220,7 +221,7 @@ func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platfor
 			l.log.DebugContext(ctx, "cannot mark image used", "ref", ref, "error", err)
 		}
 	}
-	l.log.DebugContext(ctx, "image loaded", "ref", ref, "id", img.ID, "platform", FormatPlatform(img.Platform),
+	l.log.DebugContext(ctx, "image loaded", "ref", ref, "id", img.ID, "platform", platforms.Format(img.Platform),
 		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "pinned", held != nil, "duration", time.Since(start))
 	return img, held, nil
 }
@@ -236,14 +237,14 @@ func daemonErr(err error, ep engine.Endpoint, ref string) error {
 
 // inspectPlatform is the platform the daemon says an image is for.
 func inspectPlatform(ins client.ImageInspectResult) ocispec.Platform {
-	return normalizePlatform(ocispec.Platform{OS: ins.Os, Architecture: ins.Architecture, Variant: ins.Variant})
+	return platforms.Normalize(ocispec.Platform{OS: ins.Os, Architecture: ins.Architecture, Variant: ins.Variant})
 }
 
 func platformAttr(p *ocispec.Platform) string {
 	if p == nil {
 		return "any"
 	}
-	return FormatPlatform(*p)
+	return platforms.Format(*p)
 }
 
 // engineClient returns the engine and the negotiated API version, building
@@ -282,7 +283,7 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 		return Image{}, err
 	}
 	id, have, ins := t.id, t.platform, t.inspect
-	l.log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", FormatPlatform(have), "tags", ins.RepoTags,
+	l.log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", platforms.Format(have), "tags", ins.RepoTags,
 		"manifest", t.manifest, "platforms", formatPlatforms(t.platforms))
 	hit := func() (Image, bool, error) {
 		img, ok, err := l.store.Lookup(id, have)
@@ -423,23 +424,23 @@ func inspectTarget(ctx context.Context, eng engine.Client, ep engine.Endpoint, a
 		if err != nil {
 			return daemonTarget{}, fmt.Errorf("%s: daemon listed manifest id %q: %w", ref, m.ID, err)
 		}
-		manifests = append(manifests, listed{platform: normalizePlatform(p), digest: d, available: m.Available, content: m.Size.Content})
-		t.platforms = append(t.platforms, normalizePlatform(p))
+		manifests = append(manifests, listed{platform: platforms.Normalize(p), digest: d, available: m.Available, content: m.Size.Content})
+		t.platforms = append(t.platforms, platforms.Normalize(p))
 	}
 	find := func(p ocispec.Platform) (listed, bool) {
 		for _, m := range manifests {
-			if m.available && FormatPlatform(m.platform) == FormatPlatform(p) {
+			if m.available && platforms.Format(m.platform) == platforms.Format(p) {
 				return m, true
 			}
 		}
 		for _, m := range manifests {
-			if platformMatches(p, m.platform) {
+			if platforms.Match(p, m.platform) {
 				return m, true
 			}
 		}
 		return listed{}, false
 	}
-	if want == nil || platformMatches(*want, t.platform) {
+	if want == nil || platforms.Match(*want, t.platform) {
 		if m, ok := find(t.platform); ok {
 			t.manifest, t.contentSize = m.digest, m.content
 		}
@@ -456,7 +457,7 @@ func inspectTarget(ctx context.Context, eng engine.Client, ep engine.Endpoint, a
 		}
 		if !m.available {
 			return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available,
-				Err: fmt.Errorf("the image lists %s, but its content is not in this daemon (pull it for that platform first)", FormatPlatform(m.platform))}
+				Err: fmt.Errorf("the image lists %s, but its content is not in this daemon (pull it for that platform first)", platforms.Format(m.platform))}
 		}
 		t.manifest, t.contentSize = m.digest, m.content
 	}
@@ -469,7 +470,7 @@ func inspectTarget(ctx context.Context, eng engine.Client, ep engine.Endpoint, a
 	if err != nil {
 		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available, Err: err}
 	}
-	if t.platform = inspectPlatform(pins); !platformMatches(*want, t.platform) {
+	if t.platform = inspectPlatform(pins); !platforms.Match(*want, t.platform) {
 		return daemonTarget{}, &PlatformError{Ref: ref, Want: *want, Available: available}
 	}
 	if t.manifest == "" && pins.Descriptor != nil && mediatype.IsManifest(pins.Descriptor.MediaType) {
@@ -503,7 +504,7 @@ func checkAgainstInspect(ref string, t daemonTarget, v *verified) error {
 	case slices.Contains(ids, t.id):
 	case t.manifest != "" && v.manifestBlob != nil && v.manifestBlob.digest == t.manifest:
 	case t.manifest != "":
-		return archiveErr(ref, "", fmt.Errorf("%w: the daemon lists manifest %s for image %s (%s), the export holds %s", ErrExportMismatch, t.manifest, t.id, FormatPlatform(t.platform), exportedManifest(v)))
+		return archiveErr(ref, "", fmt.Errorf("%w: the daemon lists manifest %s for image %s (%s), the export holds %s", ErrExportMismatch, t.manifest, t.id, platforms.Format(t.platform), exportedManifest(v)))
 	default:
 		return archiveErr(ref, "", fmt.Errorf("%w: image id %s is neither the config nor a manifest of the export", ErrExportMismatch, t.id))
 	}
@@ -534,7 +535,7 @@ func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, 
 		Ref:            ref,
 		Source:         kind,
 		ID:             id,
-		Platform:       normalizePlatform(p),
+		Platform:       platforms.Normalize(p),
 		RepoTags:       tags,
 		ManifestDigest: v.manifestDigest,
 		ManifestSize:   int64(len(v.manifestBytes)),

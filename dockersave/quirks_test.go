@@ -8,6 +8,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 func loadBytes(t *testing.T, s *Store, kind SourceKind, data []byte, p *ocispec.Platform) (Image, error) {
@@ -227,8 +229,8 @@ func TestContainerdExport(t *testing.T) {
 				t.Errorf("layer %d media type %s, want %s", i, l.MediaType, ce.layerMedia[i])
 			}
 		}
-		if FormatPlatform(img.Platform) != "linux/amd64" {
-			t.Errorf("platform %s", FormatPlatform(img.Platform))
+		if platforms.Format(img.Platform) != "linux/amd64" {
+			t.Errorf("platform %s", platforms.Format(img.Platform))
 		}
 	}
 }

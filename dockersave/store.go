@@ -19,6 +19,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // Annotations the store writes on each index.json descriptor. The descriptor's
@@ -298,7 +300,7 @@ func (s *Store) lock(ctx context.Context, name string) (*fileLock, error) {
 func (s *Store) lockPath(name string) string { return filepath.Join(s.dir, locksDir, name) }
 
 func imageLockName(id digest.Digest, p ocispec.Platform) string {
-	sum := sha256.Sum256([]byte(id.String() + "\n" + FormatPlatform(normalizePlatform(p))))
+	sum := sha256.Sum256([]byte(id.String() + "\n" + platforms.Format(platforms.Normalize(p))))
 	return "image-" + hex.EncodeToString(sum[:]) + ".lock"
 }
 
@@ -387,7 +389,7 @@ func (s *Store) Lookup(id digest.Digest, platform ocispec.Platform) (img Image, 
 	if err != nil {
 		return Image{}, false, err
 	}
-	key := FormatPlatform(normalizePlatform(platform))
+	key := platforms.Format(platforms.Normalize(platform))
 	for i := len(idx.Manifests) - 1; i >= 0; i-- {
 		d := idx.Manifests[i]
 		if !recordMatches(d, id, key) {
@@ -437,10 +439,10 @@ func (s *Store) complete(img Image) bool {
 }
 
 func descriptorFor(img Image, manifestBytes []byte) ocispec.Descriptor {
-	p := normalizePlatform(img.Platform)
+	p := platforms.Normalize(img.Platform)
 	ann := map[string]string{
 		AnnotationImageID:    img.ID.String(),
-		AnnotationPlatform:   FormatPlatform(p),
+		AnnotationPlatform:   platforms.Format(p),
 		AnnotationSourceRef:  img.Ref,
 		AnnotationSourceKind: string(img.Source),
 	}
@@ -485,7 +487,7 @@ func imageFromDescriptor(d ocispec.Descriptor) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("index record %s: image id: %w", d.Digest, err)
 	}
-	p, err := ParsePlatform(d.Annotations[AnnotationPlatform])
+	p, err := platforms.Parse(d.Annotations[AnnotationPlatform])
 	if err != nil {
 		return Image{}, fmt.Errorf("index record %s: %w", d.Digest, err)
 	}

@@ -15,9 +15,9 @@ import (
 	"github.com/moby/moby/client/pkg/versions"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // apiManifests is the Engine API version from which image inspect can list
@@ -277,7 +277,7 @@ func (r *run) image(ctx context.Context, eng engine.Client, ref imageref.Ref, re
 			continue
 		}
 		p := norm(m.ImageData.Platform)
-		s := dockersave.FormatPlatform(p)
+		s := platforms.Format(p)
 		if !m.Available {
 			s += " (not pulled)"
 		} else if !slices.ContainsFunc(have, func(h ocispec.Platform) bool { return samePlatform(h, p) }) {
@@ -286,7 +286,7 @@ func (r *run) image(ctx context.Context, eng engine.Client, ref imageref.Ref, re
 		plats = append(plats, s)
 	}
 	if len(plats) == 0 {
-		plats = []string{dockersave.FormatPlatform(have[0])}
+		plats = []string{platforms.Format(have[0])}
 	}
 	id := ins.ID
 	if len(id) > 19 {
@@ -294,8 +294,8 @@ func (r *run) image(ctx context.Context, eng engine.Client, ref imageref.Ref, re
 	}
 	ev := fmt.Sprintf("%s is %s, %s, platform(s) %s", ref.Name, id, humanSize(ins.Size), strings.Join(plats, ", "))
 	if want := r.cfg.Platform; want != nil && !slices.ContainsFunc(have, func(h ocispec.Platform) bool { return matchPlatform(*want, h) }) {
-		r.add(CheckDockerImage, Failed, ev+fmt.Sprintf("; none is the requested %s", dockersave.FormatPlatform(*want)),
-			fmt.Sprintf("scan one of its platforms with --platform, or fetch the one you want: docker pull --platform %s %s", dockersave.FormatPlatform(*want), ref.Name))
+		r.add(CheckDockerImage, Failed, ev+fmt.Sprintf("; none is the requested %s", platforms.Format(*want)),
+			fmt.Sprintf("scan one of its platforms with --platform, or fetch the one you want: docker pull --platform %s %s", platforms.Format(*want), ref.Name))
 		return
 	}
 	r.add(CheckDockerImage, Passed, ev, "")
@@ -316,7 +316,7 @@ func (r *run) localImage(ref imageref.Ref) {
 }
 
 func samePlatform(a, b ocispec.Platform) bool {
-	return dockersave.FormatPlatform(norm(a)) == dockersave.FormatPlatform(norm(b))
+	return platforms.Format(norm(a)) == platforms.Format(norm(b))
 }
 
 // matchPlatform: same OS and architecture, and the same variant unless want
@@ -327,7 +327,7 @@ func matchPlatform(want, have ocispec.Platform) bool {
 }
 
 func norm(p ocispec.Platform) ocispec.Platform {
-	n, err := dockersave.ParsePlatform(dockersave.FormatPlatform(p))
+	n, err := platforms.Parse(platforms.Format(p))
 	if err != nil {
 		return p
 	}

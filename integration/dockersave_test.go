@@ -21,6 +21,7 @@ import (
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/integration/harness"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/platforms"
 )
 
 // countingEngine is the real client with ImageSave calls counted.
@@ -102,7 +103,7 @@ func checkAgainstDaemon(t *testing.T, c *client.Client, s *dockersave.Store, ref
 		t.Errorf("id %s, daemon says %s", img.ID, ins.ID)
 	}
 	if img.Platform.OS != ins.Os || img.Platform.Architecture != ins.Architecture {
-		t.Errorf("platform %s, daemon says %s/%s", dockersave.FormatPlatform(img.Platform), ins.Os, ins.Architecture)
+		t.Errorf("platform %s, daemon says %s/%s", platforms.Format(img.Platform), ins.Os, ins.Architecture)
 	}
 	var want []digest.Digest
 	for _, l := range ins.RootFS.Layers {

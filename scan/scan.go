@@ -18,6 +18,7 @@ import (
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/platforms"
 	"github.com/layerbridge/layerbridge/report"
 )
 
@@ -222,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Ref:            cfg.Image,
 		Name:           ref.ImageName(img.RepoTags),
 		ID:             img.ID.String(),
-		Platform:       dockersave.FormatPlatform(img.Platform),
+		Platform:       platforms.Format(img.Platform),
 		ManifestDigest: img.ManifestDigest.String(),
 	}
 	rep.Clair = report.Clair{URL: redact(cfg.Clair), API: api}

@@ -12,8 +12,8 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/platforms"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -97,7 +97,7 @@ func (r *record) status() Status {
 		History:   append([]Transition(nil), r.history...),
 	}
 	if r.platform != nil {
-		st.Platform = dockersave.FormatPlatform(*r.platform)
+		st.Platform = platforms.Format(*r.platform)
 	}
 	if r.state == StateDone {
 		st.Report = r.json
@@ -111,7 +111,7 @@ func (r *record) status() Status {
 func requestKey(ref imageref.Ref, platform *ocispec.Platform) string {
 	p := ""
 	if platform != nil {
-		p = dockersave.FormatPlatform(*platform)
+		p = platforms.Format(*platform)
 	}
 	return ref.Normalized() + "\n" + p
 }
@@ -146,7 +146,7 @@ func parseRequest(req Request) (scanRequest, error) {
 	if req.Platform == "" {
 		return sr, nil
 	}
-	p, err := dockersave.ParsePlatform(req.Platform)
+	p, err := platforms.Parse(req.Platform)
 	if err != nil {
 		return scanRequest{}, &errBadRequest{err.Error()}
 	}
@@ -208,7 +208,7 @@ func platformString(p *ocispec.Platform) string {
 	if p == nil {
 		return ""
 	}
-	return dockersave.FormatPlatform(*p)
+	return platforms.Format(*p)
 }
 
 // run is a scan's goroutine: it waits for a slot, runs scan.Run on the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/platforms"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -121,7 +122,7 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 	out := inspectOutput{
 		Ref:            ref,
 		ID:             img.ID.String(),
-		Platform:       dockersave.FormatPlatform(img.Platform),
+		Platform:       platforms.Format(img.Platform),
 		ManifestDigest: img.ManifestDigest.String(),
 		Layers:         img.Layers(),
 	}
@@ -157,7 +158,7 @@ func parsePlatformFlag(s string) (*ocispec.Platform, error) {
 	if s == "" {
 		return nil, nil
 	}
-	p, err := dockersave.ParsePlatform(s)
+	p, err := platforms.Parse(s)
 	if err != nil {
 		return nil, usageErrorf("--platform %q: %v (want OS/ARCH[/VARIANT], for example linux/arm64/v8)", s, err)
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/platforms"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
@@ -71,7 +71,7 @@ func (o *scanOptions) scanOnServer(ctx context.Context, e env, platform *ocispec
 
 	req := sidecar.Request{Image: o.image}
 	if platform != nil {
-		req.Platform = dockersave.FormatPlatform(*platform)
+		req.Platform = platforms.Format(*platform)
 	}
 	st, err := c.Submit(sctx, req)
 	if err != nil {

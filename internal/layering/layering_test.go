@@ -27,12 +27,12 @@ var rules = map[string]rule{
 	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"engine":              {project: []string{"bridge"}},
-	"dockersave":          {project: []string{"engine", "imageref", "internal/mediatype"}},
+	"dockersave":          {project: []string{"engine", "imageref", "internal/mediatype", "platforms"}},
 	"bridge":              {project: []string{"internal/mediatype"}},
-	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "report"}},
-	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "report", "scan"}},
-	"doctor":              {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "scan"}},
-	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "report", "scan", "sidecar"}, env: true},
+	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
+	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan"}},
+	"doctor":              {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "scan"}},
+	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "platforms", "report", "scan", "sidecar"}, env: true},
 	"internal/clairhttp":  {thirdParty: []string{}},
 	"internal/httprec":    {thirdParty: []string{}},
 	"internal/fakeengine": {thirdParty: []string{}},
@@ -40,6 +40,7 @@ var rules = map[string]rule{
 	"internal/layering":   {thirdParty: []string{}},
 	"internal/testwait":   {thirdParty: []string{}},
 	"internal/mediatype":  {thirdParty: []string{"github.com/opencontainers/image-spec"}},
+	"platforms":           {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 }
 
 type pkg struct {

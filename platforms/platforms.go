@@ -1,4 +1,4 @@
-package dockersave
+package platforms
 
 import (
 	"fmt"
@@ -8,11 +8,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// ParsePlatform parses "os/arch[/variant]" (as given to --platform) into a
+// Parse parses "os/arch[/variant]" (as given to --platform) into a
 // normalized platform: lowercase, "x86_64" becomes "amd64", "aarch64" becomes
 // "arm64", arm64's default variant "v8" is dropped and a bare "arm" means
 // "arm/v7". An empty variant matches any variant when selecting images.
-func ParsePlatform(s string) (ocispec.Platform, error) {
+func Parse(s string) (ocispec.Platform, error) {
 	parts := strings.Split(strings.TrimSpace(s), "/")
 	if len(parts) < 2 || len(parts) > 3 {
 		return ocispec.Platform{}, fmt.Errorf("parse platform %q: want os/arch[/variant]", s)
@@ -26,7 +26,7 @@ func ParsePlatform(s string) (ocispec.Platform, error) {
 	if len(parts) == 3 {
 		p.Variant = parts[2]
 	}
-	return normalizePlatform(p), nil
+	return Normalize(p), nil
 }
 
 func validPlatformPart(s string) bool {
@@ -40,9 +40,9 @@ func validPlatformPart(s string) bool {
 	return true
 }
 
-// FormatPlatform renders a platform as "os/arch[/variant]", the form
-// ParsePlatform accepts and the store uses in its index annotations.
-func FormatPlatform(p ocispec.Platform) string {
+// Format renders a platform as "os/arch[/variant]", the form Parse
+// accepts and the store uses in its index annotations.
+func Format(p ocispec.Platform) string {
 	s := p.OS + "/" + p.Architecture
 	if p.Variant != "" {
 		s += "/" + p.Variant
@@ -50,7 +50,10 @@ func FormatPlatform(p ocispec.Platform) string {
 	return s
 }
 
-func normalizePlatform(p ocispec.Platform) ocispec.Platform {
+// Normalize returns p in the form Parse produces (lowercase, the usual
+// names of architectures and variants), so that equal platforms compare
+// equal.
+func Normalize(p ocispec.Platform) ocispec.Platform {
 	out := ocispec.Platform{
 		OS:           strings.ToLower(p.OS),
 		Architecture: strings.ToLower(p.Architecture),
@@ -86,19 +89,19 @@ func normalizePlatform(p ocispec.Platform) ocispec.Platform {
 	return out
 }
 
-// platformMatches reports whether have satisfies want: same OS and
-// architecture after normalization, and the same variant unless want has none.
-func platformMatches(want, have ocispec.Platform) bool {
-	w, h := normalizePlatform(want), normalizePlatform(have)
+// Match reports whether have satisfies want: same OS and architecture
+// after normalization, and the same variant unless want has none.
+func Match(want, have ocispec.Platform) bool {
+	w, h := Normalize(want), Normalize(have)
 	if w.OS != h.OS || w.Architecture != h.Architecture {
 		return false
 	}
 	return w.Variant == "" || w.Variant == h.Variant
 }
 
-// hostPlatform is the platform this program runs on; images are chosen for it
-// when no platform is requested.
-func hostPlatform() ocispec.Platform {
+// Host is the platform this program runs on; images are chosen for it when
+// no platform is requested.
+func Host() ocispec.Platform {
 	p := ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
-	return normalizePlatform(p)
+	return Normalize(p)
 }

@@ -1,4 +1,4 @@
-package dockersave
+package platforms
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func TestParsePlatform(t *testing.T) {
+func TestParse(t *testing.T) {
 	cases := []struct {
 		in   string
 		want ocispec.Platform
@@ -26,9 +26,9 @@ func TestParsePlatform(t *testing.T) {
 		{in: "", err: true},
 	}
 	for _, tc := range cases {
-		got, err := ParsePlatform(tc.in)
+		got, err := Parse(tc.in)
 		if (err != nil) != tc.err || (err == nil && (got.OS != tc.want.OS || got.Architecture != tc.want.Architecture || got.Variant != tc.want.Variant)) {
-			t.Errorf("ParsePlatform(%q) = %+v, %v; want %+v, err %v", tc.in, got, err, tc.want, tc.err)
+			t.Errorf("Parse(%q) = %+v, %v; want %+v, err %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }
@@ -36,7 +36,7 @@ func TestParsePlatform(t *testing.T) {
 func TestPlatformMatches(t *testing.T) {
 	p := func(s string) ocispec.Platform {
 		t.Helper()
-		v, err := ParsePlatform(s)
+		v, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,11 +54,11 @@ func TestPlatformMatches(t *testing.T) {
 		{"windows/amd64", "linux/amd64", false},
 	}
 	for _, tc := range cases {
-		if got := platformMatches(p(tc.want), p(tc.have)); got != tc.ok {
-			t.Errorf("platformMatches(%s, %s) = %v", tc.want, tc.have, got)
+		if got := Match(p(tc.want), p(tc.have)); got != tc.ok {
+			t.Errorf("Match(%s, %s) = %v", tc.want, tc.have, got)
 		}
 	}
-	if !platformMatches(ocispec.Platform{OS: "linux", Architecture: "amd64"}, ocispec.Platform{OS: "linux", Architecture: "amd64", Variant: "v3"}) {
+	if !Match(ocispec.Platform{OS: "linux", Architecture: "amd64"}, ocispec.Platform{OS: "linux", Architecture: "amd64", Variant: "v3"}) {
 		t.Error("a variant-less request must match any variant")
 	}
 }
