@@ -13,6 +13,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/directio"
 )
 
 // compression is what a blob's first bytes say it is.
@@ -135,10 +137,10 @@ type stager struct {
 	progress func(int64)
 	total    int64
 	blobs    map[digest.Digest]*stagedBlob
-	// direct holds the aligned buffers of direct-I/O writes (directio.go),
+	// direct holds the aligned buffers of direct-I/O writes (staging.go),
 	// allocated with the first large blob; directMin overrides
 	// directMinSize (tests: -1 turns direct I/O off).
-	direct    chan []byte
+	direct    *directio.Pool
 	directMin int64
 	// syncs, when set (by readArchive, which waits for them), fsyncs and
 	// closes staging files in the background while the stream is read.
@@ -202,7 +204,7 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 	defer func() {
 		if err != nil {
 			if sw != nil {
-				sw.abort()
+				sw.Abort()
 			}
 			if f != nil {
 				f.Close()
@@ -237,7 +239,7 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 	}
 	if sw != nil {
 		// Writes out the last bytes and completes the hash.
-		if err := sw.finish(); err != nil {
+		if err := sw.Finish(); err != nil {
 			return nil, err
 		}
 	}

@@ -27,7 +27,7 @@ var rules = map[string]rule{
 	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"engine":              {project: []string{"bridge"}},
-	"dockersave":          {project: []string{"engine", "imageref", "internal/mediatype", "platforms"}},
+	"dockersave":          {project: []string{"engine", "imageref", "internal/directio", "internal/mediatype", "platforms"}},
 	"bridge":              {project: []string{"internal/mediatype"}},
 	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
 	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan"}},
@@ -41,6 +41,7 @@ var rules = map[string]rule{
 	"internal/testwait":   {thirdParty: []string{}},
 	"internal/mediatype":  {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 	"platforms":           {thirdParty: []string{"github.com/opencontainers/image-spec"}},
+	"internal/directio":   {thirdParty: []string{"golang.org/x/sys"}},
 }
 
 type pkg struct {

@@ -1,4 +1,4 @@
-package dockersave
+package directio
 
 import (
 	"fmt"
@@ -7,10 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setDirectIO turns O_DIRECT on or off for f's open file description. File
+// SetDirect turns O_DIRECT on or off for f's open file description. File
 // systems without direct I/O (tmpfs before Linux 6.6, some FUSE and network
 // file systems) refuse to turn it on.
-func setDirectIO(f *os.File, on bool) error {
+func SetDirect(f *os.File, on bool) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
