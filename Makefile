@@ -33,8 +33,8 @@ FUZZMINIMIZETIME ?= 10x
 FUZZ_TARGETS := \
 	dockersave:FuzzReadArchive \
 	dockersave:FuzzInterpretMetadata \
-	dockersave:FuzzStoreIndex \
-	dockersave:FuzzOpenBlob \
+	store:FuzzStoreIndex \
+	store:FuzzOpenBlob \
 	bridge:FuzzLayerPaths \
 	bridge:FuzzRegistryPaths
 fuzz:
@@ -80,9 +80,9 @@ BENCHFLAGS ?=
 bench: build
 	cd integration && $(GO) run ./cmd/bench --layerbridge $(abspath $(BIN)) $(BENCHFLAGS)
 
-## bench-go: the Go benchmarks that need neither Docker nor Clair (archive reader, blob server)
+## bench-go: the Go benchmarks that need neither Docker nor Clair (archive reader, store, blob server)
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dockersave/ ./bridge/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./dockersave/ ./store/ ./bridge/
 
 ## image: the container image $(IMAGE):$(VERSION) and :latest (FROM scratch, offline: no registry needed;
 ## the context is prepared by deploy/image/context.sh from bin/layerbridge and the host's CA certificates)

@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/internal/directio"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // compression is what a blob's first bytes say it is.
@@ -128,7 +129,7 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // stager streams blobs into the store's staging area. It is used by one
 // goroutine for one load; cleanup removes whatever was not published.
 type stager struct {
-	store    *Store
+	store    *store.Store
 	in       *bufio.Reader
 	out      *bufio.Writer
 	buf      []byte
@@ -147,7 +148,7 @@ type stager struct {
 	syncs *backgroundSyncs
 }
 
-func newStager(s *Store, progress func(int64)) *stager {
+func newStager(s *store.Store, progress func(int64)) *stager {
 	return &stager{
 		store:    s,
 		in:       bufio.NewReaderSize(nil, copyBufferSize),
@@ -191,10 +192,10 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 	h := sha256.New()
 	var w io.Writer = h
 	if want != "" {
-		tmp = st.store.linkStaging(want, size)
+		tmp = st.store.LinkStaging(want, size)
 	}
 	if tmp == "" {
-		f, tmp, err = st.store.createStaging()
+		f, tmp, err = st.store.CreateStaging()
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +210,7 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 			if f != nil {
 				f.Close()
 			}
-			st.store.removeStaging(tmp)
+			st.store.RemoveStaging(tmp)
 		}
 	}()
 
@@ -259,7 +260,7 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 			f.Close()
 		}
 		if tmp != "" {
-			st.store.removeStaging(tmp)
+			st.store.RemoveStaging(tmp)
 		}
 		return prev, nil
 	}
@@ -335,11 +336,13 @@ func (st *stager) readJSON(b *stagedBlob) ([]byte, error) {
 	if b.size > maxMetadataSize {
 		return nil, fmt.Errorf("%w: %d bytes of json (limit %d)", ErrTooLarge, b.size, maxMetadataSize)
 	}
-	name := b.tmp
-	if name == "" {
-		name = blobPath(b.digest)
+	var data []byte
+	var err error
+	if b.tmp != "" {
+		data, err = st.store.ReadStaging(b.tmp, maxMetadataSize)
+	} else {
+		data, err = readStored(st.store, b.digest)
 	}
-	data, err := st.store.root.ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s: %w", b.digest, err)
 	}
@@ -349,11 +352,52 @@ func (st *stager) readJSON(b *stagedBlob) ([]byte, error) {
 	return data, nil
 }
 
+// readStored reads a small blob of the store.
+func readStored(s *store.Store, d digest.Digest) ([]byte, error) {
+	f, err := s.OpenBlob(d)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxMetadataSize+1))
+	if err == nil && len(data) > maxMetadataSize {
+		err = fmt.Errorf("%w: more than %d bytes of json", ErrTooLarge, maxMetadataSize)
+	}
+	return data, err
+}
+
+// blobs are the blobs of v: config, layers and, when kept, the manifest.
+func (v *verified) blobs() []*stagedBlob {
+	out := append([]*stagedBlob{v.config}, v.layers...)
+	if v.manifestBlob != nil {
+		out = append(out, v.manifestBlob)
+	}
+	return out
+}
+
+// staged lists the blobs of v for the store to publish.
+func (v *verified) staged() []store.Staged {
+	blobs := v.blobs()
+	out := make([]store.Staged, len(blobs))
+	for i, b := range blobs {
+		out[i] = store.Staged{Digest: b.digest, Size: b.size, Name: b.tmp}
+	}
+	return out
+}
+
+// published forgets the staging files of v's blobs: the store renamed them
+// into blobs/ or removed them.
+func (v *verified) published() {
+	for _, b := range v.blobs() {
+		b.tmp = ""
+	}
+}
+
 // cleanup removes every staging file that was not published.
 func (st *stager) cleanup() {
 	for _, b := range st.blobs {
 		if b.tmp != "" {
-			st.store.removeStaging(b.tmp)
+			st.store.RemoveStaging(b.tmp)
 			b.tmp = ""
 		}
 	}

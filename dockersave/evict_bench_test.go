@@ -71,39 +71,3 @@ func BenchmarkLoadWarm(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkTouch is the usage mark a warm Load adds: one utimensat on the
-// image's lock file.
-func BenchmarkTouch(b *testing.B) {
-	s := openTestStore(b)
-	f := benchEngine(b, "app:1", [][]byte{randomLayer(b, 4<<10)})
-	img, err := daemonLoader(s, f).Load(b.Context(), "app:1", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		if err := s.Touch(img); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkPruneWithinLimit is what the sidecar pays after each scan when
-// the store is under its limit: read index.json, list blobs/, stat each
-// image's usage mark, clean up; 200 stored images.
-func BenchmarkPruneWithinLimit(b *testing.B) {
-	s := openTestStore(b)
-	for i := range 200 {
-		tag := fmt.Sprintf("other:%d", i)
-		f := benchEngine(b, tag, [][]byte{layerTar(b, map[string]string{"f": fmt.Sprint(i)})})
-		if _, err := daemonLoader(s, f).Load(b.Context(), tag, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for b.Loop() {
-		res, err := s.Prune(b.Context(), 1<<40)
-		if err != nil || len(res.Evicted) != 0 {
-			b.Fatalf("%+v, %v", res, err)
-		}
-	}
-}

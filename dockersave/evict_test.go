@@ -1,18 +1,14 @@
 package dockersave
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,21 +16,30 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/store"
 )
 
-// tickingClock makes s mark uses at distinct, increasing times, so usage
-// order does not depend on the filesystem's timestamp granularity.
-func tickingClock(s *Store) {
+// tickingClock makes a store mark uses at distinct, increasing times, so
+// usage order does not depend on the filesystem's timestamp granularity.
+func tickingClock() store.Option {
 	var n atomic.Int64
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	s.now = func() time.Time { return start.Add(time.Duration(n.Add(1)) * time.Second) }
+	return store.WithClock(func() time.Time { return start.Add(time.Duration(n.Add(1)) * time.Second) })
+}
+
+// pin pins img in s and returns the pin's release.
+func pin(ctx context.Context, s *store.Store, img Image) (func(), error) {
+	p, err := s.Pin(ctx, img.record())
+	if err != nil {
+		return nil, err
+	}
+	return p.Release, nil
 }
 
 // loadEngine loads f's image (tagged tag) through a daemon Loader.
-func loadEngine(t *testing.T, s *Store, f *fakeEngine) Image {
+func loadEngine(t *testing.T, s *store.Store, f *fakeEngine) Image {
 	t.Helper()
 	img, err := daemonLoader(s, f).Load(t.Context(), f.inspect.RepoTags[0], nil)
 	if err != nil {
@@ -48,46 +53,16 @@ func imageBlobs(img Image) []ocispec.Descriptor {
 	return append([]ocispec.Descriptor{img.ManifestDescriptor(), img.Manifest.Config}, img.Manifest.Layers...)
 }
 
-func hasAllBlobs(s *Store, img Image) bool {
+func hasAllBlobs(s *store.Store, img Image) bool {
 	for _, d := range imageBlobs(img) {
-		if !s.hasBlob(d.Digest, d.Size) {
+		if !hasBlob(s, d.Digest, d.Size) {
 			return false
 		}
 	}
 	return true
 }
 
-func hasNoBlobOf(s *Store, img Image, except ...digest.Digest) bool {
-	for _, d := range imageBlobs(img) {
-		if !slices.Contains(except, d.Digest) && s.hasBlob(d.Digest, -1) {
-			return false
-		}
-	}
-	return true
-}
-
-func mustSize(t *testing.T, s *Store) int64 {
-	t.Helper()
-	n, err := s.Size()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func mustPrune(t *testing.T, s *Store, maxBytes int64) PruneResult {
-	t.Helper()
-	res, err := s.Prune(t.Context(), maxBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := mustSize(t, s); got != res.After {
-		t.Fatalf("Prune reports %d bytes after, Size says %d", res.After, got)
-	}
-	return res
-}
-
-func usageOrder(t *testing.T, s *Store) []string {
+func usageOrder(t *testing.T, s *store.Store) []string {
 	t.Helper()
 	u, err := s.Usage()
 	if err != nil {
@@ -95,34 +70,15 @@ func usageOrder(t *testing.T, s *Store) []string {
 	}
 	var out []string
 	for _, e := range u {
-		out = append(out, e.Image.RepoTags[0])
+		out = append(out, e.Record.RepoTags[0])
 	}
 	return out
-}
-
-func evictedTags(res PruneResult) []string {
-	var out []string
-	for _, img := range res.Evicted {
-		out = append(out, img.RepoTags[0])
-	}
-	return out
-}
-
-// threeImages stores a:1, b:1 and c:1 (no shared layers) in that order.
-func threeImages(t *testing.T, s *Store) (engines map[string]*fakeEngine, imgs map[string]Image) {
-	engines, imgs = map[string]*fakeEngine{}, map[string]Image{}
-	for _, tag := range []string{"a:1", "b:1", "c:1"} {
-		engines[tag] = benchEngine(t, tag, [][]byte{randomLayer(t, 8<<10), randomLayer(t, 4<<10)})
-		imgs[tag] = loadEngine(t, s, engines[tag])
-	}
-	return engines, imgs
 }
 
 // TestUsageTracksLoads: every Load, cache hits included, makes the image the
 // most recently used, without rewriting index.json.
 func TestUsageTracksLoads(t *testing.T) {
-	s := openTestStore(t)
-	tickingClock(s)
+	s := openTestStore(t, tickingClock())
 	engines, _ := threeImages(t, s)
 	if got := usageOrder(t, s); !slices.Equal(got, []string{"a:1", "b:1", "c:1"}) {
 		t.Fatalf("usage order %v after loading a, b, c", got)
@@ -153,260 +109,20 @@ func TestUsageTracksLoads(t *testing.T) {
 	}
 	for _, e := range u {
 		if !e.Complete || e.Size == 0 || e.Unique != e.Size {
-			t.Errorf("%s: %+v", e.Image.RepoTags[0], e)
+			t.Errorf("%s: %+v", e.Record.RepoTags[0], e)
 		}
-	}
-}
-
-// TestPruneEvictsLeastRecentlyUsed: only as many images as needed go,
-// least recently used first; the others stay intact.
-func TestPruneEvictsLeastRecentlyUsed(t *testing.T) {
-	s := openTestStore(t)
-	tickingClock(s)
-	engines, imgs := threeImages(t, s)
-	loadEngine(t, s, engines["a:1"]) // a is now the most recently used
-	total := mustSize(t, s)
-
-	res := mustPrune(t, s, total-1)
-	if got := evictedTags(res); !slices.Equal(got, []string{"b:1"}) {
-		t.Fatalf("evicted %v, want [b:1]", got)
-	}
-	if res.Before != total || res.BlobsRemoved != len(imageBlobs(imgs["b:1"])) || !hasNoBlobOf(s, imgs["b:1"]) {
-		t.Fatalf("result %+v; b's blobs left: %v", res, !hasNoBlobOf(s, imgs["b:1"]))
-	}
-	if _, ok, _ := s.Lookup(imgs["b:1"].ID, linuxAMD64); ok {
-		t.Fatal("b:1 still found")
-	}
-	for _, tag := range []string{"a:1", "c:1"} {
-		checkImage(t, s, imgs[tag])
-	}
-	// Within the limit nothing happens.
-	if res := mustPrune(t, s, res.After); len(res.Evicted) != 0 || res.BlobsRemoved != 0 {
-		t.Fatalf("prune within the limit: %+v", res)
-	}
-	res = mustPrune(t, s, res.After-1)
-	if got := evictedTags(res); !slices.Equal(got, []string{"c:1"}) {
-		t.Fatalf("then evicted %v, want [c:1]", got)
-	}
-	checkImage(t, s, imgs["a:1"])
-}
-
-// TestPruneKeepsSharedBlobs: evicting an image leaves the layers another
-// stored image still uses.
-func TestPruneKeepsSharedBlobs(t *testing.T) {
-	s := openTestStore(t)
-	tickingClock(s)
-	base := randomLayer(t, 16<<10)
-	a := loadEngine(t, s, benchEngine(t, "a:1", [][]byte{base, randomLayer(t, 4<<10)}))
-	b := loadEngine(t, s, benchEngine(t, "b:1", [][]byte{base, randomLayer(t, 4<<10)}))
-	shared := a.Manifest.Layers[0]
-	if b.Manifest.Layers[0].Digest != shared.Digest {
-		t.Fatal("test images do not share their base layer")
-	}
-	u, _ := s.Usage()
-	if u[0].Size-u[0].Unique != shared.Size {
-		t.Fatalf("a: size %d, unique %d; shared layer is %d bytes", u[0].Size, u[0].Unique, shared.Size)
-	}
-	res := mustPrune(t, s, mustSize(t, s)-1)
-	if got := evictedTags(res); !slices.Equal(got, []string{"a:1"}) {
-		t.Fatalf("evicted %v, want [a:1]", got)
-	}
-	if !hasNoBlobOf(s, a, shared.Digest) {
-		t.Fatal("a's own blobs survived")
-	}
-	checkImage(t, s, b)
-	if res.BytesFreed != u[0].Unique {
-		t.Fatalf("freed %d bytes, a alone had %d", res.BytesFreed, u[0].Unique)
-	}
-}
-
-// TestPruneZeroEmptiesStore: maxBytes 0 removes every image, orphan, stale
-// staging file, interrupted write and unused lock file.
-func TestPruneZeroEmptiesStore(t *testing.T) {
-	s := openTestStore(t)
-	threeImages(t, s)
-	orphan := []byte("left by a crash")
-	writeFile(t, filepath.Join(s.Dir(), blobsDir), hexOf(orphan), orphan)
-	interrupted := writeFile(t, filepath.Join(s.Dir(), blobsDir), "."+hexOf(nil)+".tmp-0123", []byte("x"))
-	stale := writeFile(t, filepath.Join(s.Dir(), stagingDir), "blob-stale", []byte("x"))
-	old := time.Now().Add(-48 * time.Hour)
-	os.Chtimes(stale, old, old)
-	writeFile(t, filepath.Join(s.Dir(), locksDir), imageLockName(digest.FromString("gone"), linuxAMD64), nil)
-	before := len(storeBlobs(t, s)) - 1 // the interrupted write is not a blob
-
-	res := mustPrune(t, s, 0)
-	if len(res.Evicted) != 3 || res.BlobsRemoved != before || res.After != 0 || res.BytesFreed != res.Before {
-		t.Fatalf("result %+v, %d blobs before", res, before)
-	}
-	if b := storeBlobs(t, s); len(b) != 0 {
-		t.Fatalf("blobs left: %v", b)
-	}
-	if images, err := s.Images(); err != nil || len(images) != 0 {
-		t.Fatalf("images left: %v, %v", images, err)
-	}
-	for _, p := range []string{interrupted, stale} {
-		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("%s kept", p)
-		}
-	}
-	locks, _ := filepath.Glob(filepath.Join(s.Dir(), locksDir, "image-*"))
-	if len(locks) != 0 {
-		t.Errorf("lock files left: %v", locks)
-	}
-}
-
-// TestPruneRemovesOrphansFirst: blobs no record references go before any
-// image is evicted.
-func TestPruneRemovesOrphansFirst(t *testing.T) {
-	s := openTestStore(t)
-	img := loadEngine(t, s, benchEngine(t, "a:1", [][]byte{randomLayer(t, 4<<10)}))
-	orphan := randomLayer(t, 8<<10)
-	writeFile(t, filepath.Join(s.Dir(), blobsDir), hexOf(orphan), orphan)
-	res := mustPrune(t, s, mustSize(t, s)-1)
-	if len(res.Evicted) != 0 || res.BlobsRemoved != 1 || res.BytesFreed != int64(len(orphan)) {
-		t.Fatalf("result %+v", res)
-	}
-	checkImage(t, s, img)
-}
-
-// TestPinnedImageNeverEvicted: a pin held through this Store, through a
-// second Store on the directory (as another process would) or twice keeps
-// the image and all its blobs; once released, it can go.
-func TestPinnedImageNeverEvicted(t *testing.T) {
-	for _, how := range []string{"same store", "second store", "nested"} {
-		t.Run(how, func(t *testing.T) {
-			s := openTestStore(t)
-			_, imgs := threeImages(t, s)
-			pinner := s
-			if how == "second store" {
-				s2, err := OpenStore(s.Dir())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer s2.Close()
-				pinner = s2
-			}
-			a := imgs["a:1"]
-			release, err := pinner.Pin(t.Context(), a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if how == "nested" {
-				release2, err := s.Pin(t.Context(), a)
-				if err != nil {
-					t.Fatal(err)
-				}
-				release2()
-				release2() // harmless
-			}
-			res := mustPrune(t, s, 0)
-			if got := evictedTags(res); !slices.Equal(got, []string{"b:1", "c:1"}) || res.InUse != 1 {
-				t.Fatalf("evicted %v, %d in use; want [b:1 c:1], 1", got, res.InUse)
-			}
-			checkImage(t, s, a)
-			if got, ok, _ := s.Lookup(a.ID, a.Platform); !ok || got.ManifestDigest != a.ManifestDigest {
-				t.Fatal("pinned image's record dropped")
-			}
-			release()
-			res = mustPrune(t, s, 0)
-			if got := evictedTags(res); !slices.Equal(got, []string{"a:1"}) || res.After != 0 {
-				t.Fatalf("after release: evicted %v, %d bytes left", got, res.After)
-			}
-		})
-	}
-}
-
-const pinHelperEnv = "LAYERBRIDGE_TEST_PIN_HELPER"
-
-// TestPinHelperProcess is not a test: TestPinInAnotherProcess runs the test
-// binary again with it, to hold a pin from a separate process. It pins the
-// image named by its environment, says "pinned", and releases the pin when
-// its stdin closes.
-func TestPinHelperProcess(t *testing.T) {
-	spec := os.Getenv(pinHelperEnv)
-	if spec == "" {
-		t.Skip("helper process for TestPinInAnotherProcess")
-	}
-	dir, id, _ := strings.Cut(spec, "\n")
-	s, err := OpenStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	img, ok, err := s.Lookup(digest.Digest(id), linuxAMD64)
-	if !ok || err != nil {
-		t.Fatalf("lookup %s: %v %v", id, ok, err)
-	}
-	release, err := s.Pin(context.Background(), img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Println("pinned")
-	io.Copy(io.Discard, os.Stdin)
-	release()
-}
-
-// TestPinInAnotherProcess: a pin held by another process keeps the image;
-// the pin ends with its release or with the process.
-func TestPinInAnotherProcess(t *testing.T) {
-	for _, end := range []string{"release", "killed"} {
-		t.Run(end, func(t *testing.T) {
-			s := openTestStore(t)
-			_, imgs := threeImages(t, s)
-			a := imgs["a:1"]
-			// Killed at the test's wait bound: every read of its output
-			// and the wait for it end then.
-			cmd := exec.CommandContext(testwait.Context(t), os.Args[0], "-test.run=^TestPinHelperProcess$", "-test.count=1")
-			cmd.Env = append(os.Environ(), pinHelperEnv+"="+s.Dir()+"\n"+a.ID.String())
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill()
-			line, err := bufio.NewReader(stdout).ReadString('\n')
-			if err != nil || line != "pinned\n" {
-				t.Fatalf("helper said %q, %v", line, err)
-			}
-			res := mustPrune(t, s, 0)
-			if got := evictedTags(res); !slices.Equal(got, []string{"b:1", "c:1"}) || res.InUse != 1 {
-				t.Fatalf("evicted %v, %d in use; want [b:1 c:1], 1", got, res.InUse)
-			}
-			checkImage(t, s, a)
-			if end == "release" {
-				stdin.Close()
-			} else {
-				cmd.Process.Kill()
-			}
-			go io.Copy(io.Discard, stdout)
-			err = cmd.Wait()
-			if end == "release" && err != nil {
-				t.Fatalf("helper: %v", err)
-			}
-			res = mustPrune(t, s, 0)
-			if got := evictedTags(res); !slices.Equal(got, []string{"a:1"}) || res.After != 0 {
-				t.Fatalf("after the helper ended: evicted %v, %d bytes left", got, res.After)
-			}
-		})
 	}
 }
 
 // TestLoadAfterEviction: an evicted daemon image is exported again, and a
-// pin on the stale Image fails with ErrNotStored.
+// pin on the stale Image fails with store.ErrNotStored.
 func TestLoadAfterEviction(t *testing.T) {
 	s := openTestStore(t)
 	f := newFakeEngine(t)
 	first := loadEngine(t, s, f)
 	mustPrune(t, s, 0)
-	if _, err := s.Pin(t.Context(), first); !errors.Is(err, ErrNotStored) {
-		t.Fatalf("pin of an evicted image: %v, want ErrNotStored", err)
+	if _, err := pin(t.Context(), s, first); !errors.Is(err, store.ErrNotStored) {
+		t.Fatalf("pin of an evicted image: %v, want store.ErrNotStored", err)
 	}
 	again := loadEngine(t, s, f)
 	if again.CacheHit || f.saves.Load() != 2 || again.ManifestDigest != first.ManifestDigest {
@@ -452,7 +168,7 @@ func TestExportSurvivesEvictionOfReusedBlob(t *testing.T) {
 	ref := "oci-archive:" + writeFile(t, t.TempDir(), "b.tar", ociArchive(t, [][]byte{base, randomLayer(t, 4<<10)}))
 
 	var once sync.Once
-	var pruned PruneResult
+	var pruned store.PruneResult
 	var pruneErr error
 	// The base layer is the first blob of b's archive: once the next one is
 	// being read (base was found in the store), evict everything.
@@ -493,8 +209,7 @@ func TestPinDoesNotBlockArchiveReload(t *testing.T) {
 
 	for _, pinned := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pinned=%v", pinned), func(t *testing.T) {
-			s := openTestStore(t)
-			tickingClock(s)
+			s := openTestStore(t, tickingClock())
 			l := NewLoader(s, WithHostPlatform(linuxAMD64))
 			old, err := l.Load(t.Context(), legacyRef, nil)
 			if err != nil {
@@ -502,7 +217,7 @@ func TestPinDoesNotBlockArchiveReload(t *testing.T) {
 			}
 			release := func() {}
 			if pinned {
-				if release, err = s.Pin(t.Context(), old); err != nil {
+				if release, err = pin(t.Context(), s, old); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -530,7 +245,7 @@ func TestPinDoesNotBlockArchiveReload(t *testing.T) {
 				t.Fatalf("pruned while pinned: %+v", res)
 			}
 			// The pinned manifest is still recorded with all its blobs.
-			again, err := s.Pin(t.Context(), old)
+			again, err := pin(t.Context(), s, old)
 			if err != nil || !hasAllBlobs(s, old) {
 				t.Fatalf("pinned manifest lost: %v", err)
 			}
@@ -547,19 +262,17 @@ func TestPinDoesNotBlockArchiveReload(t *testing.T) {
 // TestPinBlocksDaemonReexport: a daemon image with a blob deleted by hand is
 // exported again only once its pins are released.
 func TestPinBlocksDaemonReexport(t *testing.T) {
-	s := openTestStore(t)
+	waitOpt, waiting := onImageLockWait()
+	s := openTestStore(t, waitOpt)
 	f := newFakeEngine(t)
 	img := loadEngine(t, s, f)
-	release, err := s.Pin(t.Context(), img)
+	release, err := pin(t.Context(), s, img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(filepath.Join(s.Dir(), blobPath(img.Manifest.Layers[0].Digest))); err != nil {
 		t.Fatal(err)
 	}
-	waiting := make(chan struct{})
-	var once sync.Once
-	s.onLockWait = func(string) { once.Do(func() { close(waiting) }) }
 	done := make(chan error, 1)
 	ctx := testwait.Context(t)
 	go func() {
@@ -583,65 +296,6 @@ func TestPinBlocksDaemonReexport(t *testing.T) {
 	checkImage(t, s, img)
 }
 
-// TestLockFollowsRemovedFile: a waiter that gets the lock of a file removed
-// meanwhile locks the file now at the path, so it still excludes others.
-func TestLockFollowsRemovedFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "x.lock")
-	held, err := lockFile(t.Context(), path, unix.LOCK_EX, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan struct{})
-	got := make(chan *fileLock, 1)
-	ctx := testwait.Context(t)
-	go func() {
-		l, err := lockFile(ctx, path, unix.LOCK_SH, func(string) { close(waiting) })
-		if err != nil {
-			t.Error(err)
-		}
-		got <- l
-	}()
-	testwait.Recv(t, waiting, "the second locker to wait")
-	if err := held.removeAndUnlock(); err != nil {
-		t.Fatal(err)
-	}
-	shared := testwait.Recv(t, got, "the second locker to get the lock")
-	if shared == nil {
-		t.FailNow()
-	}
-	defer shared.unlock()
-	if _, ok, err := tryLockFile(path, unix.LOCK_EX); ok || err != nil {
-		t.Fatalf("exclusive lock granted beside a shared one (%v): the waiter locked a removed file", err)
-	}
-}
-
-// TestUsageWithoutMark: an image whose usage mark is gone (stored before
-// tracking existed) counts as least recently used.
-func TestUsageWithoutMark(t *testing.T) {
-	s := openTestStore(t)
-	tickingClock(s)
-	_, imgs := threeImages(t, s)
-	if err := os.Remove(filepath.Join(s.Dir(), locksDir, imageLockName(imgs["c:1"].ID, linuxAMD64))); err != nil {
-		t.Fatal(err)
-	}
-	u, err := s.Usage()
-	if err != nil || len(u) != 3 || u[0].Image.RepoTags[0] != "c:1" || !u[0].LastUsed.IsZero() {
-		t.Fatalf("usage %+v, %v", u, err)
-	}
-	if err := s.Touch(imgs["c:1"]); err != nil {
-		t.Fatal(err)
-	}
-	if got := usageOrder(t, s); !slices.Equal(got, []string{"a:1", "b:1", "c:1"}) {
-		t.Fatalf("order %v after Touch(c)", got)
-	}
-}
-
-func TestPruneRejectsNegativeLimit(t *testing.T) {
-	if _, err := openTestStore(t).Prune(t.Context(), -1); err == nil {
-		t.Fatal("negative limit accepted")
-	}
-}
-
 // TestConcurrentLoadPruneServe: scans (load, pin, read every blob as a layer
 // server would, release) run beside loads of archives sharing their layers
 // and Prunes to zero from two Stores on one directory. No operation fails,
@@ -649,7 +303,7 @@ func TestPruneRejectsNegativeLimit(t *testing.T) {
 // no file descriptor (lock or blob) is left open. Run with -race.
 func TestConcurrentLoadPruneServe(t *testing.T) {
 	s := openTestStore(t)
-	s2, err := OpenStore(s.Dir())
+	s2, err := store.Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,7 +327,7 @@ func TestConcurrentLoadPruneServe(t *testing.T) {
 	stop := make(chan struct{})
 	var evictions, prunes atomic.Int64
 	var bg sync.WaitGroup
-	for _, ps := range []*Store{s, s2} {
+	for _, ps := range []*store.Store{s, s2} {
 		bg.Go(func() {
 			for {
 				select {
@@ -783,7 +437,7 @@ func (h onMessage) WithGroup(string) slog.Handler      { return h }
 // nothing is exported twice.
 func TestLoadPinnedLeavesNoGap(t *testing.T) {
 	s := openTestStore(t)
-	other, err := OpenStore(s.Dir())
+	other, err := store.Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -820,4 +474,43 @@ func TestLoadPinnedLeavesNoGap(t *testing.T) {
 	if f.saves.Load() != 1 {
 		t.Fatalf("%d exports of app:1, want 1", f.saves.Load())
 	}
+}
+
+func mustPrune(t *testing.T, s *store.Store, maxBytes int64) store.PruneResult {
+	t.Helper()
+	res, err := s.Prune(t.Context(), maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustSize(t, s); got != res.After {
+		t.Fatalf("Prune reports %d bytes after, Size says %d", res.After, got)
+	}
+	return res
+}
+
+func mustSize(t *testing.T, s *store.Store) int64 {
+	t.Helper()
+	n, err := s.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func evictedTags(res store.PruneResult) []string {
+	var out []string
+	for _, img := range res.Evicted {
+		out = append(out, img.RepoTags[0])
+	}
+	return out
+}
+
+// threeImages stores a:1, b:1 and c:1 (no shared layers) in that order.
+func threeImages(t *testing.T, s *store.Store) (engines map[string]*fakeEngine, imgs map[string]Image) {
+	engines, imgs = map[string]*fakeEngine{}, map[string]Image{}
+	for _, tag := range []string{"a:1", "b:1", "c:1"} {
+		engines[tag] = benchEngine(t, tag, [][]byte{randomLayer(t, 8<<10), randomLayer(t, 4<<10)})
+		imgs[tag] = loadEngine(t, s, engines[tag])
+	}
+	return engines, imgs
 }

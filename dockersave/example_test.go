@@ -7,6 +7,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/platforms"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // What `layerbridge inspect` prints, for an archive read in place. (An
@@ -19,7 +20,7 @@ func ExampleLoader_Load() {
 		return
 	}
 	defer os.RemoveAll(dir)
-	store, err := dockersave.OpenStore(dir)
+	store, err := store.Open(dir)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // manualDeadline is a context whose deadline passes when expire is called:
@@ -56,7 +57,7 @@ func firstLayerCut(t *testing.T, f *fakeEngine) int {
 
 // checkNothingStored fails unless the store holds no blob, no record and no
 // staging file, and the image's lock is free.
-func checkNothingStored(t *testing.T, s *Store, f *fakeEngine) {
+func checkNothingStored(t *testing.T, s *store.Store, f *fakeEngine) {
 	t.Helper()
 	if b := storeBlobs(t, s); len(b) != 0 {
 		t.Errorf("blobs visible after a failed export: %v", b)
@@ -67,11 +68,11 @@ func checkNothingStored(t *testing.T, s *Store, f *fakeEngine) {
 	if images, err := s.Images(); err != nil || len(images) != 0 {
 		t.Errorf("images after a failed export: %v, %v", images, err)
 	}
-	l, ok, err := tryLockFile(s.lockPath(imageLockName(digest.Digest(f.inspect.ID), linuxAMD64)), unix.LOCK_EX)
-	if err != nil || !ok {
+	l, err := s.LockImage(doneContext(), digest.Digest(f.inspect.ID), linuxAMD64)
+	if err != nil {
 		t.Fatalf("the image's lock is still held after the failed export (%v)", err)
 	}
-	l.unlock()
+	l.Unlock()
 }
 
 // TestDaemonStreamFaults drives the real Engine API client against a fake
@@ -203,7 +204,7 @@ func TestKilledExportHelper(t *testing.T) {
 		t.Skip("helper process for TestKilledDuringExport")
 	}
 	dir, sock, _ := strings.Cut(spec, "\n")
-	s, err := OpenStore(dir)
+	s, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +247,8 @@ func TestKilledDuringExport(t *testing.T) {
 			t.Fatal("the helper never started staging the layer")
 		}
 	}
-	lock := s.lockPath(imageLockName(digest.Digest(f.inspect.ID), linuxAMD64))
-	if _, ok, err := tryLockFile(lock, unix.LOCK_SH); err != nil || ok {
+	if l, err := s.LockImage(doneContext(), digest.Digest(f.inspect.ID), linuxAMD64); !errors.Is(err, context.Canceled) {
+		l.Unlock()
 		t.Fatalf("the helper does not hold the image's lock mid-export (%v)", err)
 	}
 	if err := cmd.Process.Kill(); err != nil {
@@ -276,9 +277,12 @@ func TestKilledDuringExport(t *testing.T) {
 	}
 	checkImage(t, s, img)
 	// A day later, the killed process's staging file is removed (by the
-	// next OpenStore or Prune).
-	s.now = func() time.Time { return time.Now().Add(staleStagingAge + time.Hour) }
-	s.removeStaleStaging()
+	// next store.Open or Prune).
+	later, err := store.Open(s.Dir(), store.WithClock(func() time.Time { return time.Now().Add(25 * time.Hour) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later.Close()
 	if left, _ := os.ReadDir(filepath.Join(s.Dir(), stagingDir)); len(left) != 0 {
 		t.Errorf("stale staging files kept: %v", left)
 	}
@@ -298,7 +302,7 @@ func TestDiskFullHelper(t *testing.T) {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=2m"); err != nil {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)
 	}
-	s, err := OpenStore(filepath.Join(dir, "store"))
+	s, err := store.Open(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // The fuzz targets of this package. `make fuzz` runs each for FUZZTIME
@@ -21,21 +23,19 @@ import (
 // Speed: every input stages blobs into a store, and each staging file is
 // fsynced before it can be published. On a disk that is about 2.5 ms per
 // blob, which kept the old FuzzReadArchive at a few executions per second.
-// fuzzStore puts the store on tmpfs (where fsync is free) and turns off the
-// store's own fsyncs (Store.noSync, an unexported field only tests set), so
-// production keeps every fsync. Seeds are at most maxFuzzSeed bytes: the
-// fuzzing engine mutates and minimizes large inputs very slowly.
+// fuzzStore puts the store on tmpfs, where fsync is free. Seeds are at most
+// maxFuzzSeed bytes: the fuzzing engine mutates and minimizes large inputs
+// very slowly.
 
 const maxFuzzSeed = 64 << 10
 
 // fuzzStore opens a store for a fuzz target (see above).
-func fuzzStore(f *testing.F) *Store {
+func fuzzStore(f *testing.F) *store.Store {
 	f.Helper()
-	s, err := OpenStore(filepath.Join(fastTempDir(f), "store"))
+	s, err := store.Open(filepath.Join(fastTempDir(f), "store"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	s.noSync = true
 	f.Cleanup(func() { s.Close() })
 	return s
 }
@@ -44,7 +44,7 @@ func fuzzStore(f *testing.F) *Store {
 // stager reused (each makes 2 MiB of copy buffers, the largest cost of a
 // small input), emptied of the previous input's blobs. A fuzz function runs
 // its inputs one at a time in each process.
-func fuzzStager(s *Store) func() *stager {
+func fuzzStager(s *store.Store) func() *stager {
 	st := newStager(s, nil)
 	return func() *stager {
 		st.cleanup()
@@ -85,7 +85,7 @@ func addArchiveSeeds(f *testing.F) {
 
 // checkNothingPublished fails when a staging file or a blob is left: only a
 // commit may publish.
-func checkNothingPublished(t *testing.T, s *Store) {
+func checkNothingPublished(t *testing.T, s *store.Store) {
 	t.Helper()
 	if left, _ := os.ReadDir(filepath.Join(s.Dir(), stagingDir)); len(left) != 0 {
 		t.Fatalf("staging files left: %v", left)
@@ -219,7 +219,8 @@ func FuzzInterpretMetadata(f *testing.F) {
 		}
 		checkVerified(t, v)
 		img := imageOf("fuzz", SourceOCIArchive, v.config.digest, v.platform, v.repoTags, v)
-		if err := s.commit(context.Background(), img, v); err != nil {
+		pin, err := NewLoader(s).commit(context.Background(), img, v, nil)
+		if err != nil {
 			// Only a manifest that does not describe its blobs may be
 			// refused here, and then nothing is published.
 			if !errors.Is(err, ErrSizeMismatch) && !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, ErrLayerCount) {
@@ -229,11 +230,12 @@ func FuzzInterpretMetadata(f *testing.F) {
 			checkNothingPublished(t, s)
 			return
 		}
+		pin.Release() // or Prune could not empty the store
 		got, ok, err := s.Lookup(img.ID, img.Platform)
 		if err != nil || !ok || got.ManifestDigest != img.ManifestDigest {
 			t.Fatalf("committed %s, Lookup = %v %v %v", img.ManifestDigest, got.ManifestDigest, ok, err)
 		}
-		for _, d := range imageBlobs(got) {
+		for _, d := range imageBlobs(imageFromRecord(got)) {
 			f, err := s.OpenBlob(d.Digest)
 			if err != nil {
 				t.Fatalf("blob %s of a committed image: %v", d.Digest, err)
@@ -248,85 +250,5 @@ func FuzzInterpretMetadata(f *testing.F) {
 			t.Fatal(err)
 		}
 		checkNothingPublished(t, s)
-	})
-}
-
-// FuzzStoreIndex fuzzes the store's own index.json (another tool, an older
-// layerbridge, a torn edit): reading it never panics, and an image it
-// yields is complete, its blobs present with the recorded sizes.
-func FuzzStoreIndex(f *testing.F) {
-	s := fuzzStore(f)
-	img, err := NewLoader(s, WithHostPlatform(linuxAMD64)).Load(context.Background(), "oci-archive:"+filepath.Join(fixturesDir, "dive-test-oci-gzip-image.tar"), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	good, err := os.ReadFile(filepath.Join(s.Dir(), indexFile))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(good)
-	f.Add([]byte(`{"manifests":[{"digest":"sha256:../../x","size":-1,"annotations":{"io.layerbridge.image.id":"sha256:"}}]}`))
-	f.Add([]byte(`{"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"` + img.ManifestDigest.String() + `","size":1}]}`))
-	f.Fuzz(func(t *testing.T, index []byte) {
-		if err := os.WriteFile(filepath.Join(s.Dir(), indexFile), index, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		check := func(what string, im Image) {
-			t.Helper()
-			for _, d := range imageBlobs(im) {
-				if !s.hasBlob(d.Digest, d.Size) {
-					t.Fatalf("%s returned %s without its blob %s (%d bytes)", what, im.ManifestDigest, d.Digest, d.Size)
-				}
-			}
-		}
-		images, err := s.Images()
-		if err == nil {
-			for _, im := range images {
-				check("Images", im)
-			}
-		}
-		if im, ok, err := s.Lookup(img.ID, img.Platform); err == nil && ok {
-			check("Lookup", im)
-		}
-		if usage, err := s.Usage(); err == nil {
-			for _, u := range usage {
-				if u.Complete {
-					check("Usage", u.Image)
-				}
-			}
-		}
-	})
-}
-
-// FuzzOpenBlob: whatever the digest string, OpenBlob opens a regular file of
-// blobs/sha256 holding exactly that digest's bytes, or fails.
-func FuzzOpenBlob(f *testing.F) {
-	s := fuzzStore(f)
-	img, err := NewLoader(s, WithHostPlatform(linuxAMD64)).Load(context.Background(), "oci-archive:"+filepath.Join(fixturesDir, "dive-test-oci-gzip-image.tar"), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, d := range imageBlobs(img) {
-		f.Add(d.Digest.String())
-	}
-	for _, s := range []string{"sha256:../../index.json", "sha256:" + strings.Repeat("a", 64) + "/../../index.json", "sha256:", "../oci-layout", "sha256:%2e%2e", "sha512:" + strings.Repeat("0", 128), "sha256:" + strings.Repeat("A", 64)} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, d string) {
-		file, err := s.OpenBlob(digest.Digest(d))
-		if err != nil {
-			return
-		}
-		defer file.Close()
-		b, err := io.ReadAll(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := digest.FromBytes(b); got.String() != d {
-			t.Fatalf("OpenBlob(%q) opened %s", d, got)
-		}
-		if want := filepath.Join(s.Dir(), blobsDir, strings.TrimPrefix(d, "sha256:")); file.Name() != want {
-			t.Fatalf("OpenBlob(%q) opened %s", d, file.Name())
-		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,6 +24,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/store"
 )
 
 const fixturesDir = "../testdata/fixtures"
@@ -247,10 +250,18 @@ func ociManifest(t testing.TB, cfg []byte, layerBlobs [][]byte, mediaTypes []str
 
 func blobEntry(b []byte) tarEntry { return tarEntry{name: "blobs/sha256/" + hexOf(b), body: b} }
 
+// The store's layout, as tests look into it (see package store).
+const (
+	blobsDir   = "blobs/sha256"
+	stagingDir = "tmp"
+	locksDir   = "locks"
+	indexFile  = "index.json"
+)
+
 // openTestStore opens a store in a fresh directory.
-func openTestStore(t testing.TB) *Store {
+func openTestStore(t testing.TB, opts ...store.Option) *store.Store {
 	t.Helper()
-	s, err := OpenStore(filepath.Join(t.TempDir(), "store"))
+	s, err := store.Open(filepath.Join(t.TempDir(), "store"), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +279,7 @@ func writeFile(t testing.TB, dir, name string, data []byte) string {
 }
 
 // storeBlobs lists blobs/sha256 of a store.
-func storeBlobs(t testing.TB, s *Store) []string {
+func storeBlobs(t testing.TB, s *store.Store) []string {
 	t.Helper()
 	var out []string
 	entries, err := os.ReadDir(filepath.Join(s.Dir(), blobsDir))
@@ -323,6 +334,33 @@ func untarInto(t testing.TB, r io.Reader, dir string) {
 			}
 		}
 	}
+}
+
+// hasBlob reports whether s holds blob d with size bytes (any size if
+// size < 0).
+func hasBlob(s *store.Store, d digest.Digest, size int64) bool {
+	fi, err := os.Lstat(filepath.Join(s.Dir(), blobPath(d)))
+	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
+}
+
+// onImageLockWait returns a store option, and a channel it closes the first
+// time the store waits for an image's lock.
+func onImageLockWait() (store.Option, <-chan struct{}) {
+	waiting := make(chan struct{})
+	var once sync.Once
+	return store.WithLockWait(func(path string) {
+		if strings.Contains(filepath.Base(path), "image-") {
+			once.Do(func() { close(waiting) })
+		}
+	}), waiting
+}
+
+// doneContext is a context that has ended: a lock taken under it is taken
+// only if it is free.
+func doneContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
 
 func digestOfBytes(b []byte) digest.Digest { return digest.FromBytes(b) }

@@ -13,6 +13,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // loadIsolated loads data from a file inside a fresh sandbox directory that
@@ -22,7 +24,7 @@ import (
 func loadIsolated(t *testing.T, kind SourceKind, data []byte, p *ocispec.Platform) error {
 	t.Helper()
 	sandbox := t.TempDir()
-	s, err := OpenStore(filepath.Join(sandbox, "cache", "store"))
+	s, err := store.Open(filepath.Join(sandbox, "cache", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}

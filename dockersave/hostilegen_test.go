@@ -19,6 +19,8 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // This file is the hostile-archive generator: every archive format
@@ -285,7 +287,7 @@ func genLayers(t testing.TB) [][]byte {
 type sandbox struct {
 	t     *testing.T
 	dir   string
-	store *Store
+	store *store.Store
 }
 
 func newSandbox(t *testing.T) *sandbox {
@@ -296,7 +298,7 @@ func newSandbox(t *testing.T) *sandbox {
 			t.Fatal(err)
 		}
 	}
-	s, err := OpenStore(filepath.Join(sb.dir, "cache", "store"))
+	s, err := store.Open(filepath.Join(sb.dir, "cache", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}

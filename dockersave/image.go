@@ -11,9 +11,10 @@ import (
 
 	"github.com/layerbridge/layerbridge/internal/mediatype"
 	"github.com/layerbridge/layerbridge/platforms"
+	"github.com/layerbridge/layerbridge/store"
 )
 
-// Image is one stored image, as Loader.Load and Store.Lookup return it.
+// Image is one loaded image, as Loader.Load returns it.
 type Image struct {
 	// Ref is the reference it was loaded by (as given to Load).
 	Ref string
@@ -66,13 +67,36 @@ func (im Image) Layers() []Layer {
 
 // ManifestDescriptor describes the stored manifest blob (media type, digest,
 // size, platform), as a registry view would serve it.
-func (im Image) ManifestDescriptor() ocispec.Descriptor {
-	mt := im.Manifest.MediaType
-	if mt == "" {
-		mt = ocispec.MediaTypeImageManifest
+func (im Image) ManifestDescriptor() ocispec.Descriptor { return im.record().ManifestDescriptor() }
+
+// record is what the store records of im.
+func (im Image) record() store.Record {
+	return store.Record{
+		Ref:            im.Ref,
+		Source:         string(im.Source),
+		ID:             im.ID,
+		Platform:       im.Platform,
+		RepoTags:       im.RepoTags,
+		ManifestDigest: im.ManifestDigest,
+		ManifestSize:   im.ManifestSize,
+		Manifest:       im.Manifest,
+		DiffIDs:        im.DiffIDs,
 	}
-	p := im.Platform
-	return ocispec.Descriptor{MediaType: mt, Digest: im.ManifestDigest, Size: im.ManifestSize, Platform: &p}
+}
+
+// imageFromRecord is the image the store recorded as rec.
+func imageFromRecord(rec store.Record) Image {
+	return Image{
+		Ref:            rec.Ref,
+		Source:         SourceKind(rec.Source),
+		ID:             rec.ID,
+		Platform:       rec.Platform,
+		RepoTags:       rec.RepoTags,
+		ManifestDigest: rec.ManifestDigest,
+		ManifestSize:   rec.ManifestSize,
+		Manifest:       rec.Manifest,
+		DiffIDs:        rec.DiffIDs,
+	}
 }
 
 // blobSource is where interpretation finds blobs by digest: an archive read
@@ -523,4 +547,34 @@ func interpret(src blobSource, meta map[string][]byte, want *ocispec.Platform, h
 		return nil, err
 	}
 	return verify(src, c)
+}
+
+// checkDescribed makes sure the manifest about to be stored describes the
+// verified blobs exactly. A manifest kept from an archive (a containerd
+// export, an OCI layout) is stored as it is, so a layer or config size in
+// it that disagrees with the blob (wrong, negative, huge) would reach Clair
+// and registry clients; the readers compare sizes only where a descriptor
+// leads to the blob.
+func checkDescribed(image string, v *verified) error {
+	check := func(what string, d ocispec.Descriptor, b *stagedBlob) error {
+		if d.Digest != b.digest {
+			return archiveErr(image, b.entry, fmt.Errorf("%w: %s is %s, the manifest says %s", ErrDigestMismatch, what, b.digest, d.Digest))
+		}
+		if d.Size != b.size {
+			return archiveErr(image, b.entry, fmt.Errorf("%w: %s %s has %d bytes, the manifest says %d", ErrSizeMismatch, what, b.digest, b.size, d.Size))
+		}
+		return nil
+	}
+	if len(v.manifest.Layers) != len(v.layers) {
+		return archiveErr(image, "", fmt.Errorf("%w: manifest lists %d layers, %d verified", ErrLayerCount, len(v.manifest.Layers), len(v.layers)))
+	}
+	if err := check("config", v.manifest.Config, v.config); err != nil {
+		return err
+	}
+	for i, l := range v.manifest.Layers {
+		if err := check(fmt.Sprintf("layer %d", i), l, v.layers[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

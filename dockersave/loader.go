@@ -23,12 +23,13 @@ import (
 	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/internal/mediatype"
 	"github.com/layerbridge/layerbridge/platforms"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // Loader loads images from any source into a Store. It is safe for
 // concurrent use; concurrent loads of one daemon image export it once.
 type Loader struct {
-	store    *Store
+	store    *store.Store
 	log      *slog.Logger
 	progress func(int64)
 	// loadProgress, when set, is told the bytes read with the total
@@ -121,10 +122,10 @@ func WithHostPlatform(p ocispec.Platform) LoaderOption {
 	return func(l *Loader) { l.host = platforms.Normalize(p) }
 }
 
-// NewLoader returns a Loader writing into store. The store must stay open
+// NewLoader returns a Loader writing into s. The store must stay open
 // while the Loader is used.
-func NewLoader(store *Store, opts ...LoaderOption) *Loader {
-	l := &Loader{store: store, log: slog.New(slog.DiscardHandler), host: platforms.Host()}
+func NewLoader(s *store.Store, opts ...LoaderOption) *Loader {
+	l := &Loader{store: s, log: slog.New(slog.DiscardHandler), host: platforms.Host()}
 	for _, o := range opts {
 		o(l)
 	}
@@ -135,32 +136,31 @@ func NewLoader(store *Store, opts ...LoaderOption) *Loader {
 // between its load and its pin.
 const maxPinAttempts = 3
 
-// LoadPinned is Load followed by Store.Pin: the image stays stored until
-// release is called (see Pin), however other goroutines and processes prune
-// the store. For daemon images and archives the pin is taken before the
-// image becomes evictable (a cache hit is looked up under the pin; an
-// export is pinned before it releases the store's index lock), so no Prune
-// can come in between. Otherwise, or if another export of the image
-// interferes, it pins afterwards and, should Prune have evicted the image
-// meanwhile, loads it again (a few times at most, then fails with an error
-// wrapping ErrNotStored).
+// LoadPinned is Load with the image pinned in the store (see store.Pin):
+// it stays stored until release is called, however other goroutines and
+// processes prune the store. The pin is taken before the image becomes
+// evictable (a cache hit is looked up under the pin; a load is pinned
+// before it releases the store's index lock), so no Prune can come in
+// between. Should another export of the image interfere, it pins afterwards
+// and, should Prune have evicted the image meanwhile, loads it again (a few
+// times at most, then fails with an error wrapping store.ErrNotStored).
 //
 // Call release when the blobs are no longer needed; extra calls do nothing.
 func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (img Image, release func(), err error) {
 	for attempt := 1; ; attempt++ {
-		img, pin, err := l.load(ctx, ref, platform, true)
+		img, pin, err := l.load(ctx, ref, platform)
 		if err != nil {
 			return Image{}, nil, err
 		}
 		if pin != nil {
-			return img, l.store.releaser(img, pin), nil
+			return img, pin.Release, nil
 		}
 		l.log.DebugContext(ctx, "pinning after load", "ref", ref, "manifest", img.ManifestDigest)
-		release, err := l.store.Pin(ctx, img)
+		pin, err = l.store.Pin(ctx, img.record())
 		if err == nil {
-			return img, release, nil
+			return img, pin.Release, nil
 		}
-		if !errors.Is(err, ErrNotStored) || attempt == maxPinAttempts {
+		if !errors.Is(err, store.ErrNotStored) || attempt == maxPinAttempts {
 			return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		l.log.DebugContext(ctx, "evicted before pinned, loading again", "ref", ref, "attempt", attempt)
@@ -179,13 +179,17 @@ func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.P
 // *NotFoundError, *UnreachableError, *PermissionError and *APIVersionError;
 // or I/O errors wrapped with the reference.
 func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, error) {
-	img, _, err := l.load(ctx, ref, platform, false)
-	return img, err
+	img, release, err := l.LoadPinned(ctx, ref, platform)
+	if err != nil {
+		return Image{}, err
+	}
+	release()
+	return img, nil
 }
 
-// load is Load; with pin set it may also return a pin on the image, taken
-// before Prune could evict it (nil when it could not be taken that way).
-func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platform, pin bool) (Image, *fileLock, error) {
+// load is LoadPinned without the pin's second chance: the pin it returns
+// is nil when it could not be taken before Prune could evict the image.
+func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, *store.Pin, error) {
 	r, err := imageref.Parse(ref)
 	if err != nil {
 		return Image{}, nil, err
@@ -197,18 +201,14 @@ func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platfor
 	start := time.Now()
 	l.log.DebugContext(ctx, "load image", "ref", ref, "source", r.Kind, "platform", platformAttr(platform))
 	var img Image
-	var held *fileLock
-	heldp := &held
-	if !pin {
-		heldp = nil
-	}
+	var pin *store.Pin
 	switch r.Kind {
 	case SourceDaemon:
-		img, err = l.loadDaemon(ctx, ref, r.Name, platform, heldp)
+		img, pin, err = l.loadDaemon(ctx, ref, r.Name, platform)
 	case SourceOCILayout:
-		img, err = l.loadLayout(ctx, ref, r, platform)
+		img, pin, err = l.loadLayout(ctx, ref, r, platform)
 	default:
-		img, err = l.loadArchiveFile(ctx, ref, r, platform, heldp)
+		img, pin, err = l.loadArchiveFile(ctx, ref, r, platform)
 	}
 	if err != nil {
 		l.log.DebugContext(ctx, "load failed", "ref", ref, "error", err, "duration", time.Since(start))
@@ -217,13 +217,13 @@ func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platfor
 	if img.CacheHit {
 		// Exports were marked used when committed. The mark is advisory:
 		// a store that cannot take it (read-only) still serves the image.
-		if err := l.store.touch(img.ID, img.Platform); err != nil {
+		if err := l.store.Touch(img.record()); err != nil {
 			l.log.DebugContext(ctx, "cannot mark image used", "ref", ref, "error", err)
 		}
 	}
 	l.log.DebugContext(ctx, "image loaded", "ref", ref, "id", img.ID, "platform", platforms.Format(img.Platform),
-		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "pinned", held != nil, "duration", time.Since(start))
-	return img, held, nil
+		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "pinned", pin != nil, "duration", time.Since(start))
+	return img, pin, nil
 }
 
 // daemonErr classifies an error of the Engine API for ref (see
@@ -271,57 +271,45 @@ func (l *Loader) engineClient(ctx context.Context) (engine.Client, engine.Endpoi
 	return c, ep, p.APIVersion, nil
 }
 
-// loadDaemon loads a daemon image. With pin not nil, it sets *pin to a pin
-// on the image when it can take one before Prune could evict the image.
-func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec.Platform, pin **fileLock) (Image, error) {
+// loadDaemon loads a daemon image, and pins it when it can before Prune
+// could evict it.
+func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec.Platform) (Image, *store.Pin, error) {
 	eng, ep, api, err := l.engineClient(ctx)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	t, err := inspectTarget(ctx, eng, ep, api, ref, name, want)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	id, have, ins := t.id, t.platform, t.inspect
 	l.log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", platforms.Format(have), "tags", ins.RepoTags,
 		"manifest", t.manifest, "platforms", formatPlatforms(t.platforms))
-	hit := func() (Image, bool, error) {
-		img, ok, err := l.store.Lookup(id, have)
-		if err != nil || !ok {
-			return Image{}, ok, err
-		}
-		img.Ref, img.Source, img.RepoTags = ref, SourceDaemon, ins.RepoTags
+	hit := func(rec store.Record) Image {
+		img := imageFromRecord(rec)
+		img.Ref, img.Source, img.RepoTags, img.CacheHit = ref, SourceDaemon, ins.RepoTags, true
 		l.log.DebugContext(ctx, "cache hit", "ref", ref, "id", id, "manifest", img.ManifestDigest)
-		return img, true, nil
+		return img
 	}
-	if pin != nil {
-		// Prune cannot evict the image while this shared lock is held,
-		// so a hit found under it is pinned.
-		pl, err := l.store.lockImageShared(ctx, id, have)
-		if err != nil {
-			return Image{}, fmt.Errorf("%s: %w", ref, err)
-		}
-		img, ok, err := hit()
-		if err != nil || ok {
-			if ok {
-				*pin = pl
-			} else {
-				pl.unlock()
-			}
-			return img, err
-		}
-		pl.unlock()
-	} else if img, ok, err := hit(); err != nil || ok {
-		return img, err
-	}
-	lock, err := l.store.lockImage(ctx, id, have)
+	// Prune cannot evict the image while the lookup's pin is held, so a hit
+	// found under it is pinned.
+	rec, pin, ok, err := l.store.LookupPinned(ctx, id, have)
 	if err != nil {
-		return Image{}, fmt.Errorf("%s: %w", ref, err)
+		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	defer lock.unlock()
+	if ok {
+		return hit(rec), pin, nil
+	}
+	lock, err := l.store.LockImage(ctx, id, have)
+	if err != nil {
+		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	defer lock.Unlock()
 	// Another goroutine or process may have exported it while we waited.
-	if img, ok, err := hit(); err != nil || ok {
-		return img, err
+	if rec, ok, err := l.store.Lookup(id, have); err != nil {
+		return Image{}, nil, err
+	} else if ok {
+		return hit(rec), nil, nil
 	}
 
 	var opts []client.ImageSaveOption
@@ -332,28 +320,29 @@ func (l *Loader) loadDaemon(ctx context.Context, ref, name string, want *ocispec
 	l.log.DebugContext(ctx, "export", "ref", ref, "id", id, "with_platform", len(opts) > 0, "api_version", api)
 	rc, err := eng.ImageSave(ctx, []string{id.String()}, opts...)
 	if err != nil {
-		return Image{}, daemonErr(err, ep, ref)
+		return Image{}, nil, daemonErr(err, ep, ref)
 	}
 	defer rc.Close()
 	st := newStager(l.store, l.progressFor(t.exportSize()))
 	defer st.cleanup()
 	a, err := readArchive(ctx, rc, st, ref)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	v, err := interpret(a, a.meta, &have, l.host)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	if err := checkAgainstInspect(ref, t, v); err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	img := imageOf(ref, SourceDaemon, id, have, ins.RepoTags, v)
-	if err := l.store.commitHolding(ctx, img, v, lock, pin); err != nil {
-		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
+	pin, err = l.commit(ctx, img, v, lock)
+	if err != nil {
+		return Image{}, nil, err
 	}
 	l.log.DebugContext(ctx, "exported", "ref", ref, "bytes", st.total, "duration", time.Since(start))
-	return img, nil
+	return img, pin, nil
 }
 
 // daemonTarget is what the daemon said about the image to export, before
@@ -530,6 +519,20 @@ func exportedManifest(v *verified) string {
 	return "manifest " + v.manifestBlob.digest.String()
 }
 
+// commit stores the verified image img (v) holding its lock (nil when not
+// held), and returns its pin (nil when it must be pinned afterwards).
+func (l *Loader) commit(ctx context.Context, img Image, v *verified, lock *store.ImageLock) (*store.Pin, error) {
+	if err := checkDescribed(img.Ref, v); err != nil {
+		return nil, fmt.Errorf("%s: store: %w", img.Ref, err)
+	}
+	pin, err := l.store.Commit(ctx, img.record(), v.manifestBytes, v.staged(), lock)
+	if err != nil {
+		return nil, fmt.Errorf("%s: store: %w", img.Ref, err)
+	}
+	v.published()
+	return pin, nil
+}
+
 func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, tags []string, v *verified) Image {
 	return Image{
 		Ref:            ref,
@@ -546,37 +549,37 @@ func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, 
 
 // loadArchiveFile reads docker-archive: and oci-archive: files, gzip or zstd
 // compressed or not (sniffed), with the same reader as daemon exports.
-func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *ocispec.Platform, pin **fileLock) (Image, error) {
+func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *ocispec.Platform) (Image, *store.Pin, error) {
 	f, err := os.Open(r.Name)
 	if err != nil {
-		return Image{}, fmt.Errorf("%s: %w", ref, err)
+		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return Image{}, fmt.Errorf("%s: %w", ref, err)
+		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	if fi.IsDir() {
-		return Image{}, archiveErr(ref, "", fmt.Errorf("%w: %s is a directory", ErrNotArchive, r.Name))
+		return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: %s is a directory", ErrNotArchive, r.Name))
 	}
 	br := bufio.NewReaderSize(f, 64<<10)
 	magic, _ := br.Peek(4)
 	var in io.Reader = br
 	comp := detectCompression(magic)
 	if comp == compressionNone && fi.Size() > 0 && fi.Size() < blockSize {
-		return Image{}, archiveErr(ref, "", fmt.Errorf("%w: it has %d bytes, less than one tar header", ErrNotArchive, fi.Size()))
+		return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: it has %d bytes, less than one tar header", ErrNotArchive, fi.Size()))
 	}
 	switch comp {
 	case compressionGzip:
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: gzip: %v", ErrTruncated, err))
+			return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: gzip: %v", ErrTruncated, err))
 		}
 		in = &cappedReader{r: gz, limit: inflationLimit(fi.Size())}
 	case compressionZstd:
 		zd, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: zstd: %v", ErrTruncated, err))
+			return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: zstd: %v", ErrTruncated, err))
 		}
 		defer zd.Close()
 		in = &cappedReader{r: zd, limit: inflationLimit(fi.Size())}
@@ -591,16 +594,17 @@ func (l *Loader) loadArchiveFile(ctx context.Context, ref string, r Ref, want *o
 	defer st.cleanup()
 	a, err := readArchive(ctx, in, st, ref)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	v, err := interpret(a, a.meta, want, l.host)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	img := imageOf(ref, r.Kind, v.config.digest, v.platform, v.repoTags, v)
-	if err := l.store.commitHolding(ctx, img, v, nil, pin); err != nil {
-		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
+	pin, err := l.commit(ctx, img, v, nil)
+	if err != nil {
+		return Image{}, nil, err
 	}
 	l.log.DebugContext(ctx, "archive stored", "ref", ref, "bytes", st.total, "duration", time.Since(start))
-	return img, nil
+	return img, pin, nil
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // fakeEngine is a daemon holding one image, exported as a legacy archive.
@@ -107,7 +108,7 @@ func newFakeEngine(t *testing.T) *fakeEngine {
 
 var testEndpoint = engine.Endpoint{Host: "unix:///fake/docker.sock", Source: "default"}
 
-func daemonLoader(s *Store, f engine.Client) *Loader {
+func daemonLoader(s *store.Store, f engine.Client) *Loader {
 	return NewLoader(s, WithEngine(f, testEndpoint), WithHostPlatform(linuxAMD64))
 }
 
@@ -124,7 +125,7 @@ func TestDaemonSecondLoadIsCacheHit(t *testing.T) {
 		t.Fatalf("first load: %+v", first)
 	}
 	// A new Loader on a reopened store, as a second process would.
-	s2, err := OpenStore(s.Dir())
+	s2, err := store.Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,16 +166,9 @@ func TestDaemonReexportsWhenBlobMissing(t *testing.T) {
 
 // contendedLoads runs two loads of one image, the second starting only once
 // the first is inside ImageSave, and releases the first only once the second
-// waits for the image lock.
-func contendedLoads(t *testing.T, f *fakeEngine, first, second *Loader, secondStore *Store) (Image, Image) {
+// waits for the image lock (waiting, from onImageLockWait, is closed).
+func contendedLoads(t *testing.T, f *fakeEngine, first, second *Loader, waiting <-chan struct{}) (Image, Image) {
 	f.saving, f.gate = make(chan struct{}, 2), make(chan struct{})
-	waiting := make(chan struct{})
-	var once sync.Once
-	secondStore.onLockWait = func(path string) {
-		if strings.Contains(filepath.Base(path), "image-") {
-			once.Do(func() { close(waiting) })
-		}
-	}
 	type result struct {
 		img Image
 		err error
@@ -214,9 +208,10 @@ func contendedLoads(t *testing.T, f *fakeEngine, first, second *Loader, secondSt
 
 func TestDaemonConcurrentLoadsExportOnce(t *testing.T) {
 	f := newFakeEngine(t)
-	s := openTestStore(t)
+	waitOpt, waiting := onImageLockWait()
+	s := openTestStore(t, waitOpt)
 	l := daemonLoader(s, f)
-	img, _ := contendedLoads(t, f, l, l, s)
+	img, _ := contendedLoads(t, f, l, l, waiting)
 	checkImage(t, s, img)
 }
 
@@ -225,30 +220,14 @@ func TestDaemonConcurrentLoadsExportOnce(t *testing.T) {
 func TestDaemonTwoStoresOneDirExportOnce(t *testing.T) {
 	f := newFakeEngine(t)
 	s1 := openTestStore(t)
-	s2, err := OpenStore(s1.Dir())
+	waitOpt, waiting := onImageLockWait()
+	s2, err := store.Open(s1.Dir(), waitOpt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	img, _ := contendedLoads(t, f, daemonLoader(s1, f), daemonLoader(s2, f), s2)
+	img, _ := contendedLoads(t, f, daemonLoader(s1, f), daemonLoader(s2, f), waiting)
 	checkImage(t, s2, img)
-}
-
-// TestLockWaitHonoursContext: a load waiting for another's export gives up
-// when its context ends.
-func TestLockWaitHonoursContext(t *testing.T) {
-	s := openTestStore(t)
-	id := digest.FromString("x")
-	held, err := s.lockImage(t.Context(), id, linuxAMD64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.unlock()
-	ctx, cancel := context.WithCancel(t.Context())
-	s.onLockWait = func(string) { cancel() }
-	if _, err := s.lockImage(ctx, id, linuxAMD64); !errors.Is(err, context.Canceled) {
-		t.Fatalf("got %v, want context.Canceled", err)
-	}
 }
 
 func TestDaemonSavePlatformOnlyFromAPI148(t *testing.T) {
@@ -459,7 +438,7 @@ func TestTLSEndpoint(t *testing.T) {
 	}
 }
 
-func realClientLoader(t *testing.T, s *Store, ep engine.Endpoint) *Loader {
+func realClientLoader(t *testing.T, s *store.Store, ep engine.Endpoint) *Loader {
 	c, err := engine.NewClient(ep)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // layout is an OCI image layout directory read as a blobSource: blobs are
@@ -36,6 +38,21 @@ func (o *layout) has(d digest.Digest) bool {
 	// with ErrUnsafeEntry, which says more than a missing blob would.
 	_, err := o.root.Stat(blobPath(d))
 	return err == nil
+}
+
+// blobPath is where an OCI image layout keeps blob d.
+func blobPath(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
+
+// checkBlobDigest accepts the digests an image's blobs may have: valid, and
+// sha256 (the only algorithm read, and stored).
+func checkBlobDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("invalid digest %q: %w", d, err)
+	}
+	if d.Algorithm() != digest.SHA256 {
+		return fmt.Errorf("invalid digest %q: only sha256 is stored", d)
+	}
+	return nil
 }
 
 // openRegular opens name under root for reading and checks that it is a
@@ -97,20 +114,20 @@ func (o *layout) readJSON(b *stagedBlob) ([]byte, error) {
 
 // loadLayout reads an oci:DIR layout: index.json -> manifests -> blobs, each
 // verified against its digest while it is copied into the store.
-func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispec.Platform) (Image, error) {
+func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispec.Platform) (Image, *store.Pin, error) {
 	root, err := os.OpenRoot(r.Name)
 	if err != nil {
-		return Image{}, fmt.Errorf("%s: %w", ref, err)
+		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	defer root.Close()
 	meta := map[string][]byte{}
 	for _, name := range []string{"oci-layout", "index.json"} {
 		data, err := readCapped(root, name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return Image{}, archiveErr(ref, "", fmt.Errorf("%w: %s has no %s file", ErrNotLayout, r.Name, name))
+			return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: %s has no %s file", ErrNotLayout, r.Name, name))
 		}
 		if err != nil {
-			return Image{}, archiveErr(ref, name, err)
+			return Image{}, nil, archiveErr(ref, name, err)
 		}
 		meta[name] = data
 	}
@@ -120,17 +137,18 @@ func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispe
 	src := &layout{image: ref, root: root, st: st}
 	v, err := interpret(src, meta, want, l.host)
 	if err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Image{}, err
+		return Image{}, nil, err
 	}
 	img := imageOf(ref, r.Kind, v.config.digest, v.platform, nil, v)
-	if err := l.store.commit(ctx, img, v); err != nil {
-		return Image{}, fmt.Errorf("%s: store: %w", ref, err)
+	pin, err := l.commit(ctx, img, v, nil)
+	if err != nil {
+		return Image{}, nil, err
 	}
 	l.log.DebugContext(ctx, "layout stored", "ref", ref, "bytes", st.total, "duration", time.Since(start))
-	return img, nil
+	return img, pin, nil
 }
 
 func readCapped(root *os.Root, name string) ([]byte, error) {

@@ -10,9 +10,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/platforms"
+	"github.com/layerbridge/layerbridge/store"
 )
 
-func loadBytes(t *testing.T, s *Store, kind SourceKind, data []byte, p *ocispec.Platform) (Image, error) {
+func loadBytes(t *testing.T, s *store.Store, kind SourceKind, data []byte, p *ocispec.Platform) (Image, error) {
 	t.Helper()
 	path := writeFile(t, t.TempDir(), "image.tar", data)
 	return NewLoader(s, WithHostPlatform(linuxAMD64)).Load(t.Context(), string(kind)+":"+path, p)

@@ -7,11 +7,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/layerbridge/layerbridge/internal/directio"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // chunkyReader returns its data in reads of irregular sizes (up to 70000
@@ -36,9 +38,9 @@ func newChunky(data []byte, seed uint64) *chunkyReader {
 }
 
 // stagedContent reads back what stage left in the staging area.
-func stagedContent(t *testing.T, s *Store, b *stagedBlob) []byte {
+func stagedContent(t *testing.T, s *store.Store, b *stagedBlob) []byte {
 	t.Helper()
-	got, err := s.root.ReadFile(b.tmp)
+	got, err := os.ReadFile(filepath.Join(s.Dir(), b.tmp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func TestStageDirectFailures(t *testing.T) {
 	if !errors.Is(err, ErrDigestMismatch) {
 		t.Errorf("wrong content: err %v, want ErrDigestMismatch", err)
 	}
-	if entries, err := os.ReadDir(s.root.Name() + "/" + stagingDir); err != nil || len(entries) != 0 {
+	if entries, err := os.ReadDir(filepath.Join(s.Dir(), stagingDir)); err != nil || len(entries) != 0 {
 		t.Errorf("staging area after failures: %v (err %v), want empty", entries, err)
 	}
 	b, err := st.stage(newChunky(data, 3), int64(len(data)), digest.FromBytes(data), "entry")
@@ -160,7 +162,7 @@ func TestBackgroundSyncs(t *testing.T) {
 	wait := st.syncInBackground()
 	var files []*os.File
 	for range 2 * maxBackgroundSyncs {
-		f, _, err := s.createStaging()
+		f, _, err := s.CreateStaging()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +187,7 @@ func TestBackgroundSyncs(t *testing.T) {
 	}
 
 	wait = st.syncInBackground()
-	closed, _, err := s.createStaging()
+	closed, _, err := s.CreateStaging()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/layerbridge/layerbridge/integration/harness"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/platforms"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // countingEngine is the real client with ImageSave calls counted.
@@ -54,7 +55,7 @@ func dockersaveEngine(t *testing.T) (*countingEngine, engine.Endpoint) {
 	if err != nil {
 		harness.Unavailable(t, fmt.Errorf("docker daemon at %s (%s): %w", ep.Host, ep.Source, err))
 	}
-	t.Logf("docker %s, api %s, driver %s, containerd store %v, endpoint %s from %s",
+	t.Logf("docker %s, api %s, driver %s, containerd cache %v, endpoint %s from %s",
 		info.ServerVersion, info.APIVersion, info.Driver, info.ContainerdStore, ep.Host, ep.Source)
 	return &countingEngine{Client: c}, ep
 }
@@ -93,7 +94,7 @@ func loadFixture(t *testing.T, c *client.Client, name string) (ref string) {
 
 // checkAgainstDaemon compares a stored image with the daemon's inspect:
 // same ID, platform and diff IDs, and every blob in the store.
-func checkAgainstDaemon(t *testing.T, c *client.Client, s *dockersave.Store, ref string, img dockersave.Image) {
+func checkAgainstDaemon(t *testing.T, c *client.Client, s *store.Store, ref string, img dockersave.Image) {
 	t.Helper()
 	ins, err := c.ImageInspect(t.Context(), ref)
 	if err != nil {
@@ -128,9 +129,9 @@ func checkAgainstDaemon(t *testing.T, c *client.Client, s *dockersave.Store, ref
 	}
 }
 
-func openStore(t *testing.T) *dockersave.Store {
+func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := dockersave.OpenStore(filepath.Join(t.TempDir(), "cache"))
+	s, err := store.Open(filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
 		t.Fatal(err)
 	}

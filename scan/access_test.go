@@ -14,6 +14,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // TestPlantedLinksAreNotServed: the layer server over the real store, with
@@ -22,20 +23,20 @@ import (
 // link's target, and the other layers are still served intact.
 func TestPlantedLinksAreNotServed(t *testing.T) {
 	outside := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(outside, []byte("a file outside the store"), 0o600); err != nil {
+	if err := os.WriteFile(outside, []byte("a file outside the cache"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	storeDir := t.TempDir()
-	store, err := dockersave.OpenStore(storeDir)
+	cache, err := store.Open(storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	img, err := dockersave.NewLoader(store).Load(t.Context(), "docker-archive:../testdata/fixtures/dive-test-docker-image.tar", nil)
+	defer cache.Close()
+	img, err := dockersave.NewLoader(cache).Load(t.Context(), "docker-archive:../testdata/fixtures/dive-test-docker-image.tar", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := bridge.New(store)
+	srv := bridge.New(cache)
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	base, _ := url.Parse(ts.URL)
@@ -77,7 +78,7 @@ func TestPlantedLinksAreNotServed(t *testing.T) {
 	for i, d := range layers {
 		status, body := get(d)
 		if i < len(targets) {
-			if status != 404 || bytes.Contains(body, index) || bytes.Contains(body, []byte("outside the store")) {
+			if status != 404 || bytes.Contains(body, index) || bytes.Contains(body, []byte("outside the cache")) {
 				t.Errorf("layer %d, a link to %s: %d, %q", i, targets[i], status, body)
 			}
 			continue

@@ -24,6 +24,7 @@ import (
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // layerOf is an uncompressed layer holding one file of random bytes.
@@ -123,12 +124,12 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	fdsBefore := openFDs(t)
 
-	store, err := dockersave.OpenStore(t.TempDir())
+	cache, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	loader := dockersave.NewLoader(store)
-	srv := bridge.New(store)
+	loader := dockersave.NewLoader(cache)
+	srv := bridge.New(cache)
 	layerServer := httptest.NewServer(srv)
 	baseURL, _ := url.Parse(layerServer.URL)
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
@@ -146,7 +147,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 				return
 			default:
 			}
-			res, err := store.Prune(ctx, 0)
+			res, err := cache.Prune(ctx, 0)
 			if err != nil {
 				t.Errorf("prune: %v", err)
 				return
@@ -209,7 +210,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 			for i := range images * rounds {
 				ref := refs[(w+i)%images]
 				res, err := Run(ctx, Config{
-					Image: ref, Loader: loader, Blobs: store, Clair: clairURL,
+					Image: ref, Loader: loader, Blobs: cache, Clair: clairURL,
 					Server: srv, Base: baseURL, Backoff: noWait,
 				})
 				if err != nil {
@@ -244,7 +245,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 	for _, release := range pins {
 		release()
 	}
-	if res, err := store.Prune(ctx, 0); err != nil || res.After != 0 {
+	if res, err := cache.Prune(ctx, 0); err != nil || res.After != 0 {
 		t.Fatalf("final prune: %d bytes left, %v", res.After, err)
 	}
 
@@ -253,7 +254,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 	clair.Close()
 	// fakeclair and the Clair clients use the default transport.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	store.Close()
+	cache.Close()
 
 	deadline := time.Now().Add(10 * time.Second)
 	for n := openFDs(t); n != fdsBefore; n = openFDs(t) {

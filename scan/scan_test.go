@@ -14,6 +14,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 const samples = "../testdata/clair-samples"
@@ -26,19 +27,19 @@ func noWait(ctx context.Context, _ int) error { return ctx.Err() }
 
 func newConfig(t *testing.T, clair string) Config {
 	t.Helper()
-	store, err := dockersave.OpenStore(t.TempDir())
+	cache, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { cache.Close() })
 	u, err := url.Parse(clair)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return Config{
 		Image:   alpineArchive,
-		Loader:  dockersave.NewLoader(store),
-		Blobs:   store,
+		Loader:  dockersave.NewLoader(cache),
+		Blobs:   cache,
 		Clair:   u,
 		Backoff: noWait,
 	}

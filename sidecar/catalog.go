@@ -11,14 +11,14 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/store"
 )
 
-// ImageLister lists the images of a store; *dockersave.Store is one. Images
+// ImageLister lists the images of a store; *store.Store is one. Images
 // must list only images whose blobs are all present, in the order they were
 // stored.
 type ImageLister interface {
-	Images() ([]dockersave.Image, error)
+	Images() ([]store.Record, error)
 }
 
 // UntaggedRepository is the repository that holds the stored images without
@@ -48,7 +48,7 @@ const UntaggedRepository = "layerbridge/untagged"
 // repositories. When a tag names several stored images (the same tag
 // stored for two platforms, or re-tagged), the most recently stored wins.
 //
-// When the lister can mark an image used (Touch, as *dockersave.Store
+// When the lister can mark an image used (Touch, as *store.Store
 // does), resolving an image's manifest marks it, so that images pulled
 // through the registry view are evicted last. A pull is not pinned: an
 // image evicted between its manifest and its blobs answers BLOB_UNKNOWN.
@@ -119,7 +119,7 @@ func requestedName(name string) string {
 
 // member is a stored image in a repository, under tag ("" for none).
 type member struct {
-	img dockersave.Image
+	img store.Record
 	tag string
 }
 
@@ -156,14 +156,14 @@ func (c *Catalog) repository(name string) ([]member, error) {
 	return out, nil
 }
 
-// toucher marks an image used; *dockersave.Store is one.
+// toucher marks an image used; *store.Store is one.
 type toucher interface {
-	Touch(img dockersave.Image) error
+	Touch(img store.Record) error
 }
 
 // touch marks img used, if the lister can. The mark only orders eviction,
 // so failing to set it changes nothing else and is not reported.
-func (c *Catalog) touch(img dockersave.Image) {
+func (c *Catalog) touch(img store.Record) {
 	if t, ok := c.images.(toucher); ok {
 		_ = t.Touch(img)
 	}
@@ -226,7 +226,7 @@ func (c *Catalog) Tags(_ context.Context, name string) ([]string, error) {
 
 // manifestDescriptor is the stored manifest's descriptor, without the
 // platform (the registry view serves the manifest, not an index entry).
-func manifestDescriptor(img dockersave.Image) ocispec.Descriptor {
+func manifestDescriptor(img store.Record) ocispec.Descriptor {
 	d := img.ManifestDescriptor()
 	d.Platform = nil
 	return d

@@ -14,8 +14,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/sidecar"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 func TestRepositoryOf(t *testing.T) {
@@ -46,9 +46,9 @@ func TestRepositoryOf(t *testing.T) {
 	}
 }
 
-type images []dockersave.Image
+type images []store.Record
 
-func (l images) Images() ([]dockersave.Image, error) { return l, nil }
+func (l images) Images() ([]store.Record, error) { return l, nil }
 
 // touchingImages also records the images marked used.
 type touchingImages struct {
@@ -56,7 +56,7 @@ type touchingImages struct {
 	touched []digest.Digest
 }
 
-func (l *touchingImages) Touch(img dockersave.Image) error {
+func (l *touchingImages) Touch(img store.Record) error {
 	l.touched = append(l.touched, img.ManifestDigest)
 	return nil
 }
@@ -81,9 +81,9 @@ func TestCatalogMarksPulledImagesUsed(t *testing.T) {
 }
 
 // image is a stored image with made-up digests derived from seed.
-func image(seed string, tags ...string) dockersave.Image {
+func image(seed string, tags ...string) store.Record {
 	d := func(s string) digest.Digest { return digest.FromString(seed + s) }
-	return dockersave.Image{
+	return store.Record{
 		RepoTags:       tags,
 		ManifestDigest: d("manifest"),
 		ManifestSize:   100,

@@ -24,6 +24,7 @@ import (
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 const (
@@ -48,20 +49,31 @@ func pollNow(ctx context.Context, _ int) error {
 // loader, and counts every load. Like the daemon path of dockersave, it
 // answers from the store (CacheHit) an image it stored before. With gate
 // set, each load waits for a value (or the gate's close) after announcing
-// itself on entered.
+// itself on entered. With events set, it records every pin and release.
 type fixtureLoader struct {
 	inner   *dockersave.Loader
-	store   *dockersave.Store
+	store   *store.Store
 	images  map[string]string // daemon reference -> archive reference
 	loads   atomic.Int64
 	gate    chan struct{}
 	entered chan string
+	events  *eventLog
 
 	mu     sync.Mutex
 	stored map[string]dockersave.Image // by reference
 }
 
 func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, error) {
+	img, release, err := l.LoadPinned(ctx, ref, p)
+	if err == nil {
+		release()
+	}
+	return img, err
+}
+
+// LoadPinned loads as Load does, and pins the image in the store as the
+// daemon path of dockersave does.
+func (l *fixtureLoader) LoadPinned(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
 	l.loads.Add(1)
 	if l.entered != nil {
 		l.entered <- ref
@@ -70,28 +82,87 @@ func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platfor
 		select {
 		case <-l.gate:
 		case <-ctx.Done():
-			return dockersave.Image{}, ctx.Err()
+			return dockersave.Image{}, nil, ctx.Err()
 		}
 	}
 	archive, ok := l.images[ref]
 	if !ok {
-		return dockersave.Image{}, &engine.NotFoundError{Ref: ref}
+		return dockersave.Image{}, nil, &engine.NotFoundError{Ref: ref}
 	}
 	l.mu.Lock()
 	prev, seen := l.stored[ref]
 	l.mu.Unlock()
 	if seen && p == nil {
-		if img, ok, err := l.store.Lookup(prev.ID, prev.Platform); err == nil && ok {
-			return img, nil
+		if _, pin, ok, err := l.store.LookupPinned(ctx, prev.ID, prev.Platform); err == nil && ok {
+			prev.CacheHit = true
+			return prev, l.events.pinned(prev, pin.Release), nil
 		}
 	}
-	img, err := l.inner.Load(ctx, archive, p)
-	if err == nil {
-		l.mu.Lock()
-		l.stored[ref] = img
-		l.mu.Unlock()
+	img, release, err := l.inner.LoadPinned(ctx, archive, p)
+	if err != nil {
+		return img, nil, err
 	}
-	return img, err
+	l.mu.Lock()
+	l.stored[ref] = img
+	l.mu.Unlock()
+	return img, l.events.pinned(img, release), nil
+}
+
+// eventLog records the pins of a fixtureLoader and the prunes of a
+// fakeCache, in the order they happen.
+type eventLog struct {
+	mu     sync.Mutex
+	pins   map[string]int // manifest digest -> pins held
+	events []string
+}
+
+func newEventLog() *eventLog { return &eventLog{pins: map[string]int{}} }
+
+func (e *eventLog) add(event string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, event)
+}
+
+// pinned records img's pin and returns its release, which records its end;
+// on a nil log it returns release.
+func (e *eventLog) pinned(img dockersave.Image, release func()) func() {
+	if e == nil {
+		return release
+	}
+	d := img.ManifestDigest.String()
+	e.mu.Lock()
+	e.pins[d]++
+	e.events = append(e.events, "pin "+d)
+	e.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			release()
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.pins[d]--
+			e.events = append(e.events, "release "+d)
+		})
+	}
+}
+
+// held is the number of pins held.
+func (e *eventLog) held() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, v := range e.pins {
+		n += v
+	}
+	return n
+}
+
+// String is the events, one a line.
+func (e *eventLog) String() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return strings.Join(e.events, "\n")
 }
 
 // blockingClair is a Clair 4 double (fakeclair.V4, which really downloads
@@ -138,7 +209,7 @@ type env struct {
 	ts     *httptest.Server
 	clair  *blockingClair
 	loader *fixtureLoader
-	store  *dockersave.Store
+	store  *store.Store
 	client *sidecar.Client
 	cfg    sidecar.Config
 	limits bridge.Limits // of the listener
@@ -177,21 +248,21 @@ func withLimits(l bridge.Limits) option { return func(e *env) { e.limits = l } }
 // alpine:3.11 (and its copy alpine:copy) from the fixture archive.
 func newEnv(t *testing.T, opts ...option) *env {
 	t.Helper()
-	store, err := dockersave.OpenStore(t.TempDir())
+	cache, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { cache.Close() })
 	e := &env{
-		store: store,
+		store: cache,
 		clair: &blockingClair{
 			fake:    &fakeclair.V4{Samples: samples},
 			entered: make(chan []string, 100),
 			release: make(chan struct{}),
 		},
 		loader: &fixtureLoader{
-			inner:  dockersave.NewLoader(store),
-			store:  store,
+			inner:  dockersave.NewLoader(cache),
+			store:  cache,
 			stored: map[string]dockersave.Image{},
 			images: map[string]string{"alpine:3.11": alpineArchive, "alpine:copy": alpineArchive},
 		},
@@ -204,9 +275,9 @@ func newEnv(t *testing.T, opts ...option) *env {
 	base, _ := url.Parse("http://" + e.ts.Listener.Addr().String())
 	e.cfg = sidecar.Config{
 		Loader:  e.loader,
-		Blobs:   store,
-		Catalog: sidecar.NewCatalog(store),
-		Store:   store,
+		Blobs:   cache,
+		Catalog: sidecar.NewCatalog(cache),
+		Store:   cache,
 		Base:    base,
 		Clair:   clairURL,
 		Backoff: noWait,
@@ -304,49 +375,20 @@ func (e *env) indexing(t *testing.T) []string {
 	return testwait.Recv(t, e.clair.entered, "Clair to receive an index request")
 }
 
-// fakeCache records pins and prunes.
+// fakeCache records prunes in its event log.
 type fakeCache struct {
-	mu      sync.Mutex
-	pinned  map[string]int // manifest digest -> pins
-	events  []string
+	*eventLog
 	pruned  chan int64 // receives each Prune's limit
 	size    int64
 	evicted int64
 }
 
 func newFakeCache() *fakeCache {
-	return &fakeCache{pinned: map[string]int{}, pruned: make(chan int64, 100)}
+	return &fakeCache{eventLog: newEventLog(), pruned: make(chan int64, 100)}
 }
 
-func (c *fakeCache) Pin(_ context.Context, img dockersave.Image) (func(), error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	d := img.ManifestDigest.String()
-	c.pinned[d]++
-	c.events = append(c.events, "pin "+d)
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.pinned[d]--
-		c.events = append(c.events, "release "+d)
-	}, nil
-}
-
-func (c *fakeCache) Prune(_ context.Context, max int64) (dockersave.PruneResult, error) {
-	c.mu.Lock()
-	c.events = append(c.events, fmt.Sprintf("prune %d", max))
-	res := dockersave.PruneResult{Before: c.size + c.evicted, After: c.size, BlobsRemoved: 1, BytesFreed: c.evicted}
-	c.mu.Unlock()
+func (c *fakeCache) Prune(_ context.Context, max int64) (store.PruneResult, error) {
+	c.add(fmt.Sprintf("prune %d", max))
 	c.pruned <- max
-	return res, nil
-}
-
-func (c *fakeCache) pins() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, v := range c.pinned {
-		n += v
-	}
-	return n
+	return store.PruneResult{Before: c.size + c.evicted, After: c.size, BlobsRemoved: 1, BytesFreed: c.evicted}, nil
 }

@@ -236,11 +236,10 @@ func (s *Service) run(ctx context.Context, rec *record) {
 		return
 	}
 
-	var unpin func()
 	res, err := scan.Run(ctx, scan.Config{
 		Image:      rec.image,
 		Platform:   rec.platform,
-		Loader:     pinLoader{s: s, rec: rec, unpin: &unpin},
+		Loader:     scanLoader{s: s, rec: rec},
 		Blobs:      s.cfg.Blobs,
 		Clair:      s.cfg.Clair,
 		API:        s.cfg.API,
@@ -253,9 +252,6 @@ func (s *Service) run(ctx context.Context, rec *record) {
 		Backoff:    s.cfg.Backoff,
 		Logger:     s.log.With("scan", rec.id),
 	})
-	if unpin != nil {
-		unpin()
-	}
 	release()
 	var rep *report.Report
 	if err == nil {

@@ -81,8 +81,8 @@ type Config struct {
 	MaxFinished int
 
 	// Cache, when set with CacheMaxSize > 0, is pruned to CacheMaxSize
-	// bytes after each scan; each scan's image is pinned from its load
-	// until Clair is done with it.
+	// bytes after each scan. Each scan's image is pinned by the Loader
+	// from its load until Clair is done with it.
 	Cache        Cache
 	CacheMaxSize int64
 

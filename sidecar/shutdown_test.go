@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // A SIGTERM, as serve handles it: the API stops accepting scans, a scan
@@ -124,9 +124,10 @@ func TestCachePinnedDuringScanThenPruned(t *testing.T) {
 		c.Cache = cache
 		c.CacheMaxSize = 10 << 30
 	}))
+	e.loader.events = cache.eventLog // the loader pins, the cache prunes
 	st := e.post(t, "alpine:3.11")
 	e.indexing(t)
-	if n := cache.pins(); n != 1 {
+	if n := cache.held(); n != 1 {
 		t.Errorf("%d pins while clair downloads the layers, want 1", n)
 	}
 	close(e.clair.release)
@@ -137,12 +138,10 @@ func TestCachePinnedDuringScanThenPruned(t *testing.T) {
 	if done.State != sidecar.StateDone {
 		t.Fatalf("scan: %s %s", done.State, done.Error)
 	}
-	if n := cache.pins(); n != 0 {
+	if n := cache.held(); n != 0 {
 		t.Errorf("%d pins left after the scan", n)
 	}
-	cache.mu.Lock()
-	events := strings.Join(cache.events, "\n")
-	cache.mu.Unlock()
+	events := cache.String()
 	if !strings.HasPrefix(events, "pin ") || !strings.Contains(events, "\nrelease ") || !strings.HasSuffix(events, "\nprune 10737418240") {
 		t.Errorf("cache events:\n%s\nwant pin, release, prune", events)
 	}
@@ -158,7 +157,7 @@ func TestCachePinnedDuringScanThenPruned(t *testing.T) {
 	}
 }
 
-var _ sidecar.Cache = (*dockersave.Store)(nil)
+var _ sidecar.Cache = (*store.Store)(nil)
 
 // With the real store as the cache: a Prune from elsewhere while Clair
 // downloads cannot take the scan's layers away, and the scan's own prune

@@ -11,6 +11,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // daemon opens the Docker Engine client once, on first use, and remembers
@@ -66,8 +67,8 @@ func (d *daemon) containers() engine.Containers {
 
 // openStore opens the image cache and a loader writing to it; progress,
 // when set, is told how far each load is.
-func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockersave.Progress)) (*dockersave.Store, *dockersave.Loader, error) {
-	store, err := dockersave.OpenStore(sf.cacheDir)
+func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockersave.Progress)) (*store.Store, *dockersave.Loader, error) {
+	cache, err := store.Open(sf.cacheDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open image cache: %w", err)
 	}
@@ -76,7 +77,7 @@ func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockers
 	if progress != nil {
 		opts = append(opts, dockersave.WithLoadProgress(progress))
 	}
-	return store, dockersave.NewLoader(store, opts...), nil
+	return cache, dockersave.NewLoader(cache, opts...), nil
 }
 
 // withTimeout bounds ctx by d when d > 0.

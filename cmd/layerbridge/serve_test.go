@@ -25,6 +25,7 @@ import (
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/sidecar"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 func TestParseSize(t *testing.T) {
@@ -376,16 +377,16 @@ func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform
 // a loopback httptest server, with alpine:3.11 in its "daemon".
 func newSidecar(t *testing.T, clairURL, token string) string {
 	t.Helper()
-	store, err := dockersave.OpenStore(t.TempDir())
+	cache, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { cache.Close() })
 	ts := httptest.NewUnstartedServer(nil)
 	cfg := sidecar.Config{
-		Loader:  fixtureDaemon{dockersave.NewLoader(store), map[string]string{"alpine:3.11": alpineArchive}},
-		Blobs:   store,
-		Catalog: sidecar.NewCatalog(store),
+		Loader:  fixtureDaemon{dockersave.NewLoader(cache), map[string]string{"alpine:3.11": alpineArchive}},
+		Blobs:   cache,
+		Catalog: sidecar.NewCatalog(cache),
 		Base:    mustParse(t, "http://"+ts.Listener.Addr().String()),
 		Clair:   mustParse(t, clairURL),
 	}

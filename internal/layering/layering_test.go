@@ -27,12 +27,12 @@ var rules = map[string]rule{
 	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"engine":              {project: []string{"bridge"}},
-	"dockersave":          {project: []string{"engine", "imageref", "internal/directio", "internal/mediatype", "platforms"}},
+	"dockersave":          {project: []string{"engine", "imageref", "internal/directio", "internal/mediatype", "platforms", "store"}},
 	"bridge":              {project: []string{"internal/mediatype"}},
 	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
-	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan"}},
+	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan", "store"}},
 	"doctor":              {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "scan"}},
-	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "platforms", "report", "scan", "sidecar"}, env: true},
+	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "platforms", "report", "scan", "sidecar", "store"}, env: true},
 	"internal/clairhttp":  {thirdParty: []string{}},
 	"internal/httprec":    {thirdParty: []string{}},
 	"internal/fakeengine": {thirdParty: []string{}},
@@ -42,6 +42,7 @@ var rules = map[string]rule{
 	"internal/mediatype":  {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 	"platforms":           {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 	"internal/directio":   {thirdParty: []string{"golang.org/x/sys"}},
+	"store":               {project: []string{"platforms"}},
 }
 
 type pkg struct {

@@ -16,12 +16,13 @@ import (
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 // scanTiming is one end-to-end scan, split where scan.Run's Stage callback
 // and its loader say.
 type scanTiming struct {
-	export   time.Duration // Loader.Load: docker save into the store
+	export   time.Duration // Loader.Load: docker save into the cache
 	index    time.Duration // StageIndexing to StageMatching: Clair fetches the layers from the bridge and indexes them
 	match    time.Duration // StageMatching to the report
 	total    time.Duration // scan.Run, including Clair API detection and the layer server's start
@@ -46,19 +47,19 @@ func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) 
 // in cacheDir against Clair at clairURL, as `layerbridge scan` does, and
 // times its stages.
 func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDir string, clairURL *url.URL, ref string) (scanTiming, error) {
-	store, err := dockersave.OpenStore(cacheDir)
+	cache, err := store.Open(cacheDir)
 	if err != nil {
 		return scanTiming{}, err
 	}
-	defer store.Close()
+	defer cache.Close()
 	var t scanTiming
 	var mu sync.Mutex
 	var marks = map[scan.Stage]time.Time{}
 	start := time.Now()
 	res, err := scan.Run(ctx, scan.Config{
 		Image:  ref,
-		Loader: timedLoader{l: dockersave.NewLoader(store, dockersave.WithEngine(eng, ep)), d: &t.export},
-		Blobs:  store,
+		Loader: timedLoader{l: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)), d: &t.export},
+		Blobs:  cache,
 		Clair:  clairURL,
 		API:    scan.APIv4,
 		Stage: func(s scan.Stage) {

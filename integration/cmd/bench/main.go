@@ -26,6 +26,7 @@ import (
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/integration/harness"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 func main() {
@@ -435,12 +436,12 @@ func measureServing(ctx context.Context, o options, log *slog.Logger, built []*b
 	if len(plans) == 0 {
 		return nil, nil
 	}
-	store, err := dockersave.OpenStore(warmDir)
+	cache, err := store.Open(warmDir)
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
-	srv, err := startLayerServer(store)
+	defer cache.Close()
+	srv, err := startLayerServer(cache)
 	if err != nil {
 		return nil, err
 	}
@@ -596,13 +597,13 @@ func profileExport(ctx context.Context, o options, log *slog.Logger, b *builtIma
 		return err
 	}
 	defer eng.Close()
-	dir := filepath.Join(work, "profile-store")
+	dir := filepath.Join(work, "profile-cache")
 	defer os.RemoveAll(dir)
-	store, err := dockersave.OpenStore(dir)
+	cache, err := store.Open(dir)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer cache.Close()
 	if err := settle(false); err != nil {
 		return err
 	}
@@ -612,7 +613,7 @@ func profileExport(ctx context.Context, o options, log *slog.Logger, b *builtIma
 		return err
 	}
 	start := time.Now()
-	_, err = dockersave.NewLoader(store, dockersave.WithEngine(eng, ep)).Load(ctx, b.spec.tag(), nil)
+	_, err = dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)).Load(ctx, b.spec.tag(), nil)
 	took := time.Since(start)
 	if serr := stop(); err == nil {
 		err = serr

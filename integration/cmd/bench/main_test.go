@@ -14,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/layerbridge/layerbridge/dockersave"
+	"github.com/layerbridge/layerbridge/store"
 )
 
 func TestSamples(t *testing.T) {
@@ -124,12 +125,12 @@ func TestGeneratedImage(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	store, err := dockersave.OpenStore(filepath.Join(dir, "store"))
+	cache, err := store.Open(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	img, err := dockersave.NewLoader(store).Load(t.Context(), "docker-archive:"+archive, nil)
+	defer cache.Close()
+	img, err := dockersave.NewLoader(cache).Load(t.Context(), "docker-archive:"+archive, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-package dockersave
+package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 func TestOpenStoreLayout(t *testing.T) {
@@ -28,11 +30,8 @@ func TestOpenStoreLayout(t *testing.T) {
 		t.Fatalf("index.json %q, %v", b, err)
 	}
 	// Reopening keeps what is there.
-	img, err := NewLoader(s).Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, err := OpenStore(s.Dir())
+	img := commitImage(t, s, "alpine:3.11", randomLayer(t, 4<<10))
+	s2, err := Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,48 +41,9 @@ func TestOpenStoreLayout(t *testing.T) {
 	}
 }
 
-func TestStoreIndexRecord(t *testing.T) {
-	s := openTestStore(t)
-	img, err := NewLoader(s).Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx ocispec.Index
-	b, _ := os.ReadFile(filepath.Join(s.Dir(), "index.json"))
-	if err := json.Unmarshal(b, &idx); err != nil || len(idx.Manifests) != 1 {
-		t.Fatalf("index %s", b)
-	}
-	d := idx.Manifests[0]
-	want := map[string]string{
-		AnnotationImageID:         img.ID.String(),
-		AnnotationPlatform:        "linux/amd64",
-		AnnotationRepoTags:        "alpine:3.11",
-		AnnotationSourceKind:      "docker-archive",
-		ocispec.AnnotationRefName: "alpine:3.11",
-	}
-	for k, v := range want {
-		if d.Annotations[k] != v {
-			t.Errorf("annotation %s = %q, want %q", k, d.Annotations[k], v)
-		}
-	}
-	if d.Digest != img.ManifestDigest || d.Platform == nil || d.Platform.Architecture != "amd64" {
-		t.Errorf("descriptor %+v", d)
-	}
-	// Loading again replaces the record instead of adding one.
-	if _, err := NewLoader(s).Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if images, _ := s.Images(); len(images) != 1 {
-		t.Fatalf("%d records after reloading one image", len(images))
-	}
-}
-
 func TestOpenBlob(t *testing.T) {
 	s := openTestStore(t)
-	img, err := NewLoader(s).Load(t.Context(), "oci-archive:"+filepath.Join(fixturesDir, "dive-test-oci-gzip-image.tar"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := commitImage(t, s, "app:1", randomLayer(t, 4<<10), randomLayer(t, 8<<10))
 	f, err := s.OpenBlob(img.Manifest.Layers[0].Digest)
 	if err != nil {
 		t.Fatal(err)
@@ -107,10 +67,11 @@ func TestOpenBlob(t *testing.T) {
 // alone, so a stored blob's content may be unreadable.
 func TestLookupReadsNoBlob(t *testing.T) {
 	s := openTestStore(t)
-	img, err := NewLoader(s).Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "dive-test-docker-image.tar"), nil)
-	if err != nil {
-		t.Fatal(err)
+	var layers [][]byte
+	for range 14 {
+		layers = append(layers, randomLayer(t, 4<<10))
 	}
+	img := commitImage(t, s, "app:1", layers...)
 	// Overwrite every blob with zeros of the same length: a lookup that
 	// read (or hashed) any of them would notice.
 	for _, l := range append(img.Manifest.Layers, img.Manifest.Config, img.ManifestDescriptor()) {
@@ -142,7 +103,7 @@ func TestStaleStagingRemoved(t *testing.T) {
 	writeFile(t, filepath.Dir(fresh), filepath.Base(fresh), []byte("x"))
 	old := time.Now().Add(-48 * time.Hour)
 	os.Chtimes(stale, old, old)
-	s2, err := OpenStore(s.Dir())
+	s2, err := Open(s.Dir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +113,68 @@ func TestStaleStagingRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Error("fresh staging file (maybe another process's) removed")
+	}
+}
+
+// TestOpenBlobRefusesPlantedFiles: whatever someone with write access plants
+// in blobs/ under a stored blob's name, OpenBlob opens only a regular file
+// the store wrote there: links (inside or outside the store), fifos (without
+// waiting for a writer), directories and devices are reported missing.
+func TestOpenBlobRefusesPlantedFiles(t *testing.T) {
+	outside := writeFile(t, t.TempDir(), "secret", []byte("outside the store"))
+	cases := []struct {
+		name  string
+		plant func(t *testing.T, s *Store, path string, other string)
+	}{
+		{"symlink to index.json", func(t *testing.T, s *Store, p, _ string) { mustDo(t, os.Symlink("../../index.json", p)) }},
+		{"symlink to another blob", func(t *testing.T, s *Store, p, other string) { mustDo(t, os.Symlink(filepath.Base(other), p)) }},
+		{"symlink leaving the store", func(t *testing.T, s *Store, p, _ string) { mustDo(t, os.Symlink("../../../../../../../.."+outside, p)) }},
+		{"absolute symlink", func(t *testing.T, s *Store, p, _ string) { mustDo(t, os.Symlink(outside, p)) }},
+		{"fifo", func(t *testing.T, s *Store, p, _ string) { mustDo(t, unix.Mkfifo(p, 0o644)) }},
+		{"directory", func(t *testing.T, s *Store, p, _ string) { mustDo(t, os.Mkdir(p, 0o755)) }},
+		{"character device", func(t *testing.T, s *Store, p, _ string) {
+			mustDo(t, unix.Mknod(p, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestStore(t)
+			img := commitImage(t, s, "app:1", randomLayer(t, 4<<10))
+			d := img.Manifest.Layers[0].Digest
+			p := filepath.Join(s.Dir(), blobPath(d))
+			mustDo(t, os.Remove(p))
+			tc.plant(t, s, p, filepath.Join(s.Dir(), blobPath(img.Manifest.Config.Digest)))
+			f, err := s.OpenBlob(d)
+			if err == nil {
+				f.Close()
+				t.Fatalf("OpenBlob opened a planted %s", tc.name)
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("got %v, want an error wrapping fs.ErrNotExist (the blob is not there)", err)
+			}
+			// The image is no longer complete: the next load would
+			// export or read it again.
+			if _, ok, _ := s.Lookup(img.ID, img.Platform); ok {
+				t.Errorf("Lookup still finds the image")
+			}
+		})
+	}
+}
+
+// TestLockWaitHonoursContext: a load waiting for another's export gives up
+// when its context ends.
+func TestLockWaitHonoursContext(t *testing.T) {
+	s := openTestStore(t)
+	id := digest.FromString("x")
+	held, err := s.LockImage(t.Context(), id, linuxAMD64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	s.onLockWait = func(string) { cancel() }
+	if _, err := s.LockImage(ctx, id, linuxAMD64); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package dockersave
+package store
 
 import (
 	"cmp"
@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -43,14 +42,14 @@ import (
 
 // ErrNotStored is returned (wrapped) by Pin when the store no longer holds
 // the image as it was loaded: evicted, or replaced by another manifest.
-// Load it again, then pin it (Loader.LoadPinned does both).
+// Load it again, then pin it.
 var ErrNotStored = errors.New("image not in store")
 
-// Touch records now as img's last use (see Usage, Prune). Load already does
-// this for every image it returns, and a pin's release does it too; call it
-// when an image is used some other way (a registry view serving it).
-// It fails only when the store directory is not writable.
-func (s *Store) Touch(img Image) error { return s.touch(img.ID, img.Platform) }
+// Touch records now as rec's last use (see Usage, Prune). A commit does
+// this, a loader does it for every image it returns, and a pin's release
+// does it too; call it when an image is used some other way (a registry
+// view serving it). It fails only when the store directory is not writable.
+func (s *Store) Touch(rec Record) error { return s.touch(rec.ID, rec.Platform) }
 
 func (s *Store) touch(id digest.Digest, p ocispec.Platform) error {
 	name := locksDir + "/" + imageLockName(id, p)
@@ -69,66 +68,53 @@ func (s *Store) touch(id digest.Digest, p ocispec.Platform) error {
 	return nil
 }
 
-// Pin keeps the store from evicting img (its manifest, config and layer
-// blobs, and its index record) until release is called, in this process and
-// in every other process using the store directory. Pin an image before
+// Pin pins rec (see the Pin type): its manifest, config and layer blobs and
+// its index record stay until the pin is released. Pin an image before
 // handing its digests to a scanner: OpenBlob on an unpinned image can fail
 // once Prune has run.
 //
-// Pin fails with ErrNotStored when img is no longer stored as it was loaded
-// (Prune evicted it after Load returned): load it again. It waits, until ctx
-// ends, while the image is being exported or evicted.
+// Pin fails with ErrNotStored when rec is no longer stored as it was
+// recorded (Prune evicted it after it was loaded): load it again. It waits,
+// until ctx ends, while the image is being exported or evicted.
 //
-// Pins nest (each Pin needs its own release) and release may be called more
-// than once. A pin does not block reloading an archive or layout of the same
-// image: a different manifest for the same image ID and platform is recorded
-// beside the pinned one, which stays until it is unpinned and evicted. A
-// daemon image is only exported again when one of its blobs is missing,
-// which a pin prevents short of someone deleting files by hand; such an
-// export waits for every pin to be released. So do not Load an image again
-// while holding its pin in the same goroutine expecting an export.
-func (s *Store) Pin(ctx context.Context, img Image) (release func(), err error) {
-	l, err := s.lockImageShared(ctx, img.ID, img.Platform)
+// Pins nest (each needs its own Release). A pin does not block reloading an
+// archive or layout of the same image: a different manifest for the same
+// image ID and platform is recorded beside the pinned one, which stays
+// until it is unpinned and evicted. A daemon image is only exported again
+// when one of its blobs is missing, which a pin prevents short of someone
+// deleting files by hand; such an export waits for every pin to be
+// released. So do not load an image again while holding its pin in the
+// same goroutine expecting an export.
+func (s *Store) Pin(ctx context.Context, rec Record) (*Pin, error) {
+	l, err := s.lockImageShared(ctx, rec.ID, rec.Platform)
 	if err != nil {
-		return nil, fmt.Errorf("pin %s: %w", img.ManifestDigest, err)
+		return nil, fmt.Errorf("pin %s: %w", rec.ManifestDigest, err)
 	}
-	ok, err := s.stored(img)
+	ok, err := s.stored(rec)
 	if err == nil && !ok {
 		err = ErrNotStored
 	}
 	if err != nil {
 		l.unlock()
-		return nil, fmt.Errorf("pin %s: %w", img.ManifestDigest, err)
+		return nil, fmt.Errorf("pin %s: %w", rec.ManifestDigest, err)
 	}
-	return s.releaser(img, l), nil
+	return s.pin(rec.ID, rec.Platform, l), nil
 }
 
-// releaser is a pin's release function: mark the image used, then unlock.
-func (s *Store) releaser(img Image, l *fileLock) func() {
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			// The mark is advisory: failing to set it only ages the image.
-			_ = s.touch(img.ID, img.Platform)
-			l.unlock()
-		})
-	}
-}
-
-// stored reports whether index.json has a record of img's manifest for its
+// stored reports whether index.json has a record of rec's manifest for its
 // image ID and platform, with every blob present.
-func (s *Store) stored(img Image) (bool, error) {
+func (s *Store) stored(rec Record) (bool, error) {
 	idx, err := s.readIndex()
 	if err != nil {
 		return false, err
 	}
-	key := platforms.Format(platforms.Normalize(img.Platform))
+	key := platforms.Format(platforms.Normalize(rec.Platform))
 	for _, d := range idx.Manifests {
-		if d.Digest != img.ManifestDigest || !recordMatches(d, img.ID, key) {
+		if d.Digest != rec.ManifestDigest || !recordMatches(d, rec.ID, key) {
 			continue
 		}
-		rec, err := imageFromDescriptor(d)
-		if err == nil && s.complete(rec) {
+		r, err := recordFromDescriptor(d)
+		if err == nil && s.complete(r) {
 			return true, nil
 		}
 	}
@@ -137,8 +123,8 @@ func (s *Store) stored(img Image) (bool, error) {
 
 // ImageUsage is one index record with what it costs and when it was used.
 type ImageUsage struct {
-	// Image is the record, as Lookup would return it (CacheHit unset).
-	Image Image
+	// Record is the image, as Lookup would return it.
+	Record Record
 	// LastUsed is the last Load, pin release or Touch of the image (or its
 	// export); zero when unknown (stored before usage was tracked, or the
 	// mark was removed), which makes it the first to be evicted.
@@ -173,7 +159,7 @@ func (s *Store) Usage() ([]ImageUsage, error) {
 	refs := countRefs(recs, foreign)
 	out := make([]ImageUsage, 0, len(recs))
 	for _, r := range recs {
-		u := ImageUsage{Image: r.img, LastUsed: r.lastUsed, Complete: true}
+		u := ImageUsage{Record: r.rec, LastUsed: r.lastUsed, Complete: true}
 		for _, d := range r.blobs {
 			n, ok := sizes[d]
 			if !ok {
@@ -210,7 +196,7 @@ type PruneResult struct {
 	// when pinned images (or records written by other tools) need more.
 	Before, After int64
 	// Evicted are the records removed from index.json, in eviction order.
-	Evicted []Image
+	Evicted []Record
 	// BlobsRemoved and BytesFreed count the deleted blobs, orphans included.
 	BlobsRemoved int
 	BytesFreed   int64
@@ -317,7 +303,7 @@ func (s *Store) Prune(ctx context.Context, maxBytes int64) (PruneResult, error) 
 			held[r.lock] = l
 		}
 		evicted[r] = true
-		res.Evicted = append(res.Evicted, r.img)
+		res.Evicted = append(res.Evicted, r.rec)
 		for _, d := range r.blobs {
 			if refs[d]--; refs[d] == 0 {
 				drop(d)
@@ -382,7 +368,7 @@ func (s *Store) Prune(ctx context.Context, maxBytes int64) (PruneResult, error) 
 // record is one layerbridge index record as Prune and Usage see it.
 type record struct {
 	pos      int // in index.json
-	img      Image
+	rec      Record
 	lock     string // name of the image's lock file
 	blobs    []digest.Digest
 	lastUsed time.Time
@@ -400,17 +386,17 @@ func (s *Store) records(idx ocispec.Index) ([]*record, map[digest.Digest]bool) {
 	foreign := map[digest.Digest]bool{}
 	latest := map[string]*record{}
 	for i, d := range idx.Manifests {
-		var img Image
+		var rec Record
 		err := errors.New("not a layerbridge record")
 		if d.Annotations[AnnotationImageID] != "" {
-			img, err = imageFromDescriptor(d)
+			rec, err = recordFromDescriptor(d)
 		}
 		if err != nil {
 			s.referenced(d, 0, foreign)
 			continue
 		}
-		r := &record{pos: i, img: img, lock: imageLockName(img.ID, img.Platform)}
-		for _, b := range append([]ocispec.Descriptor{img.ManifestDescriptor(), img.Manifest.Config}, img.Manifest.Layers...) {
+		r := &record{pos: i, rec: rec, lock: imageLockName(rec.ID, rec.Platform)}
+		for _, b := range append([]ocispec.Descriptor{rec.ManifestDescriptor(), rec.Manifest.Config}, rec.Manifest.Layers...) {
 			if !slices.Contains(r.blobs, b.Digest) {
 				r.blobs = append(r.blobs, b.Digest)
 			}
@@ -439,6 +425,13 @@ func (s *Store) records(idx ocispec.Index) ([]*record, map[digest.Digest]bool) {
 	return recs, foreign
 }
 
+// Limits on reading the manifests and indexes of records written by other
+// tools (see referenced).
+const (
+	maxForeignManifest = 4 << 20
+	maxForeignDepth    = 4
+)
+
 // referenced adds d and, reading it if it is a stored manifest or index, the
 // blobs it references to out.
 func (s *Store) referenced(d ocispec.Descriptor, depth int, out map[digest.Digest]bool) {
@@ -446,7 +439,7 @@ func (s *Store) referenced(d ocispec.Descriptor, depth int, out map[digest.Diges
 		return
 	}
 	out[d.Digest] = true
-	if depth > maxIndexDepth || d.Size > maxMetadataSize {
+	if depth > maxForeignDepth || d.Size > maxForeignManifest {
 		return
 	}
 	f, err := s.OpenBlob(d.Digest)
@@ -454,8 +447,8 @@ func (s *Store) referenced(d ocispec.Descriptor, depth int, out map[digest.Diges
 		return
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxMetadataSize+1))
-	if err != nil || len(data) > maxMetadataSize {
+	data, err := io.ReadAll(io.LimitReader(f, maxForeignManifest+1))
+	if err != nil || len(data) > maxForeignManifest {
 		return
 	}
 	var m struct {

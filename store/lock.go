@@ -1,4 +1,4 @@
-package dockersave
+package store
 
 import (
 	"context"
