@@ -155,7 +155,7 @@ func TestConformanceFixtures(t *testing.T) {
 		t.Run(w.file, func(t *testing.T) {
 			s := openTestStore(t)
 			ref := string(w.kind) + ":" + filepath.Join(fixturesDir, w.file)
-			img, err := NewLoader(s).Load(t.Context(), ref, nil)
+			img, err := NewLoader(s).loadReleased(t.Context(), ref, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,7 +186,7 @@ func TestConformanceOCILayoutDir(t *testing.T) {
 			dir := t.TempDir()
 			untarInto(t, f, dir)
 			s := openTestStore(t)
-			img, err := NewLoader(s).Load(t.Context(), "oci:"+dir, nil)
+			img, err := NewLoader(s).loadReleased(t.Context(), "oci:"+dir, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +202,7 @@ func TestSynthesizedManifestIsDeterministic(t *testing.T) {
 	ref := "docker-archive:" + filepath.Join(fixturesDir, "dive-test-docker-image.tar")
 	var digests []digest.Digest
 	for range 2 {
-		img, err := NewLoader(openTestStore(t)).Load(context.Background(), ref, nil)
+		img, err := NewLoader(openTestStore(t)).loadReleased(context.Background(), ref, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -167,7 +167,7 @@ func TestDocker29BuildKitImage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, l := startDocker29(t)
-			img, err := l.Load(t.Context(), docker29Tag, tc.platform)
+			img, err := l.loadReleased(t.Context(), docker29Tag, tc.platform)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +188,7 @@ func TestDocker29BuildKitImage(t *testing.T) {
 				t.Errorf("exports %q, want one: %q (the image id, with the platform)", d.saves, tc.save)
 			}
 			// Stored under the index's ID and platform: not exported again.
-			again, err := l.Load(t.Context(), docker29Tag, tc.platform)
+			again, err := l.loadReleased(t.Context(), docker29Tag, tc.platform)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +203,7 @@ func TestDocker29BuildKitImage(t *testing.T) {
 // platform it has, and nothing is exported.
 func TestDocker29PlatformAbsent(t *testing.T) {
 	d, l := startDocker29(t)
-	_, err := l.Load(t.Context(), docker29Tag, &ocispec.Platform{OS: "linux", Architecture: "s390x"})
+	_, err := l.loadReleased(t.Context(), docker29Tag, &ocispec.Platform{OS: "linux", Architecture: "s390x"})
 	var pe *PlatformError
 	if !errors.As(err, &pe) {
 		t.Fatalf("error %v (%T), want a *PlatformError", err, err)
@@ -243,7 +243,7 @@ func TestDocker29ExportMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, l := startDocker29(t)
-	_, err := l.Load(t.Context(), docker29Tag, nil)
+	_, err := l.loadReleased(t.Context(), docker29Tag, nil)
 	if !errors.Is(err, ErrExportMismatch) {
 		t.Fatalf("error %v, want ErrExportMismatch", err)
 	}

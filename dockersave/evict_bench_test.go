@@ -46,7 +46,7 @@ func BenchmarkLoadWarm(b *testing.B) {
 			s := openTestStore(b)
 			for i := range c.records {
 				f := benchEngine(b, fmt.Sprintf("other:%d", i), [][]byte{layerTar(b, map[string]string{"f": fmt.Sprint(i)})})
-				if _, err := daemonLoader(s, f).Load(b.Context(), fmt.Sprintf("other:%d", i), nil); err != nil {
+				if _, err := daemonLoader(s, f).loadReleased(b.Context(), fmt.Sprintf("other:%d", i), nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -56,11 +56,11 @@ func BenchmarkLoadWarm(b *testing.B) {
 			}
 			f := benchEngine(b, "app:1", layers)
 			l := daemonLoader(s, f)
-			if _, err := l.Load(b.Context(), "app:1", nil); err != nil {
+			if _, err := l.loadReleased(b.Context(), "app:1", nil); err != nil {
 				b.Fatal(err)
 			}
 			for b.Loop() {
-				img, err := l.Load(b.Context(), "app:1", nil)
+				img, err := l.loadReleased(b.Context(), "app:1", nil)
 				if err != nil || !img.CacheHit {
 					b.Fatalf("warm load: hit %v, %v", img.CacheHit, err)
 				}

@@ -41,7 +41,7 @@ func pin(ctx context.Context, s *store.Store, img Image) (func(), error) {
 // loadEngine loads f's image (tagged tag) through a daemon Loader.
 func loadEngine(t *testing.T, s *store.Store, f *fakeEngine) Image {
 	t.Helper()
-	img, err := daemonLoader(s, f).Load(t.Context(), f.inspect.RepoTags[0], nil)
+	img, err := daemonLoader(s, f).loadReleased(t.Context(), f.inspect.RepoTags[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestLoadAfterEviction(t *testing.T) {
 		t.Fatalf("reload: hit %v, %d exports", again.CacheHit, f.saves.Load())
 	}
 	checkImage(t, s, again)
-	img, release, err := daemonLoader(s, f).LoadPinned(t.Context(), "app:1", nil)
+	img, release, err := daemonLoader(s, f).Load(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestExportSurvivesEvictionOfReusedBlob(t *testing.T) {
 			once.Do(func() { pruned, pruneErr = s.Prune(context.Background(), 0) })
 		}
 	}))
-	b, err := l.Load(t.Context(), ref, nil)
+	b, err := l.loadReleased(t.Context(), ref, nil)
 	if err != nil || pruneErr != nil {
 		t.Fatalf("load: %v; prune: %v", err, pruneErr)
 	}
@@ -211,7 +211,7 @@ func TestPinDoesNotBlockArchiveReload(t *testing.T) {
 		t.Run(fmt.Sprintf("pinned=%v", pinned), func(t *testing.T) {
 			s := openTestStore(t, tickingClock())
 			l := NewLoader(s, WithHostPlatform(linuxAMD64))
-			old, err := l.Load(t.Context(), legacyRef, nil)
+			old, err := l.loadReleased(t.Context(), legacyRef, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +221,7 @@ func TestPinDoesNotBlockArchiveReload(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			newer, err := l.Load(t.Context(), ociRef, nil)
+			newer, err := l.loadReleased(t.Context(), ociRef, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,7 +276,7 @@ func TestPinBlocksDaemonReexport(t *testing.T) {
 	done := make(chan error, 1)
 	ctx := testwait.Context(t)
 	go func() {
-		_, err := daemonLoader(s, f).Load(ctx, "app:1", nil)
+		_, err := daemonLoader(s, f).loadReleased(ctx, "app:1", nil)
 		done <- err
 	}()
 	select {
@@ -382,7 +382,7 @@ func TestConcurrentLoadPruneServe(t *testing.T) {
 					ref = f.inspect.RepoTags[0]
 					l = daemonLoader(s, f)
 				}
-				img, release, err := l.LoadPinned(ctx, ref, nil)
+				img, release, err := l.Load(ctx, ref, nil)
 				if err != nil {
 					t.Errorf("load %s: %v", ref, err)
 					return
@@ -430,12 +430,12 @@ func (h onMessage) Handle(_ context.Context, r slog.Record) error {
 func (h onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h onMessage) WithGroup(string) slog.Handler      { return h }
 
-// TestLoadPinnedLeavesNoGap: LoadPinned pins daemon images (exported or
-// cache hits) and archives before a Prune can evict them: a Prune run
-// wherever LoadPinned would pin after the load (here from another Store on
-// the directory, as another process would) evicts nothing it returns, and
-// nothing is exported twice.
-func TestLoadPinnedLeavesNoGap(t *testing.T) {
+// TestLoadPinsWithoutGap: Load pins daemon images (exported or cache hits)
+// and archives before a Prune can evict them: a Prune run wherever Load
+// would pin after the load (here from another Store on the directory, as
+// another process would) evicts nothing it returns, and nothing is exported
+// twice.
+func TestLoadPinsWithoutGap(t *testing.T) {
 	s := openTestStore(t)
 	other, err := store.Open(s.Dir())
 	if err != nil {
@@ -459,7 +459,7 @@ func TestLoadPinnedLeavesNoGap(t *testing.T) {
 	l := NewLoader(s, WithEngine(f, testEndpoint), WithLogger(log))
 	archiveRef := "oci-archive:" + writeFile(t, t.TempDir(), "a.tar", ociArchive(t, [][]byte{randomLayer(t, 4<<10)}))
 	for _, ref := range []string{"app:1", "app:1", archiveRef} {
-		img, release, err := l.LoadPinned(t.Context(), ref, nil)
+		img, release, err := l.Load(t.Context(), ref, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,17 +20,18 @@ func ExampleLoader_Load() {
 		return
 	}
 	defer os.RemoveAll(dir)
-	store, err := store.Open(dir)
+	cache, err := store.Open(dir)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer store.Close()
-	img, err := dockersave.NewLoader(store).Load(context.Background(), "oci-archive:../testdata/fixtures/dive-test-oci-gzip-image.tar", nil)
+	defer cache.Close()
+	img, release, err := dockersave.NewLoader(cache).Load(context.Background(), "oci-archive:../testdata/fixtures/dive-test-oci-gzip-image.tar", nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	release() // only the description is printed: no blob is read
 	fmt.Println("ref:", img.Ref)
 	fmt.Println("id:", img.ID)
 	fmt.Println("platform:", platforms.Format(img.Platform))

@@ -176,7 +176,7 @@ func TestDaemonStreamFaults(t *testing.T) {
 				default:
 				}
 			})
-			_, err = NewLoader(s, WithEngine(c, ep), progress).Load(ctx, "app:1", nil)
+			_, err = NewLoader(s, WithEngine(c, ep), progress).loadReleased(ctx, "app:1", nil)
 			t.Log(err)
 			tc.check(t, err)
 			checkNothingStored(t, s, f)
@@ -184,7 +184,7 @@ func TestDaemonStreamFaults(t *testing.T) {
 			f.mu.Lock()
 			f.serveSave = nil
 			f.mu.Unlock()
-			img, err := realClientLoader(t, s, ep).Load(t.Context(), "app:1", nil)
+			img, err := realClientLoader(t, s, ep).loadReleased(t.Context(), "app:1", nil)
 			if err != nil {
 				t.Fatalf("the next export: %v", err)
 			}
@@ -209,7 +209,7 @@ func TestKilledExportHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep := engine.Endpoint{Host: "unix://" + sock}
-	_, err = realClientLoader(t, s, ep).Load(context.Background(), "app:1", nil)
+	_, err = realClientLoader(t, s, ep).loadReleased(context.Background(), "app:1", nil)
 	t.Fatalf("the export was meant to be killed, it ended: %v", err)
 }
 
@@ -271,7 +271,7 @@ func TestKilledDuringExport(t *testing.T) {
 	f.mu.Lock()
 	f.serveSave = nil
 	f.mu.Unlock()
-	img, err := realClientLoader(t, s, ep).Load(t.Context(), "app:1", nil)
+	img, err := realClientLoader(t, s, ep).loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatalf("the export after the kill: %v", err)
 	}
@@ -318,7 +318,7 @@ func TestDiskFullHelper(t *testing.T) {
 	// 3 MiB goes through the page cache, 9 MiB through direct I/O.
 	for _, size := range []int{3 << 20, 9 << 20} {
 		f := benchEngine(t, fmt.Sprintf("big:%d", size), [][]byte{randomLayer(t, size)})
-		_, err := daemonLoader(s, f).Load(t.Context(), f.inspect.RepoTags[0], nil)
+		_, err := daemonLoader(s, f).loadReleased(t.Context(), f.inspect.RepoTags[0], nil)
 		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {
 			t.Fatalf("%d MiB layer on a 2 MiB disk: got %v, want ENOSPC", size>>20, err)
 		}
@@ -328,7 +328,7 @@ func TestDiskFullHelper(t *testing.T) {
 		}
 	}
 	f := benchEngine(t, "small:1", [][]byte{randomLayer(t, 64<<10)})
-	img, err := daemonLoader(s, f).Load(t.Context(), "small:1", nil)
+	img, err := daemonLoader(s, f).loadReleased(t.Context(), "small:1", nil)
 	if err != nil {
 		t.Fatalf("an image that fits, after the disk was full: %v", err)
 	}

@@ -336,6 +336,17 @@ func untarInto(t testing.TB, r io.Reader, dir string) {
 	}
 }
 
+// loadReleased is Load for a test that needs no pin: it releases the pin
+// at once.
+func (l *Loader) loadReleased(ctx context.Context, ref string, platform *ocispec.Platform) (Image, error) {
+	img, release, err := l.Load(ctx, ref, platform)
+	if err != nil {
+		return Image{}, err
+	}
+	release()
+	return img, nil
+}
+
 // hasBlob reports whether s holds blob d with size bytes (any size if
 // size < 0).
 func hasBlob(s *store.Store, d digest.Digest, size int64) bool {

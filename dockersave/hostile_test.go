@@ -31,7 +31,7 @@ func loadIsolated(t *testing.T, kind SourceKind, data []byte, p *ocispec.Platfor
 	defer s.Close()
 	archivePath := writeFile(t, sandbox, "image.tar", data)
 	before := snapshotTree(t, sandbox)
-	_, loadErr := NewLoader(s, WithHostPlatform(linuxAMD64)).Load(t.Context(), string(kind)+":"+archivePath, p)
+	_, loadErr := NewLoader(s, WithHostPlatform(linuxAMD64)).loadReleased(t.Context(), string(kind)+":"+archivePath, p)
 	after := snapshotTree(t, sandbox)
 	for path := range after {
 		if before[path] {
@@ -291,7 +291,7 @@ func TestNotAnArchive(t *testing.T) {
 	}
 	l := NewLoader(openTestStore(t), WithHostPlatform(linuxAMD64))
 	dir := t.TempDir()
-	if _, err := l.Load(t.Context(), "docker-archive:"+dir, nil); !errors.Is(err, ErrNotArchive) || !strings.Contains(err.Error(), "is a directory") {
+	if _, err := l.loadReleased(t.Context(), "docker-archive:"+dir, nil); !errors.Is(err, ErrNotArchive) || !strings.Contains(err.Error(), "is a directory") {
 		t.Errorf("a directory as docker-archive: got %v, want ErrNotArchive saying it is a directory", err)
 	}
 	for file, missing := range map[string]string{"": "oci-layout", "oci-layout": "index.json"} {
@@ -299,7 +299,7 @@ func TestNotAnArchive(t *testing.T) {
 		if file != "" {
 			writeFile(t, dir, file, []byte(`{"imageLayoutVersion":"1.0.0"}`))
 		}
-		_, err := l.Load(t.Context(), "oci:"+dir, nil)
+		_, err := l.loadReleased(t.Context(), "oci:"+dir, nil)
 		if !errors.Is(err, ErrNotLayout) || !strings.Contains(err.Error(), "has no "+missing+" file") {
 			t.Errorf("oci: directory without %s: got %v, want ErrNotLayout naming it", missing, err)
 		}

@@ -336,7 +336,7 @@ func (sb *sandbox) load(ref string) (Image, error) {
 	if err != nil {
 		sb.t.Fatal(err)
 	}
-	img, loadErr := NewLoader(sb.store, WithHostPlatform(linuxAMD64)).Load(sb.t.Context(), ref, nil)
+	img, loadErr := NewLoader(sb.store, WithHostPlatform(linuxAMD64)).loadReleased(sb.t.Context(), ref, nil)
 	after := fingerprintTree(sb.t, sb.dir)
 	store := filepath.Join("cache", "store") + string(filepath.Separator)
 	locks := store + locksDir + string(filepath.Separator)

@@ -53,7 +53,7 @@ func TestHostileReferencesReachNoEngine(t *testing.T) {
 		return c, ep, err
 	}))
 	for _, ref := range hostileRefs {
-		_, err := l.Load(t.Context(), ref, nil)
+		_, err := l.loadReleased(t.Context(), ref, nil)
 		var re *imageref.Error
 		if !errors.As(err, &re) {
 			t.Errorf("Load(%.40q) = %v, want an *imageref.Error", ref, err)
@@ -63,7 +63,7 @@ func TestHostileReferencesReachNoEngine(t *testing.T) {
 		t.Fatalf("hostile references reached the engine (opened %d times): %q", opened, got)
 	}
 
-	if _, err := l.Load(t.Context(), "app:1", nil); err != nil {
+	if _, err := l.loadReleased(t.Context(), "app:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{

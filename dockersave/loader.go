@@ -132,21 +132,34 @@ func NewLoader(s *store.Store, opts ...LoaderOption) *Loader {
 	return l
 }
 
-// maxPinAttempts bounds LoadPinned's retries when the image is evicted
-// between its load and its pin.
+// maxPinAttempts bounds Load's retries when the image is evicted between
+// its load and its pin.
 const maxPinAttempts = 3
 
-// LoadPinned is Load with the image pinned in the store (see store.Pin):
-// it stays stored until release is called, however other goroutines and
-// processes prune the store. The pin is taken before the image becomes
-// evictable (a cache hit is looked up under the pin; a load is pinned
-// before it releases the store's index lock), so no Prune can come in
-// between. Should another export of the image interfere, it pins afterwards
-// and, should Prune have evicted the image meanwhile, loads it again (a few
-// times at most, then fails with an error wrapping store.ErrNotStored).
+// Load makes sure the image ref (see imageref.Parse) is in the store and returns
+// it, pinned (see store.Pin): its blobs stay stored until release is called,
+// however other goroutines and processes prune the store. Call release when
+// the blobs are no longer needed (at once if they are not needed at all);
+// extra calls do nothing.
 //
-// Call release when the blobs are no longer needed; extra calls do nothing.
-func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (img Image, release func(), err error) {
+// platform, when not nil, selects among the platforms of a multi-platform
+// image or archive and is an error (*PlatformError) when the image has no
+// such platform; nil means the daemon's image as inspected, or for archives
+// the host platform, or the only image. Daemon images already stored for the
+// same (image ID, platform) are not exported again (Image.CacheHit).
+//
+// The pin is taken before the image becomes evictable (a cache hit is
+// looked up under the pin; a load is pinned before it releases the store's
+// index lock), so no Prune can come in between. Should another export of
+// the image interfere, it pins afterwards and, should Prune have evicted
+// the image meanwhile, loads it again (a few times at most, then fails
+// with an error wrapping store.ErrNotStored).
+//
+// Errors: *PlatformError, *AmbiguousError, *ArchiveError (with the sentinel
+// errors of this package); for daemon images also the engine package's
+// *NotFoundError, *UnreachableError, *PermissionError and *APIVersionError;
+// or I/O errors wrapped with the reference.
+func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (img Image, release func(), err error) {
 	for attempt := 1; ; attempt++ {
 		img, pin, err := l.load(ctx, ref, platform)
 		if err != nil {
@@ -167,27 +180,7 @@ func (l *Loader) LoadPinned(ctx context.Context, ref string, platform *ocispec.P
 	}
 }
 
-// Load makes sure the image ref (see imageref.Parse) is in the store and returns
-// it. platform, when not nil, selects among the platforms of a multi-platform
-// image or archive and is an error (*PlatformError) when the image has no
-// such platform; nil means the daemon's image as inspected, or for archives
-// the host platform, or the only image. Daemon images already stored for the
-// same (image ID, platform) are not exported again (Image.CacheHit).
-//
-// Errors: *PlatformError, *AmbiguousError, *ArchiveError (with the sentinel
-// errors of this package); for daemon images also the engine package's
-// *NotFoundError, *UnreachableError, *PermissionError and *APIVersionError;
-// or I/O errors wrapped with the reference.
-func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, error) {
-	img, release, err := l.LoadPinned(ctx, ref, platform)
-	if err != nil {
-		return Image{}, err
-	}
-	release()
-	return img, nil
-}
-
-// load is LoadPinned without the pin's second chance: the pin it returns
+// load is Load without the pin's second chance: the pin it returns
 // is nil when it could not be taken before Prune could evict the image.
 func (l *Loader) load(ctx context.Context, ref string, platform *ocispec.Platform) (Image, *store.Pin, error) {
 	r, err := imageref.Parse(ref)

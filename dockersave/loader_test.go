@@ -116,7 +116,7 @@ func daemonLoader(s *store.Store, f engine.Client) *Loader {
 func TestDaemonSecondLoadIsCacheHit(t *testing.T) {
 	f := newFakeEngine(t)
 	s := openTestStore(t)
-	first, err := daemonLoader(s, f).Load(t.Context(), "app:1", nil)
+	first, err := daemonLoader(s, f).loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestDaemonSecondLoadIsCacheHit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	second, err := daemonLoader(s2, f).Load(t.Context(), "app:1", nil)
+	second, err := daemonLoader(s2, f).loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,14 +147,14 @@ func TestDaemonSecondLoadIsCacheHit(t *testing.T) {
 func TestDaemonReexportsWhenBlobMissing(t *testing.T) {
 	f := newFakeEngine(t)
 	s := openTestStore(t)
-	img, err := daemonLoader(s, f).Load(t.Context(), "app:1", nil)
+	img, err := daemonLoader(s, f).loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(filepath.Join(s.Dir(), blobPath(img.Manifest.Layers[1].Digest))); err != nil {
 		t.Fatal(err)
 	}
-	again, err := daemonLoader(s, f).Load(t.Context(), "app:1", nil)
+	again, err := daemonLoader(s, f).loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +176,12 @@ func contendedLoads(t *testing.T, f *fakeEngine, first, second *Loader, waiting 
 	r1, r2 := make(chan result, 1), make(chan result, 1)
 	ctx := testwait.Context(t)
 	go func() {
-		img, err := first.Load(ctx, "app:1", nil)
+		img, err := first.loadReleased(ctx, "app:1", nil)
 		r1 <- result{img, err}
 	}()
 	testwait.Recv(t, f.saving, "the first load to export")
 	go func() {
-		img, err := second.Load(ctx, "app:1", nil)
+		img, err := second.loadReleased(ctx, "app:1", nil)
 		r2 <- result{img, err}
 	}()
 	select {
@@ -234,7 +234,7 @@ func TestDaemonSavePlatformOnlyFromAPI148(t *testing.T) {
 	for api, want := range map[string]int{"1.41": 0, "1.47": 0, "1.48": 1, "1.52": 1} {
 		f := newFakeEngine(t)
 		f.api = api
-		if _, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "app:1", nil); err != nil {
+		if _, err := daemonLoader(openTestStore(t), f).loadReleased(t.Context(), "app:1", nil); err != nil {
 			t.Fatal(err)
 		}
 		if len(f.saveOpts) != 1 || f.saveOpts[0] != want {
@@ -256,7 +256,7 @@ func TestDaemonPlatformMismatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_, err = NewLoader(openTestStore(t), WithEngine(c, ep), WithHostPlatform(linuxAMD64)).Load(t.Context(), "app:1", &arm)
+		_, err = NewLoader(openTestStore(t), WithEngine(c, ep), WithHostPlatform(linuxAMD64)).loadReleased(t.Context(), "app:1", &arm)
 		var pe *PlatformError
 		if !errors.As(err, &pe) || pe.Want.Architecture != "arm64" || pe.Ref != "app:1" {
 			t.Errorf("api %s: got %v, want *PlatformError", api, err)
@@ -268,7 +268,7 @@ func TestDaemonPlatformMismatch(t *testing.T) {
 	// The matching platform works, variant-less request included.
 	f := newFakeEngine(t)
 	amd := ocispec.Platform{OS: "linux", Architecture: "amd64"}
-	if _, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "app:1", &amd); err != nil {
+	if _, err := daemonLoader(openTestStore(t), f).loadReleased(t.Context(), "app:1", &amd); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -276,7 +276,7 @@ func TestDaemonPlatformMismatch(t *testing.T) {
 func TestDaemonNoSuchImage(t *testing.T) {
 	f := newFakeEngine(t)
 	f.inspectErr = cerrdefs.ErrNotFound.WithMessage("No such image: nope:latest")
-	_, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "nope:latest", nil)
+	_, err := daemonLoader(openTestStore(t), f).loadReleased(t.Context(), "nope:latest", nil)
 	var nf *engine.NotFoundError
 	if !errors.As(err, &nf) || nf.Ref != "nope:latest" {
 		t.Fatalf("got %v, want *engine.NotFoundError for nope:latest", err)
@@ -287,13 +287,16 @@ func TestDaemonExportMismatch(t *testing.T) {
 	f := newFakeEngine(t)
 	other, _ := legacyArchive(t, nil, [][]byte{randomLayer(t, 100)}, false)
 	f.archive = other
-	err := func() error { _, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "app:1", nil); return err }()
+	err := func() error {
+		_, err := daemonLoader(openTestStore(t), f).loadReleased(t.Context(), "app:1", nil)
+		return err
+	}()
 	if !errors.Is(err, ErrExportMismatch) {
 		t.Fatalf("got %v, want ErrExportMismatch", err)
 	}
 	f = newFakeEngine(t)
 	f.inspect.RootFS.Layers = f.inspect.RootFS.Layers[:1]
-	if _, err := daemonLoader(openTestStore(t), f).Load(t.Context(), "app:1", nil); !errors.Is(err, ErrExportMismatch) {
+	if _, err := daemonLoader(openTestStore(t), f).loadReleased(t.Context(), "app:1", nil); !errors.Is(err, ErrExportMismatch) {
 		t.Fatalf("got %v, want ErrExportMismatch for differing diff ids", err)
 	}
 }
@@ -302,7 +305,7 @@ func TestDaemonTrailingError(t *testing.T) {
 	f := newFakeEngine(t)
 	f.archive = append(f.archive[:len(f.archive)/2:len(f.archive)/2], daemonErrJSON...)
 	s := openTestStore(t)
-	_, err := daemonLoader(s, f).Load(t.Context(), "app:1", nil)
+	_, err := daemonLoader(s, f).loadReleased(t.Context(), "app:1", nil)
 	var de *DaemonError
 	if !errors.As(err, &de) || !errors.Is(err, ErrTruncated) {
 		t.Fatalf("got %v, want ErrTruncated with a *DaemonError", err)
@@ -320,21 +323,21 @@ func TestEngineOpenedLazily(t *testing.T) {
 		opened.Add(1)
 		return f, testEndpoint, nil
 	}))
-	if _, err := l.Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "dive-test-docker-image.tar"), nil); err != nil {
+	if _, err := l.loadReleased(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "dive-test-docker-image.tar"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if opened.Load() != 0 {
 		t.Fatal("engine opened for an archive")
 	}
 	for range 2 {
-		if _, err := l.Load(t.Context(), "app:1", nil); err != nil {
+		if _, err := l.loadReleased(t.Context(), "app:1", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if opened.Load() != 1 {
 		t.Fatalf("engine opened %d times, want 1", opened.Load())
 	}
-	if _, err := NewLoader(openTestStore(t)).Load(t.Context(), "app:1", nil); err == nil {
+	if _, err := NewLoader(openTestStore(t)).loadReleased(t.Context(), "app:1", nil); err == nil {
 		t.Fatal("daemon load without an engine succeeded")
 	}
 }
@@ -426,13 +429,13 @@ func TestTLSEndpoint(t *testing.T) {
 	host := "tcp://" + strings.TrimPrefix(srv.URL, "https://")
 	ep := engine.Endpoint{Host: host, Source: "DOCKER_HOST", TLS: &engine.EndpointTLS{CAFile: ca}}
 	s := openTestStore(t)
-	img, err := realClientLoader(t, s, ep).Load(t.Context(), "app:1", nil)
+	img, err := realClientLoader(t, s, ep).loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkImage(t, s, img)
 	// Without the CA the server is not trusted.
-	_, err = realClientLoader(t, openTestStore(t), engine.Endpoint{Host: host, TLS: &engine.EndpointTLS{}}).Load(t.Context(), "app:1", nil)
+	_, err = realClientLoader(t, openTestStore(t), engine.Endpoint{Host: host, TLS: &engine.EndpointTLS{}}).loadReleased(t.Context(), "app:1", nil)
 	if !errors.As(err, new(*engine.UnreachableError)) {
 		t.Fatalf("untrusted server: got %v, want *engine.UnreachableError", err)
 	}
@@ -454,15 +457,15 @@ func TestRealClientAgainstFakeDaemon(t *testing.T) {
 	ep := fakeDaemon(t, "1.41", f)
 	s := openTestStore(t)
 	l := realClientLoader(t, s, ep)
-	img, err := l.Load(t.Context(), "app:1", nil)
+	img, err := l.loadReleased(t.Context(), "app:1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkImage(t, s, img)
-	if again, err := l.Load(t.Context(), "app:1", nil); err != nil || !again.CacheHit || f.saves.Load() != 1 {
+	if again, err := l.loadReleased(t.Context(), "app:1", nil); err != nil || !again.CacheHit || f.saves.Load() != 1 {
 		t.Fatalf("second load: hit %v, %d saves, %v", again.CacheHit, f.saves.Load(), err)
 	}
-	_, err = l.Load(t.Context(), "missing:1", nil)
+	_, err = l.loadReleased(t.Context(), "missing:1", nil)
 	var nf *engine.NotFoundError
 	if !errors.As(err, &nf) || nf.Ref != "missing:1" {
 		t.Fatalf("got %v, want *engine.NotFoundError", err)
@@ -484,7 +487,7 @@ func mustClient(t *testing.T, ep engine.Endpoint) *client.Client {
 
 func TestDaemonAPITooOld(t *testing.T) {
 	ep := fakeDaemon(t, "1.30", newFakeEngine(t))
-	_, err := realClientLoader(t, openTestStore(t), ep).Load(t.Context(), "app:1", nil)
+	_, err := realClientLoader(t, openTestStore(t), ep).loadReleased(t.Context(), "app:1", nil)
 	var ve *engine.APIVersionError
 	if !errors.As(err, &ve) {
 		t.Fatalf("got %v, want *engine.APIVersionError", err)
@@ -507,7 +510,7 @@ func TestDaemonUnreachable(t *testing.T) {
 	ln.Close()
 	for name, sock := range map[string]string{"missing socket": filepath.Join(dir, "missing.sock"), "refused": refused} {
 		ep := engine.Endpoint{Host: "unix://" + sock, Source: "DOCKER_HOST"}
-		_, err := realClientLoader(t, openTestStore(t), ep).Load(t.Context(), "app:1", nil)
+		_, err := realClientLoader(t, openTestStore(t), ep).loadReleased(t.Context(), "app:1", nil)
 		var ue *engine.UnreachableError
 		if !errors.As(err, &ue) || ue.Host != ep.Host {
 			t.Errorf("%s: got %v, want *engine.UnreachableError for %s", name, err, ep.Host)
@@ -535,7 +538,7 @@ func TestProgressCallback(t *testing.T) {
 		}
 		last, calls = n, calls+1
 	}))
-	img, err := l.Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "dive-test-docker-image.tar"), nil)
+	img, err := l.loadReleased(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "dive-test-docker-image.tar"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

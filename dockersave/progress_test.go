@@ -33,14 +33,14 @@ func TestLoadProgressExpected(t *testing.T) {
 		var got progressLog
 		s := openTestStore(t)
 		l := NewLoader(s, WithEngine(f, testEndpoint), WithHostPlatform(linuxAMD64), WithLoadProgress(func(p Progress) { got.calls = append(got.calls, p) }))
-		if _, err := l.Load(t.Context(), "app:1", nil); err != nil {
+		if _, err := l.loadReleased(t.Context(), "app:1", nil); err != nil {
 			t.Fatal(err)
 		}
 		if last := got.last(); last.Expected != 4242 || last.Bytes == 0 {
 			t.Errorf("last progress %+v, want the inspected size 4242 expected and bytes read", last)
 		}
 		got.calls = nil
-		if img, err := l.Load(t.Context(), "app:1", nil); err != nil || !img.CacheHit || len(got.calls) != 0 {
+		if img, err := l.loadReleased(t.Context(), "app:1", nil); err != nil || !img.CacheHit || len(got.calls) != 0 {
 			t.Errorf("cache hit: %v, %d progress calls, want none", err, len(got.calls))
 		}
 	})
@@ -67,7 +67,7 @@ func TestLoadProgressExpected(t *testing.T) {
 			var got progressLog
 			l := NewLoader(openTestStore(t), WithEngine(c, ep), WithHostPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}),
 				WithLoadProgress(func(p Progress) { got.calls = append(got.calls, p) }))
-			if _, err := l.Load(t.Context(), docker29Tag, &ocispec.Platform{OS: "linux", Architecture: arch}); err != nil {
+			if _, err := l.loadReleased(t.Context(), docker29Tag, &ocispec.Platform{OS: "linux", Architecture: arch}); err != nil {
 				t.Fatal(err)
 			}
 			// inspect.json lists 1736 bytes of content for each platform

@@ -16,7 +16,7 @@ import (
 func loadBytes(t *testing.T, s *store.Store, kind SourceKind, data []byte, p *ocispec.Platform) (Image, error) {
 	t.Helper()
 	path := writeFile(t, t.TempDir(), "image.tar", data)
-	return NewLoader(s, WithHostPlatform(linuxAMD64)).Load(t.Context(), string(kind)+":"+path, p)
+	return NewLoader(s, WithHostPlatform(linuxAMD64)).loadReleased(t.Context(), string(kind)+":"+path, p)
 }
 
 func testLayers(t *testing.T) [][]byte {
@@ -252,7 +252,7 @@ func TestContainerdExportPlatformChoice(t *testing.T) {
 	// A non-amd64 host still gets the only complete image.
 	s := openTestStore(t)
 	path := writeFile(t, t.TempDir(), "image.tar", ce.data)
-	img, err := NewLoader(s, WithHostPlatform(ocispec.Platform{OS: "linux", Architecture: "riscv64"})).Load(t.Context(), "oci-archive:"+path, nil)
+	img, err := NewLoader(s, WithHostPlatform(ocispec.Platform{OS: "linux", Architecture: "riscv64"})).loadReleased(t.Context(), "oci-archive:"+path, nil)
 	if err != nil || img.ManifestDigest != ce.amd64 {
 		t.Errorf("riscv64 host: %v, %v", img.ManifestDigest, err)
 	}

@@ -13,7 +13,7 @@ import (
 
 func TestStoreIndexRecord(t *testing.T) {
 	s := openTestStore(t)
-	img, err := NewLoader(s).Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil)
+	img, err := NewLoader(s).loadReleased(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestStoreIndexRecord(t *testing.T) {
 		t.Errorf("descriptor %+v", d)
 	}
 	// Loading again replaces the record instead of adding one.
-	if _, err := NewLoader(s).Load(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil); err != nil {
+	if _, err := NewLoader(s).loadReleased(t.Context(), "docker-archive:"+filepath.Join(fixturesDir, "alpine-3.11-docker-save.tar.gz"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if images, _ := s.Images(); len(images) != 1 {

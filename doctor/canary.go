@@ -93,8 +93,9 @@ func (c *canary) OpenBlob(d digest.Digest) (*os.File, error) {
 	return os.Open(filepath.Join(c.dir, d.Encoded()))
 }
 
-// Load returns the canary image whatever is asked (scan.ImageLoader).
-func (c *canary) Load(context.Context, string, *ocispec.Platform) (dockersave.Image, error) {
+// Load returns the canary image whatever is asked (scan.ImageLoader). It
+// has nothing to pin: the canary's directory lives until close.
+func (c *canary) Load(context.Context, string, *ocispec.Platform) (dockersave.Image, func(), error) {
 	return dockersave.Image{
 		Ref:            canaryRef,
 		ID:             c.manifest,
@@ -105,7 +106,7 @@ func (c *canary) Load(context.Context, string, *ocispec.Platform) (dockersave.Im
 			Layers:    []ocispec.Descriptor{c.layer},
 		},
 		DiffIDs: []digest.Digest{c.layer.Digest},
-	}, nil
+	}, func() {}, nil
 }
 
 // canaryRef labels the canary's grant in the layer server's log.

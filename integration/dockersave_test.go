@@ -151,7 +151,7 @@ func TestDockersaveFixturesThroughDaemon(t *testing.T) {
 			s := openStore(t)
 			l := dockersave.NewLoader(s, dockersave.WithEngine(eng, ep))
 			saves := eng.saves.Load()
-			img, err := l.Load(t.Context(), ref, nil)
+			img, err := loadReleased(t.Context(), l, ref, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +160,7 @@ func TestDockersaveFixturesThroughDaemon(t *testing.T) {
 			}
 			checkAgainstDaemon(t, eng.Client, s, ref, img)
 
-			fromArchive, err := dockersave.NewLoader(openStore(t)).Load(t.Context(), "docker-archive:../testdata/fixtures/"+fixture, nil)
+			fromArchive, err := loadReleased(t.Context(), dockersave.NewLoader(openStore(t)), "docker-archive:../testdata/fixtures/"+fixture, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func TestDockersaveFixturesThroughDaemon(t *testing.T) {
 			}
 
 			start := time.Now()
-			again, err := dockersave.NewLoader(s, dockersave.WithEngine(eng, ep)).Load(t.Context(), ref, nil)
+			again, err := loadReleased(t.Context(), dockersave.NewLoader(s, dockersave.WithEngine(eng, ep)), ref, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +210,7 @@ func TestDockersaveScratchBuild(t *testing.T) {
 	errs := make([]error, 2)
 	ctx := testwait.Context(t)
 	for i := range 2 {
-		wg.Go(func() { imgs[i], errs[i] = l.Load(ctx, tag, nil) })
+		wg.Go(func() { imgs[i], errs[i] = loadReleased(ctx, l, tag, nil) })
 	}
 	testwait.Wait(t, &wg, "two concurrent loads")
 	if errs[0] != nil || errs[1] != nil {
@@ -232,14 +232,14 @@ func TestDockersaveScratchBuild(t *testing.T) {
 func TestDockersaveDaemonErrors(t *testing.T) {
 	eng, ep := dockersaveEngine(t)
 	l := dockersave.NewLoader(openStore(t), dockersave.WithEngine(eng, ep))
-	_, err := l.Load(t.Context(), "layerbridge-no-such-image:never", nil)
+	_, err := loadReleased(t.Context(), l, "layerbridge-no-such-image:never", nil)
 	var nf *engine.NotFoundError
 	if !errors.As(err, &nf) || nf.Ref != "layerbridge-no-such-image:never" {
 		t.Errorf("got %v, want *NotFoundError", err)
 	}
 	ref := loadFixture(t, eng.Client, "alpine-3.11-docker-save.tar.gz")
 	s390x := ocispec.Platform{OS: "linux", Architecture: "s390x"}
-	_, err = l.Load(t.Context(), ref, &s390x)
+	_, err = loadReleased(t.Context(), l, ref, &s390x)
 	var pe *dockersave.PlatformError
 	if !errors.As(err, &pe) {
 		t.Errorf("got %v, want *PlatformError", err)
@@ -250,9 +250,20 @@ func TestDockersaveDaemonErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, err = dockersave.NewLoader(openStore(t), dockersave.WithEngine(c, missing)).Load(t.Context(), ref, nil)
+	_, err = loadReleased(t.Context(), dockersave.NewLoader(openStore(t), dockersave.WithEngine(c, missing)), ref, nil)
 	var ue *engine.UnreachableError
 	if !errors.As(err, &ue) {
 		t.Errorf("got %v, want *UnreachableError", err)
 	}
+}
+
+// loadReleased is Loader.Load for a test that needs no pin: it releases the
+// pin at once.
+func loadReleased(ctx context.Context, l *dockersave.Loader, ref string, p *ocispec.Platform) (dockersave.Image, error) {
+	img, release, err := l.Load(ctx, ref, p)
+	if err != nil {
+		return dockersave.Image{}, err
+	}
+	release()
+	return img, nil
 }

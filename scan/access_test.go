@@ -32,10 +32,11 @@ func TestPlantedLinksAreNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
-	img, err := dockersave.NewLoader(cache).Load(t.Context(), "docker-archive:../testdata/fixtures/dive-test-docker-image.tar", nil)
+	img, release, err := dockersave.NewLoader(cache).Load(t.Context(), "docker-archive:../testdata/fixtures/dive-test-docker-image.tar", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	release() // the test plants files in the store itself
 	srv := bridge.New(cache)
 	ts := httptest.NewServer(srv)
 	defer ts.Close()

@@ -162,7 +162,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 	var pins []func()
 	var descs []ocispec.Descriptor
 	for _, ref := range refs[:3] {
-		img, release, err := loader.LoadPinned(ctx, ref, nil)
+		img, release, err := loader.Load(ctx, ref, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

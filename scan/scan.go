@@ -29,21 +29,14 @@ const (
 	APIv2   = "v2"
 )
 
-// ImageLoader loads an image into the store; *dockersave.Loader is one.
+// ImageLoader loads an image; *dockersave.Loader is one. The image's blobs
+// must stay available until release is called (dockersave pins them in the
+// store): Run releases the image once Clair is done with its layers, so
+// that no prune of the store (by this process or another sharing it) can
+// delete a layer Clair is about to download. release must not be nil when
+// err is nil.
 type ImageLoader interface {
-	Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error)
-}
-
-// PinningLoader is an ImageLoader that can also keep the image's blobs from
-// being evicted until release is called (see dockersave.Loader.LoadPinned);
-// *dockersave.Loader is one. Run uses LoadPinned when its Loader has it, and
-// releases the pin once Clair is done with the layers: without a pin, a
-// prune of the store (by this process or another sharing it) can delete a
-// layer Clair is about to download. A wrapper around a *dockersave.Loader
-// must forward LoadPinned to keep that protection.
-type PinningLoader interface {
-	ImageLoader
-	LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (img dockersave.Image, release func(), err error)
+	Load(ctx context.Context, ref string, platform *ocispec.Platform) (img dockersave.Image, release func(), err error)
 }
 
 // DefaultProbeTimeout bounds each probe of Clair when Config.ProbeTimeout
@@ -156,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		stage = func(Stage) {}
 	}
 	stage(StageExporting)
-	img, release, err := load(ctx, cfg.Loader, cfg.Image, cfg.Platform)
+	img, release, err := cfg.Loader.Load(ctx, cfg.Image, cfg.Platform)
 	if err != nil {
 		return res, err
 	}
@@ -230,20 +223,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	rep.Normalize()
 	res.Report = rep
 	return res, nil
-}
-
-// load loads the image, pinned when the loader can pin; release is never
-// nil.
-func load(ctx context.Context, l ImageLoader, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
-	if pl, ok := l.(PinningLoader); ok {
-		img, release, err := pl.LoadPinned(ctx, ref, platform)
-		if err != nil {
-			return img, func() {}, err
-		}
-		return img, release, nil
-	}
-	img, err := l.Load(ctx, ref, platform)
-	return img, func() {}, err
 }
 
 func orAuto(s string) string {

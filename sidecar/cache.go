@@ -20,32 +20,16 @@ type Cache interface {
 	Prune(ctx context.Context, maxBytes int64) (store.PruneResult, error)
 }
 
-// scanLoader loads an image for one scan: it measures the export and keeps
-// the loader's pin (scan.PinningLoader) until scan.Run is done with the
-// image.
+// scanLoader loads an image for one scan and measures the export; the
+// loader's pin is released by scan.Run once Clair is done with the image.
 type scanLoader struct {
 	s   *Service
 	rec *record
 }
 
-func (l scanLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error) {
-	img, release, err := l.LoadPinned(ctx, ref, platform)
-	if err == nil {
-		release()
-	}
-	return img, err
-}
-
-func (l scanLoader) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
+func (l scanLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
 	start := time.Now()
-	var img dockersave.Image
-	release := func() {}
-	var err error
-	if pl, ok := l.s.cfg.Loader.(scan.PinningLoader); ok {
-		img, release, err = pl.LoadPinned(ctx, ref, platform)
-	} else {
-		img, err = l.s.cfg.Loader.Load(ctx, ref, platform)
-	}
+	img, release, err := l.s.cfg.Loader.Load(ctx, ref, platform)
 	if err != nil {
 		return img, nil, err
 	}
@@ -54,4 +38,4 @@ func (l scanLoader) LoadPinned(ctx context.Context, ref string, platform *ocispe
 	return img, release, nil
 }
 
-var _ scan.PinningLoader = scanLoader{}
+var _ scan.ImageLoader = scanLoader{}

@@ -63,17 +63,8 @@ type fixtureLoader struct {
 	stored map[string]dockersave.Image // by reference
 }
 
-func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, error) {
-	img, release, err := l.LoadPinned(ctx, ref, p)
-	if err == nil {
-		release()
-	}
-	return img, err
-}
-
-// LoadPinned loads as Load does, and pins the image in the store as the
-// daemon path of dockersave does.
-func (l *fixtureLoader) LoadPinned(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
+// Load pins the image in the store as dockersave does.
+func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
 	l.loads.Add(1)
 	if l.entered != nil {
 		l.entered <- ref
@@ -98,7 +89,7 @@ func (l *fixtureLoader) LoadPinned(ctx context.Context, ref string, p *ocispec.P
 			return prev, l.events.pinned(prev, pin.Release), nil
 		}
 	}
-	img, release, err := l.inner.LoadPinned(ctx, archive, p)
+	img, release, err := l.inner.Load(ctx, archive, p)
 	if err != nil {
 		return img, nil, err
 	}

@@ -112,13 +112,14 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 	if disp != nil {
 		disp.begin(scan.StageExporting, ref)
 	}
-	img, err := displayLoader{loader, disp}.Load(ctx, ref, platform)
+	img, release, err := displayLoader{loader, disp}.Load(ctx, ref, platform)
 	if disp != nil {
 		disp.close()
 	}
 	if err != nil {
 		return err
 	}
+	release() // inspect reads no blob
 	out := inspectOutput{
 		Ref:            ref,
 		ID:             img.ID.String(),

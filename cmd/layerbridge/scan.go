@@ -399,26 +399,17 @@ func (o *scanOptions) finish(rep *report.Report, e env, stdout io.Writer, log *s
 	return nil
 }
 
-var _ scan.PinningLoader = displayLoader{}
+var _ scan.ImageLoader = displayLoader{}
 
 // displayLoader ends the display's exporting stage once the image is
-// loaded, before anything else is logged. It keeps the loader's pinning
-// (scan.PinningLoader). A nil display is no display.
+// loaded, before anything else is logged. A nil display is no display.
 type displayLoader struct {
 	loader *dockersave.Loader
 	d      *display
 }
 
-func (l displayLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, error) {
-	img, err := l.loader.Load(ctx, ref, platform)
-	if l.d != nil {
-		l.d.loaded(img, err)
-	}
-	return img, err
-}
-
-func (l displayLoader) LoadPinned(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
-	img, release, err := l.loader.LoadPinned(ctx, ref, platform)
+func (l displayLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
+	img, release, err := l.loader.Load(ctx, ref, platform)
 	if l.d != nil {
 		l.d.loaded(img, err)
 	}

@@ -365,10 +365,10 @@ type fixtureDaemon struct {
 	images map[string]string
 }
 
-func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, error) {
+func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
 	archive, ok := d.images[ref]
 	if !ok {
-		return dockersave.Image{}, &engine.NotFoundError{Ref: ref}
+		return dockersave.Image{}, nil, &engine.NotFoundError{Ref: ref}
 	}
 	return d.loader.Load(ctx, archive, p)
 }

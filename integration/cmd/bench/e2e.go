@@ -36,11 +36,11 @@ type timedLoader struct {
 	d *time.Duration
 }
 
-func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, error) {
+func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
 	start := time.Now()
-	img, err := t.l.Load(ctx, ref, p)
+	img, release, err := t.l.Load(ctx, ref, p)
 	*t.d = time.Since(start)
-	return img, err
+	return img, release, err
 }
 
 // runScan scans ref (already in the daemon) with a fresh, empty image cache

@@ -613,8 +613,11 @@ func profileExport(ctx context.Context, o options, log *slog.Logger, b *builtIma
 		return err
 	}
 	start := time.Now()
-	_, err = dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)).Load(ctx, b.spec.tag(), nil)
+	_, release, err := dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)).Load(ctx, b.spec.tag(), nil)
 	took := time.Since(start)
+	if err == nil {
+		release()
+	}
 	if serr := stop(); err == nil {
 		err = serr
 	}

@@ -130,10 +130,11 @@ func TestGeneratedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
-	img, err := dockersave.NewLoader(cache).Load(t.Context(), "docker-archive:"+archive, nil)
+	img, release, err := dockersave.NewLoader(cache).Load(t.Context(), "docker-archive:"+archive, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer release()
 	if img.ID != b.id || !slices.Equal(img.DiffIDs, b.diffIDs) || !slices.Equal(img.RepoTags, []string{"layerbridge-bench:test"}) {
 		t.Errorf("loaded id %s, diff ids %v, tags %v; want %s, %v", img.ID, img.DiffIDs, img.RepoTags, b.id, b.diffIDs)
 	}
