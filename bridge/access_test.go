@@ -85,17 +85,17 @@ func newLayerAccess(t testing.TB) *layerAccess {
 		other:      writeBlobTB(t, dir, []byte("not for clair")),
 		revoked:    writeBlobTB(t, dir, []byte("scan over")),
 	}
-	a.srv = New(a.blobs)
+	a.srv = New()
 	base, _ := url.Parse("http://192.0.2.10:4000")
 	var err error
-	if a.live, err = a.srv.Register(base, "live", []ocispec.Descriptor{tarDesc, gzDesc}); err != nil {
+	if a.live, err = a.srv.Register(base, "live", a.blobs, []ocispec.Descriptor{tarDesc, gzDesc}); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []ocispec.Descriptor{tarDesc, gzDesc} {
 		b, _ := os.ReadFile(dir + "/" + d.Digest.Encoded())
 		a.registered[d.Digest] = b
 	}
-	dead, err := a.srv.Register(base, "dead", []ocispec.Descriptor{a.revoked})
+	dead, err := a.srv.Register(base, "dead", a.blobs, []ocispec.Descriptor{a.revoked})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,7 +145,7 @@ func TestLayerRoutesNeedNoToken(t *testing.T) {
 	desc := ocispec.Descriptor{Digest: layers[0], Size: int64(len(f.stored(t, layers[0])))}
 	base, _ := url.Parse("http://192.0.2.10:4000")
 	for name, srv := range map[string]*Server{"token": f.server(tok), "loopback only": f.server(Token{})} {
-		g, err := srv.Register(base, "scan", []ocispec.Descriptor{desc})
+		g, err := srv.Register(base, "scan", dirBlobs(f.dir), []ocispec.Descriptor{desc})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -79,11 +79,11 @@ func BenchmarkServeBlob(b *testing.B) {
 	for i := range 8 {
 		mid = append(mid, randomBlob(b, dir, 16<<20, uint64(10+i)))
 	}
-	srv := New(dirBlobs(dir))
+	srv := New()
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	base, _ := url.Parse(ts.URL)
-	grant, err := srv.Register(base, "bench", append([]ocispec.Descriptor{large}, mid...))
+	grant, err := srv.Register(base, "bench", dirBlobs(dir), append([]ocispec.Descriptor{large}, mid...))
 	if err != nil {
 		b.Fatal(err)
 	}

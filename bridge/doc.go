@@ -7,13 +7,15 @@
 // images a Catalog names, guarded by a Token (or, without one, open to
 // loopback clients only), so that unmodified registry clients can pull them.
 //
-// Inputs: a BlobOpener (the dockersave store satisfies it), a Catalog for the
+// Inputs: each scan's blobs and the BlobOpener they are read with (the
+// image's: the store, for images loaded into it), a Catalog for the
 // registry view and, for address detection, a ContainerLister (the Docker
 // daemon's view of containers).
 // Output: an http.Handler, and NewHTTPServer, the one http.Server
 // configuration (timeouts, body limits) of every layerbridge listener; the
 // caller runs the server.
 //
-// bridge reads blobs but knows nothing of Clair's APIs: it must not import
-// clairv2, clairv4, report or dockersave.
+// bridge reads blobs but knows nothing of Clair's APIs or of where images
+// come from: it must not import clairv2, clairv4, report, dockersave or
+// store.
 package bridge

@@ -252,9 +252,9 @@ func TestSlowLayerDownloadCompletes(t *testing.T) {
 	content := make([]byte, 16<<20) // far beyond what the socket buffers hold
 	rand.Read(content)
 	desc := writeBlob(t, dir, content)
-	srv := New(dirBlobs(dir))
+	srv := New()
 	addr := startHTTP(t, withProbe(srv), shortLimits)
-	g, err := srv.Register(&url.URL{Scheme: "http", Host: addr}, "slow", []ocispec.Descriptor{desc})
+	g, err := srv.Register(&url.URL{Scheme: "http", Host: addr}, "slow", dirBlobs(dir), []ocispec.Descriptor{desc})
 	if err != nil {
 		t.Fatal(err)
 	}

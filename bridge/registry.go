@@ -19,15 +19,17 @@ import (
 	"github.com/layerbridge/layerbridge/internal/mediatype"
 )
 
-// Catalog tells the registry view which images a repository name holds. It
-// is read-only and must be safe for concurrent use. The blobs themselves are
-// opened through the server's BlobOpener: every descriptor a Catalog returns
-// must name a blob that the BlobOpener can open (or report missing).
+// Catalog tells the registry view which images a repository name holds,
+// and opens their blobs. It is read-only and must be safe for concurrent
+// use. Every descriptor it returns must name a blob its OpenBlob can open
+// (or report missing).
 //
 // Errors: wrap ErrRepositoryUnknown when name is not a repository, and
 // ErrNotInRepository when the repository exists but the tag or digest is not
 // part of it. Any other error is answered with 500.
 type Catalog interface {
+	BlobOpener
+
 	// ResolveTag returns the descriptor of the manifest or index that tag
 	// names in repository name. MediaType, Digest (sha256) and Size must be
 	// those of the stored blob: MediaType becomes the response's
@@ -80,7 +82,7 @@ const maxTagsPage = 1000
 func WithRegistry(cat Catalog, tok Token) Option {
 	return func(s *Server) {
 		// New creates the router before it applies options, so the
-		// handlers can be attached here; they read s (logger, blobs) per
+		// handlers can be attached here; they read s (logger, clock) per
 		// request, so the order of options does not matter.
 		v := &registryView{server: s, catalog: cat, token: tok}
 		r := s.router
@@ -225,7 +227,7 @@ func (v *registryView) serveBlob(w http.ResponseWriter, r *http.Request, desc oc
 	if err := desc.Digest.Validate(); err != nil || desc.Digest.Algorithm() != digest.SHA256 {
 		return errInternal(fmt.Errorf("catalog answered unservable digest %q", desc.Digest))
 	}
-	file, err := v.server.blobs.OpenBlob(desc.Digest)
+	file, err := v.catalog.OpenBlob(desc.Digest)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			missing.cause = err

@@ -30,9 +30,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// fakeCatalog is an in-memory Catalog. It is filled before the server
-// serves and only read afterwards.
+// fakeCatalog is an in-memory Catalog over the blobs of a directory. It is
+// filled before the server serves and only read afterwards.
 type fakeCatalog struct {
+	dirBlobs
 	repos map[string]*fakeRepo
 	fail  map[string]error // by repository name: every call fails with it
 	calls atomic.Int64
@@ -110,7 +111,8 @@ const testSecret = "s3cret-token-for-tests"
 
 func newRegistryFixture(t testing.TB) *registryFixture {
 	t.Helper()
-	f := &registryFixture{dir: t.TempDir(), cat: &fakeCatalog{repos: map[string]*fakeRepo{}, fail: map[string]error{}}}
+	dir := t.TempDir()
+	f := &registryFixture{dir: dir, cat: &fakeCatalog{dirBlobs: dirBlobs(dir), repos: map[string]*fakeRepo{}, fail: map[string]error{}}}
 	var err error
 	if f.app, err = random.Image(2048, 3); err != nil {
 		t.Fatal(err)
@@ -135,7 +137,7 @@ func newRegistryFixture(t testing.TB) *registryFixture {
 }
 
 func (f *registryFixture) server(tok Token) *Server {
-	return New(dirBlobs(f.dir), WithRegistry(f.cat, tok))
+	return New(WithRegistry(f.cat, tok))
 }
 
 func (f *registryFixture) repo(name string) *fakeRepo {
@@ -520,8 +522,7 @@ func TestRegistryRefusesMalformedInput(t *testing.T) {
 }
 
 func TestRegistryIsOffWithoutTheOption(t *testing.T) {
-	f := newRegistryFixture(t)
-	srv := New(dirBlobs(f.dir))
+	srv := New()
 	for _, path := range []string{"/v2/", "/v2/app/manifests/latest", "/v2/app/tags/list"} {
 		req := httptest.NewRequest("GET", path, nil)
 		req.RemoteAddr = "127.0.0.1:40000"
@@ -776,7 +777,7 @@ func TestRegistryLogsEveryRequest(t *testing.T) {
 	f := newRegistryFixture(t)
 	f.cat.fail["broken"] = errors.New("database on fire")
 	var buf bytes.Buffer
-	srv := New(dirBlobs(f.dir), WithRegistry(f.cat, Token{}), WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
+	srv := New(WithRegistry(f.cat, Token{}), WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
 	for _, path := range []string{"/v2/app/manifests/latest", "/v2/app/manifests/nope", "/v2/broken/tags/list"} {
 		req := httptest.NewRequest("GET", path, nil)
 		req.RemoteAddr = "127.0.0.1:1"

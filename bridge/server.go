@@ -20,7 +20,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// BlobOpener opens a stored blob by digest. The returned file must hold
+// BlobOpener opens a blob by digest: the store for images loaded into it,
+// or wherever else an image's blobs are kept. The returned file must hold
 // exactly the blob's bytes; an absent blob is reported with an error wrapping
 // fs.ErrNotExist. Each call must return a new *os.File: the server seeks it.
 type BlobOpener interface {
@@ -43,7 +44,6 @@ type Fetch struct {
 // Server serves registered blobs. Create it with New; it is an http.Handler
 // and is safe for concurrent use.
 type Server struct {
-	blobs   BlobOpener
 	log     *slog.Logger
 	observe func(Fetch)
 	router  *mux.Router
@@ -62,10 +62,9 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 // fn runs on the request's goroutine and must not block.
 func WithFetchObserver(fn func(Fetch)) Option { return func(s *Server) { s.observe = fn } }
 
-// New returns a server for blobs. It serves nothing until Register is called.
-func New(blobs BlobOpener, opts ...Option) *Server {
+// New returns a layer server. It serves nothing until Register is called.
+func New(opts ...Option) *Server {
 	s := &Server{
-		blobs:  blobs,
 		log:    slog.New(slog.DiscardHandler),
 		router: newRouter(),
 		now:    time.Now,
@@ -98,6 +97,7 @@ func (s *Server) Router() *mux.Router { return s.router }
 type Grant struct {
 	label      string
 	capability string
+	opener     BlobOpener
 	blobs      map[digest.Digest]ocispec.Descriptor
 	server     *Server
 	urls       urlBuilder
@@ -109,12 +109,15 @@ type Grant struct {
 	idle     chan struct{} // closed when revoked and no request is in flight
 }
 
-// Register grants access to descs (by digest) under a new unguessable
-// capability, with URLs rooted at base (the advertised address). label names
-// the grant in logs. Call Revoke when the scan ends.
-func (s *Server) Register(base *url.URL, label string, descs []ocispec.Descriptor) (*Grant, error) {
+// Register grants access to descs (by digest), opened with blobs, under a
+// new unguessable capability, with URLs rooted at base (the advertised
+// address). label names the grant in logs. Call Revoke when the scan ends.
+func (s *Server) Register(base *url.URL, label string, blobs BlobOpener, descs []ocispec.Descriptor) (*Grant, error) {
 	if base == nil || base.Scheme == "" || base.Host == "" {
 		return nil, fmt.Errorf("register %s: advertised url %q is not absolute", label, base)
+	}
+	if blobs == nil {
+		return nil, fmt.Errorf("register %s: nothing to open the blobs with", label)
 	}
 	capability, err := newCapability()
 	if err != nil {
@@ -123,6 +126,7 @@ func (s *Server) Register(base *url.URL, label string, descs []ocispec.Descripto
 	g := &Grant{
 		label:      label,
 		capability: capability,
+		opener:     blobs,
 		blobs:      make(map[digest.Digest]ocispec.Descriptor, len(descs)),
 		server:     s,
 		urls:       urlBuilder{base: base, router: s.router},
@@ -284,7 +288,7 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 		notFound(cw, r)
 		return
 	}
-	file, err := s.blobs.OpenBlob(d)
+	file, err := grant.opener.OpenBlob(d)
 	if err != nil {
 		f.Err = err
 		if errors.Is(err, fs.ErrNotExist) {

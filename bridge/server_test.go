@@ -60,6 +60,7 @@ func gzipBytes(t *testing.T, p []byte) []byte {
 
 type fixture struct {
 	srv      *Server
+	blobs    dirBlobs
 	grant    *Grant
 	tar, gz  ocispec.Descriptor
 	zst      ocispec.Descriptor
@@ -77,13 +78,14 @@ func newFixture(t *testing.T) *fixture {
 	f.gz = writeBlob(t, dir, gzipBytes(t, []byte("gzipped layer")))
 	f.zst = writeBlob(t, dir, append([]byte{0x28, 0xb5, 0x2f, 0xfd}, "zstd-ish payload"...))
 	f.other = writeBlob(t, dir, []byte("not for clair"))
-	f.srv = New(dirBlobs(dir), WithFetchObserver(func(fe Fetch) {
+	f.blobs = dirBlobs(dir)
+	f.srv = New(WithFetchObserver(func(fe Fetch) {
 		f.fetchesM.Lock()
 		f.fetches = append(f.fetches, fe)
 		f.fetchesM.Unlock()
 	}))
 	f.base, _ = url.Parse("http://192.0.2.10:4000")
-	g, err := f.srv.Register(f.base, "test", []ocispec.Descriptor{f.tar, f.gz, f.zst})
+	g, err := f.srv.Register(f.base, "test", f.blobs, []ocispec.Descriptor{f.tar, f.gz, f.zst})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +161,7 @@ func TestServeRegisteredLayer(t *testing.T) {
 
 func readStored(t *testing.T, f *fixture, d ocispec.Descriptor) []byte {
 	t.Helper()
-	file, err := f.srv.blobs.OpenBlob(d.Digest)
+	file, err := f.blobs.OpenBlob(d.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func readStored(t *testing.T, f *fixture, d ocispec.Descriptor) []byte {
 
 func TestRefusesEverythingElse(t *testing.T) {
 	f := newFixture(t)
-	otherGrant, err := f.srv.Register(f.base, "other", []ocispec.Descriptor{f.other})
+	otherGrant, err := f.srv.Register(f.base, "other", f.blobs, []ocispec.Descriptor{f.other})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,9 +238,9 @@ func TestRefusesEverythingElse(t *testing.T) {
 func TestCorruptStoredBlobIsNotServed(t *testing.T) {
 	dir := t.TempDir()
 	desc := writeBlob(t, dir, []byte("original content"))
-	srv := New(dirBlobs(dir))
+	srv := New()
 	base, _ := url.Parse("http://127.0.0.1:1")
-	g, err := srv.Register(base, "t", []ocispec.Descriptor{desc})
+	g, err := srv.Register(base, "t", dirBlobs(dir), []ocispec.Descriptor{desc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +272,7 @@ func TestServedBytesMatchTheURLDigest(t *testing.T) {
 	ts := httptest.NewServer(f.srv)
 	defer ts.Close()
 	base, _ := url.Parse(ts.URL)
-	g, err := f.srv.Register(base, "parallel", []ocispec.Descriptor{f.tar, f.gz, f.zst})
+	g, err := f.srv.Register(base, "parallel", f.blobs, []ocispec.Descriptor{f.tar, f.gz, f.zst})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,18 +327,22 @@ func TestServedBytesMatchTheURLDigest(t *testing.T) {
 }
 
 func TestRegisterRejectsBadInput(t *testing.T) {
-	srv := New(dirBlobs(t.TempDir()))
+	srv := New()
+	blobs := dirBlobs(t.TempDir())
 	base, _ := url.Parse("http://127.0.0.1:1")
-	if _, err := srv.Register(&url.URL{Path: "/relative"}, "x", nil); err == nil {
+	if _, err := srv.Register(&url.URL{Path: "/relative"}, "x", blobs, nil); err == nil {
 		t.Error("relative base accepted")
 	}
-	if _, err := srv.Register(base, "x", []ocispec.Descriptor{{Digest: "sha256:nothex"}}); err == nil {
+	if _, err := srv.Register(base, "x", nil, nil); err == nil {
+		t.Error("no BlobOpener accepted")
+	}
+	if _, err := srv.Register(base, "x", blobs, []ocispec.Descriptor{{Digest: "sha256:nothex"}}); err == nil {
 		t.Error("malformed digest accepted")
 	}
-	if _, err := srv.Register(base, "x", []ocispec.Descriptor{{Digest: digest.SHA512.FromString("x")}}); err == nil {
+	if _, err := srv.Register(base, "x", blobs, []ocispec.Descriptor{{Digest: digest.SHA512.FromString("x")}}); err == nil {
 		t.Error("sha512 digest accepted")
 	}
-	g, err := srv.Register(base, "x", nil)
+	g, err := srv.Register(base, "x", blobs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,11 +352,11 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 }
 
 func TestCapabilitiesAreUnique(t *testing.T) {
-	srv := New(dirBlobs(t.TempDir()))
+	srv := New()
 	base, _ := url.Parse("http://127.0.0.1:1")
 	seen := map[string]bool{}
 	for range 100 {
-		g, err := srv.Register(base, "x", nil)
+		g, err := srv.Register(base, "x", dirBlobs(t.TempDir()), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,9 +384,9 @@ func TestCloseWaitsForRequestsInFlight(t *testing.T) {
 	dir := t.TempDir()
 	desc := writeBlob(t, dir, []byte("layer"))
 	blobs := gatedBlobs{dirBlobs(dir), make(chan struct{}), make(chan struct{})}
-	srv := New(blobs)
+	srv := New()
 	base, _ := url.Parse("http://127.0.0.1:1")
-	g, err := srv.Register(base, "t", []ocispec.Descriptor{desc})
+	g, err := srv.Register(base, "t", blobs, []ocispec.Descriptor{desc})
 	if err != nil {
 		t.Fatal(err)
 	}

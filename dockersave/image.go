@@ -43,6 +43,9 @@ type Image struct {
 	// CacheHit is true when nothing was exported or read from the source
 	// because the store already had the image.
 	CacheHit bool
+	// Blobs opens the image's blobs (manifest, config, layers): the store
+	// for the built-in sources, whatever holds them for another Source.
+	Blobs BlobOpener
 }
 
 // Layer is one layer of an Image, in the shape `layerbridge inspect` prints.

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/store"
 )
@@ -112,10 +111,12 @@ func (o *layout) readJSON(b *stagedBlob) ([]byte, error) {
 	return data, nil
 }
 
-// loadLayout reads an oci:DIR layout: index.json -> manifests -> blobs, each
-// verified against its digest while it is copied into the store.
-func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispec.Platform) (Image, *store.Pin, error) {
-	root, err := os.OpenRoot(r.Name)
+// loadLayout is the source of oci:DIR layouts: index.json -> manifests ->
+// blobs, each verified against its digest while it is copied into the
+// store; it pins the image when it can before Prune could evict it.
+func (l *Loader) loadLayout(ctx context.Context, req Request) (Image, *store.Pin, error) {
+	ref := req.Ref
+	root, err := os.OpenRoot(req.Name)
 	if err != nil {
 		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 	}
@@ -124,7 +125,7 @@ func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispe
 	for _, name := range []string{"oci-layout", "index.json"} {
 		data, err := readCapped(root, name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: %s has no %s file", ErrNotLayout, r.Name, name))
+			return Image{}, nil, archiveErr(ref, "", fmt.Errorf("%w: %s has no %s file", ErrNotLayout, req.Name, name))
 		}
 		if err != nil {
 			return Image{}, nil, archiveErr(ref, name, err)
@@ -132,22 +133,22 @@ func (l *Loader) loadLayout(ctx context.Context, ref string, r Ref, want *ocispe
 		meta[name] = data
 	}
 	start := time.Now()
-	st := newStager(l.store, l.progressFor(0))
+	st := newStager(l.store, req.progressFor(0))
 	defer st.cleanup()
 	src := &layout{image: ref, root: root, st: st}
-	v, err := interpret(src, meta, want, l.host)
+	v, err := interpret(src, meta, req.Platform, req.Host)
 	if err != nil {
 		return Image{}, nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return Image{}, nil, err
 	}
-	img := imageOf(ref, r.Kind, v.config.digest, v.platform, nil, v)
+	img := imageOf(ref, req.Kind, v.config.digest, v.platform, nil, v)
 	pin, err := l.commit(ctx, img, v, nil)
 	if err != nil {
 		return Image{}, nil, err
 	}
-	l.log.DebugContext(ctx, "layout stored", "ref", ref, "bytes", st.total, "duration", time.Since(start))
+	req.Log.DebugContext(ctx, "layout stored", "ref", ref, "bytes", st.total, "duration", time.Since(start))
 	return img, pin, nil
 }
 

@@ -21,7 +21,8 @@ import (
 // canary is a one-layer image made for one doctor run: a valid tar holding
 // a file with random content, so that its digest is new to Clair and Clair
 // must download it (Clair never fetches a layer it has indexed before). It
-// plays the scan's image loader and blob store.
+// plays the scan's image loader, and opens the canary image's blobs from
+// its own directory: an image whose blobs are not in the store.
 type canary struct {
 	dir      string
 	layer    ocispec.Descriptor
@@ -106,6 +107,7 @@ func (c *canary) Load(context.Context, string, *ocispec.Platform) (dockersave.Im
 			Layers:    []ocispec.Descriptor{c.layer},
 		},
 		DiffIDs: []digest.Digest{c.layer.Digest},
+		Blobs:   c,
 	}, func() {}, nil
 }
 

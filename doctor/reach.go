@@ -97,7 +97,7 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	// byte was sent, possibly after Clair has already answered.
 	var mu sync.Mutex
 	var fetches []bridge.Fetch
-	srv := bridge.New(c, bridge.WithLogger(r.log), bridge.WithFetchObserver(func(f bridge.Fetch) {
+	srv := bridge.New(bridge.WithLogger(r.log), bridge.WithFetchObserver(func(f bridge.Fetch) {
 		mu.Lock()
 		fetches = append(fetches, f)
 		mu.Unlock()
@@ -116,7 +116,6 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	_, err = scan.Run(runCtx, scan.Config{
 		Image:      canaryRef,
 		Loader:     c,
-		Blobs:      c,
 		Clair:      r.cfg.Clair,
 		API:        r.api,
 		PSK:        r.cfg.PSK,

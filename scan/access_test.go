@@ -37,12 +37,12 @@ func TestPlantedLinksAreNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	release() // the test plants files in the store itself
-	srv := bridge.New(cache)
+	srv := bridge.New()
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	base, _ := url.Parse(ts.URL)
 	layers := img.Manifest.Layers
-	g, err := srv.Register(base, "planted", layers)
+	g, err := srv.Register(base, "planted", img.Blobs, layers)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -338,7 +338,7 @@ func TestClairFaults(t *testing.T) {
 				mu.Unlock()
 				return ctx.Err()
 			}
-			cfg.Server = bridge.New(cfg.Blobs)
+			cfg.Server = bridge.New()
 			layers := httptest.NewServer(cfg.Server)
 			defer layers.Close()
 			cfg.Base, _ = url.Parse(layers.URL)

@@ -129,7 +129,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 		t.Fatal(err)
 	}
 	loader := dockersave.NewLoader(cache)
-	srv := bridge.New(cache)
+	srv := bridge.New()
 	layerServer := httptest.NewServer(srv)
 	baseURL, _ := url.Parse(layerServer.URL)
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
@@ -169,7 +169,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 		pins = append(pins, release)
 		descs = append(descs, img.Manifest.Layers...)
 	}
-	grant, err := srv.Register(baseURL, "load", descs)
+	grant, err := srv.Register(baseURL, "load", cache, descs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 			for i := range images * rounds {
 				ref := refs[(w+i)%images]
 				res, err := Run(ctx, Config{
-					Image: ref, Loader: loader, Blobs: cache, Clair: clairURL,
+					Image: ref, Loader: loader, Clair: clairURL,
 					Server: srv, Base: baseURL, Backoff: noWait,
 				})
 				if err != nil {

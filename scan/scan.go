@@ -43,12 +43,13 @@ type ImageLoader interface {
 // is zero.
 const DefaultProbeTimeout = 30 * time.Second
 
-// Config is everything one scan needs. Loader, Blobs and Clair are required.
+// Config is everything one scan needs. Loader and Clair are required.
 type Config struct {
 	Image    string            // reference, as imageref.Parse reads it
 	Platform *ocispec.Platform // nil: the image's own / the host's
-	Loader   ImageLoader
-	Blobs    bridge.BlobOpener // the store the loader writes to
+	// Loader loads the image; the layer server reads its layers with the
+	// image's Blobs.
+	Loader ImageLoader
 
 	Clair      *url.URL
 	API        string // APIAuto (default), APIv4 or APIv2
@@ -121,8 +122,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Loader == nil || cfg.Blobs == nil || cfg.Clair == nil {
-		return nil, errors.New("scan: Loader, Blobs and Clair are required")
+	if cfg.Loader == nil || cfg.Clair == nil {
+		return nil, errors.New("scan: Loader and Clair are required")
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -170,7 +171,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if cfg.Fetched != nil {
 			opts = append(opts, bridge.WithFetchObserver(cfg.Fetched))
 		}
-		srv = bridge.New(cfg.Blobs, opts...)
+		srv = bridge.New(opts...)
 		ep, err := bridge.Listen(ctx, cfg.Clair, bridge.ListenOptions{
 			Advertise: cfg.Advertise, Listen: cfg.Listen,
 			AdvertiseOptions: bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log},
@@ -186,7 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Advertised, res.Reason = base, reason
 
-	grant, err := srv.Register(base, cfg.Image, img.Manifest.Layers)
+	grant, err := srv.Register(base, cfg.Image, img.Blobs, img.Manifest.Layers)
 	if err != nil {
 		return res, err
 	}

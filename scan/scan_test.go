@@ -39,7 +39,6 @@ func newConfig(t *testing.T, clair string) Config {
 	return Config{
 		Image:   alpineArchive,
 		Loader:  dockersave.NewLoader(cache),
-		Blobs:   cache,
 		Clair:   u,
 		Backoff: noWait,
 	}
@@ -299,7 +298,7 @@ func TestScanOnASharedLayerServer(t *testing.T) {
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer clair.Close()
 	cfg := newConfig(t, clair.URL)
-	cfg.Server = bridge.New(cfg.Blobs)
+	cfg.Server = bridge.New()
 	layers := httptest.NewServer(cfg.Server)
 	defer layers.Close()
 	cfg.Base, _ = url.Parse(layers.URL)

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -14,11 +15,12 @@ import (
 	"github.com/layerbridge/layerbridge/store"
 )
 
-// ImageLister lists the images of a store; *store.Store is one. Images
-// must list only images whose blobs are all present, in the order they were
-// stored.
+// ImageLister lists the images of a store and opens their blobs;
+// *store.Store is one. Images must list only images whose blobs are all
+// present, in the order they were stored.
 type ImageLister interface {
 	Images() ([]store.Record, error)
+	bridge.BlobOpener
 }
 
 // UntaggedRepository is the repository that holds the stored images without
@@ -208,6 +210,9 @@ func (c *Catalog) Lookup(_ context.Context, name string, d digest.Digest) (ocisp
 	}
 	return ocispec.Descriptor{}, fmt.Errorf("%s@%s: %w", name, d, bridge.ErrNotInRepository)
 }
+
+// OpenBlob opens a blob of the store (bridge.Catalog).
+func (c *Catalog) OpenBlob(d digest.Digest) (*os.File, error) { return c.images.OpenBlob(d) }
 
 // Tags returns the tags of repository name.
 func (c *Catalog) Tags(_ context.Context, name string) ([]string, error) {

@@ -2,6 +2,9 @@ package sidecar_test
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +52,10 @@ func TestRepositoryOf(t *testing.T) {
 type images []store.Record
 
 func (l images) Images() ([]store.Record, error) { return l, nil }
+
+func (l images) OpenBlob(d digest.Digest) (*os.File, error) {
+	return nil, fmt.Errorf("open blob %s: %w", d, fs.ErrNotExist)
+}
 
 // touchingImages also records the images marked used.
 type touchingImages struct {

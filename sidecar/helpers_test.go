@@ -266,7 +266,6 @@ func newEnv(t *testing.T, opts ...option) *env {
 	base, _ := url.Parse("http://" + e.ts.Listener.Addr().String())
 	e.cfg = sidecar.Config{
 		Loader:  e.loader,
-		Blobs:   cache,
 		Catalog: sidecar.NewCatalog(cache),
 		Store:   cache,
 		Base:    base,

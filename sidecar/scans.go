@@ -240,7 +240,6 @@ func (s *Service) run(ctx context.Context, rec *record) {
 		Image:      rec.image,
 		Platform:   rec.platform,
 		Loader:     scanLoader{s: s, rec: rec},
-		Blobs:      s.cfg.Blobs,
 		Clair:      s.cfg.Clair,
 		API:        s.cfg.API,
 		PSK:        s.cfg.PSK,

@@ -26,17 +26,14 @@ const (
 	DefaultMaxFinished   = 1000
 )
 
-// Config is everything a Service needs. Loader, Blobs, Base and Clair are
+// Config is everything a Service needs. Loader, Base and Clair are
 // required; every limit left at zero takes its Default.
 type Config struct {
-	// Loader loads images into the store that Blobs reads. Only Docker
-	// daemon references reach it: the API refuses docker-archive:,
-	// oci-archive: and oci: references, which would name files on the
-	// sidecar's own file system.
+	// Loader loads images; the layer server serves each scan's layers
+	// with its image's Blobs. Only Docker daemon references reach it: the
+	// API refuses docker-archive:, oci-archive: and oci: references, which
+	// would name files on the sidecar's own file system.
 	Loader scan.ImageLoader
-	// Blobs is the store the loader writes to; the layer server and the
-	// registry view serve from it.
-	Blobs bridge.BlobOpener
 	// Catalog, when set, enables the registry view (read-only /v2/) over
 	// its images, guarded by Token. NewCatalog adapts the store.
 	Catalog bridge.Catalog
@@ -133,8 +130,8 @@ var ErrShuttingDown = errors.New("layerbridge is shutting down")
 // New checks cfg and returns a Service. It starts nothing: scans start on
 // request.
 func New(cfg Config) (*Service, error) {
-	if cfg.Loader == nil || cfg.Blobs == nil || cfg.Clair == nil {
-		return nil, errors.New("sidecar: Loader, Blobs and Clair are required")
+	if cfg.Loader == nil || cfg.Clair == nil {
+		return nil, errors.New("sidecar: Loader and Clair are required")
 	}
 	if cfg.Base == nil || cfg.Base.Scheme == "" || cfg.Base.Host == "" {
 		return nil, fmt.Errorf("sidecar: base url %q is not absolute", cfg.Base)
@@ -187,7 +184,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Catalog != nil {
 		opts = append(opts, bridge.WithRegistry(cfg.Catalog, cfg.Token))
 	}
-	s.server = bridge.New(cfg.Blobs, opts...)
+	s.server = bridge.New(opts...)
 	s.routes()
 	return s, nil
 }

@@ -323,7 +323,6 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		Loader:     displayLoader{loader, disp},
 		Stage:      onStage,
 		Fetched:    onFetch,
-		Blobs:      store,
 		Clair:      o.clair.clairURL(),
 		API:        o.clair.api,
 		PSK:        o.clair.psk,

@@ -218,7 +218,6 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 
 	cfg := sidecar.Config{
 		Loader:        loader,
-		Blobs:         store,
 		Catalog:       sidecar.NewCatalog(store),
 		Store:         store,
 		Token:         tok,

@@ -385,7 +385,6 @@ func newSidecar(t *testing.T, clairURL, token string) string {
 	ts := httptest.NewUnstartedServer(nil)
 	cfg := sidecar.Config{
 		Loader:  fixtureDaemon{dockersave.NewLoader(cache), map[string]string{"alpine:3.11": alpineArchive}},
-		Blobs:   cache,
 		Catalog: sidecar.NewCatalog(cache),
 		Base:    mustParse(t, "http://"+ts.Listener.Addr().String()),
 		Clair:   mustParse(t, clairURL),

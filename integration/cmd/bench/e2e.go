@@ -59,7 +59,6 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 	res, err := scan.Run(ctx, scan.Config{
 		Image:  ref,
 		Loader: timedLoader{l: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)), d: &t.export},
-		Blobs:  cache,
 		Clair:  clairURL,
 		API:    scan.APIv4,
 		Stage: func(s scan.Stage) {

@@ -21,10 +21,11 @@ import (
 // layerServer is the bridge on a loopback listener, configured as
 // layerbridge scan runs it (scan.serve), serving the blobs of one store.
 type layerServer struct {
-	srv  *bridge.Server
-	http *http.Server
-	base *url.URL
-	done chan struct{}
+	srv   *bridge.Server
+	blobs bridge.BlobOpener
+	http  *http.Server
+	base  *url.URL
+	done  chan struct{}
 }
 
 func startLayerServer(blobs bridge.BlobOpener) (*layerServer, error) {
@@ -32,8 +33,8 @@ func startLayerServer(blobs bridge.BlobOpener) (*layerServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s := &layerServer{base: &url.URL{Scheme: "http", Host: ln.Addr().String()}, done: make(chan struct{})}
-	s.srv = bridge.New(blobs)
+	s := &layerServer{base: &url.URL{Scheme: "http", Host: ln.Addr().String()}, blobs: blobs, done: make(chan struct{})}
+	s.srv = bridge.New()
 	s.http = bridge.NewHTTPServer(s.srv, nil, bridge.Limits{})
 	go func() {
 		defer close(s.done)
@@ -126,7 +127,7 @@ type servePlan struct {
 // measureServe runs plan once through s and returns the aggregate result,
 // with the bridge's own record of every request checked too.
 func measureServe(ctx context.Context, s *layerServer, plan servePlan) (fetchResult, error) {
-	grant, err := s.srv.Register(s.base, "bench-"+plan.name, plan.layers)
+	grant, err := s.srv.Register(s.base, "bench-"+plan.name, s.blobs, plan.layers)
 	if err != nil {
 		return fetchResult{}, err
 	}
