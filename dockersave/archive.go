@@ -286,8 +286,8 @@ func (a *archive) entry(ctx context.Context, t *tar.Reader, tr *trackingReader, 
 		}
 		// A blob inflating past the decompression limit is a bomb
 		// whatever references it: stop reading the archive here.
-		if errors.Is(b.diffErr, ErrTooLarge) {
-			return archiveErr(a.image, hdr.Name, b.diffErr)
+		if errors.Is(b.DiffErr, ErrTooLarge) {
+			return archiveErr(a.image, hdr.Name, b.DiffErr)
 		}
 		a.entries[name] = b
 	}
@@ -440,8 +440,8 @@ func (a *archive) get(d digest.Digest, size int64) (*stagedBlob, error) {
 	if !ok {
 		return nil, archiveErr(a.image, blobPath(d), fmt.Errorf("%w: %s", ErrMissingBlob, d))
 	}
-	if size >= 0 && b.size != size {
-		return nil, archiveErr(a.image, b.entry, fmt.Errorf("%w: %d bytes, descriptor says %d", ErrSizeMismatch, b.size, size))
+	if size >= 0 && b.Size != size {
+		return nil, archiveErr(a.image, b.entry, fmt.Errorf("%w: %d bytes, descriptor says %d", ErrSizeMismatch, b.Size, size))
 	}
 	return b, nil
 }

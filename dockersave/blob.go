@@ -66,31 +66,19 @@ func detectCompression(b []byte) compression {
 	}
 }
 
-const (
-	copyBufferSize = 1 << 20
-	// Decompression only feeds a hash, but a bomb still costs CPU: allow
-	// this ratio over the compressed size, plus a floor for tiny blobs.
-	maxDecompressionRatio = 1100
-	minDecompressedLimit  = 1 << 30
-)
+const copyBufferSize = 1 << 20
 
-var errDecompressedTooLarge = fmt.Errorf("decompressed size %w (ratio above %d:1)", ErrTooLarge, maxDecompressionRatio)
-
-// stagedBlob is one blob read from a source: hashed, and (unless the store
-// already had it) written to a staging file under the store's tmp directory.
+// stagedBlob is one blob read from a source: hashed (Blob), and (unless the
+// store already had it) written to a staging file under the store's tmp
+// directory.
 type stagedBlob struct {
-	digest      digest.Digest
-	size        int64
+	// describedBlob is what was read, and the archive entry (or layout
+	// path) it was read from.
+	describedBlob
 	compression compression
-	// diffID is the digest of the decompressed content (== digest when
-	// uncompressed); empty when decompression failed, see diffErr.
-	diffID  digest.Digest
-	diffErr error
 	// tmp is the store-relative staging path (a hard link to the stored
 	// copy when blobs/ already had it); "" once published or cleaned up.
 	tmp string
-	// entry is the archive entry (or layout path) it was read from.
-	entry string
 }
 
 // sourceError marks a failure reading the input stream (as opposed to a
@@ -130,11 +118,8 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // goroutine for one load; cleanup removes whatever was not published.
 type stager struct {
 	store    *store.Store
-	in       *bufio.Reader
+	meter    *meter
 	out      *bufio.Writer
-	buf      []byte
-	gz       *gzip.Reader
-	zd       *zstd.Decoder
 	progress func(int64)
 	total    int64
 	blobs    map[digest.Digest]*stagedBlob
@@ -151,9 +136,8 @@ type stager struct {
 func newStager(s *store.Store, progress func(int64)) *stager {
 	return &stager{
 		store:    s,
-		in:       bufio.NewReaderSize(nil, copyBufferSize),
+		meter:    newMeter(),
 		out:      bufio.NewWriterSize(nil, copyBufferSize),
-		buf:      make([]byte, 64<<10),
 		progress: progress,
 		blobs:    make(map[digest.Digest]*stagedBlob),
 	}
@@ -178,14 +162,8 @@ func (p progressReader) Read(b []byte) (int, error) {
 // stage reads r to its end. size is the expected length (-1 if unknown);
 // want, when set, is the digest the content must have (the blob's name).
 // A blob already in the store under want is hashed but not written again:
-// its staging name is a hard link to the stored copy (see linkStaging).
+// its staging name is a hard link to the stored copy (see LinkStaging).
 func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry string) (b *stagedBlob, err error) {
-	src := &errRecorder{r: progressReader{r: r, st: st}}
-	st.in.Reset(src)
-	defer st.in.Reset(nil)
-	magic, _ := st.in.Peek(4)
-	comp := detectCompression(magic)
-
 	var f *os.File
 	var tmp string
 	var sw stagingWriter
@@ -214,29 +192,9 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 		}
 	}()
 
-	var n int64
-	var diffID digest.Digest
-	var diffErr error
-	if comp == compressionNone {
-		n, err = st.in.WriteTo(w)
-		if err != nil {
-			return nil, st.readErr(src, err)
-		}
-	} else {
-		cw := &countWriter{w: w}
-		tee := io.TeeReader(st.in, cw)
-		limit := int64(minDecompressedLimit)
-		if size > 0 && size*maxDecompressionRatio > limit {
-			limit = size * maxDecompressionRatio
-		}
-		diffID, diffErr = st.decompressedDigest(comp, tee, limit)
-		if src.err != nil {
-			return nil, &sourceError{src.err}
-		}
-		if _, err := io.CopyBuffer(io.Discard, tee, st.buf); err != nil {
-			return nil, st.readErr(src, err)
-		}
-		n = cw.n
+	n, comp, diffID, diffErr, err := st.meter.copy(progressReader{r: r, st: st}, w, size)
+	if err != nil {
+		return nil, err
 	}
 	if sw != nil {
 		// Writes out the last bytes and completes the hash.
@@ -244,15 +202,15 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 			return nil, err
 		}
 	}
-	if size >= 0 && n != size {
-		return nil, &sourceError{fmt.Errorf("%w: read %d of %d bytes", ErrTruncated, n, size)}
+	if err := checkSize(n, size); err != nil {
+		return nil, &sourceError{err}
 	}
-	got := digest.NewDigest(digest.SHA256, h)
+	got := digestOf(h)
 	if comp == compressionNone {
 		diffID = got
 	}
-	if want != "" && got != want {
-		return nil, fmt.Errorf("%w: content is %s, name says %s", ErrDigestMismatch, got, want)
+	if err := checkDigest(got, want); err != nil {
+		return nil, err
 	}
 	if prev, ok := st.blobs[got]; ok {
 		// Same content under another name: keep the first copy.
@@ -270,12 +228,62 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 			return nil, err
 		}
 	}
-	b = &stagedBlob{digest: got, size: n, compression: comp, diffID: diffID, diffErr: diffErr, tmp: tmp, entry: entry}
+	b = &stagedBlob{
+		describedBlob: describedBlob{Blob: Blob{Digest: got, Size: n, DiffID: diffID, DiffErr: diffErr}, entry: entry},
+		compression:   comp,
+		tmp:           tmp,
+	}
 	st.blobs[got] = b
 	return b, nil
 }
 
-func (st *stager) readErr(src *errRecorder, err error) error {
+// meter hashes blobs as they are read: their bytes (through the writer it
+// is given) and, for compressed ones, their decompressed content. It keeps
+// its buffers and decompressors from one blob to the next; one goroutine
+// uses it.
+type meter struct {
+	in  *bufio.Reader
+	buf []byte
+	gz  *gzip.Reader
+	zd  *zstd.Decoder
+}
+
+func newMeter() *meter {
+	return &meter{in: bufio.NewReaderSize(nil, copyBufferSize), buf: make([]byte, 64<<10)}
+}
+
+// copy reads r to its end into w, which hashes the bytes, and returns how
+// many it read, their compression and, for a compressed blob, the digest of
+// its decompressed content (or, with an empty diffID, why it does not
+// decompress within inflationLimit(size)). A failure of r is a
+// *sourceError.
+func (m *meter) copy(r io.Reader, w io.Writer, size int64) (n int64, comp compression, diffID digest.Digest, diffErr error, err error) {
+	src := &errRecorder{r: r}
+	m.in.Reset(src)
+	defer m.in.Reset(nil)
+	magic, _ := m.in.Peek(4)
+	comp = detectCompression(magic)
+	if comp == compressionNone {
+		n, err = m.in.WriteTo(w)
+		if err != nil {
+			return n, comp, "", nil, readErr(src, err)
+		}
+		return n, comp, "", nil, nil
+	}
+	cw := &countWriter{w: w}
+	tee := io.TeeReader(m.in, cw)
+	diffID, diffErr = m.decompressedDigest(comp, tee, inflationLimit(size))
+	if src.err != nil {
+		return cw.n, comp, "", nil, &sourceError{src.err}
+	}
+	if _, err := io.CopyBuffer(io.Discard, tee, m.buf); err != nil {
+		return cw.n, comp, "", nil, readErr(src, err)
+	}
+	return cw.n, comp, diffID, diffErr, nil
+}
+
+// readErr is a failure of the source (a *sourceError) or of the writer.
+func readErr(src *errRecorder, err error) error {
 	if src.err != nil {
 		return &sourceError{src.err}
 	}
@@ -295,37 +303,45 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // decompressedDigest hashes the decompressed form of r. Errors describe the
 // blob, not the stream: the caller checks the source separately.
-func (st *stager) decompressedDigest(comp compression, r io.Reader, limit int64) (digest.Digest, error) {
+func (m *meter) decompressedDigest(comp compression, r io.Reader, limit int64) (digest.Digest, error) {
 	var dec io.Reader
 	switch comp {
 	case compressionGzip:
-		if st.gz == nil {
+		if m.gz == nil {
 			gz, err := gzip.NewReader(r)
 			if err != nil {
 				return "", fmt.Errorf("gzip: %w", err)
 			}
-			st.gz = gz
-		} else if err := st.gz.Reset(r); err != nil {
+			m.gz = gz
+		} else if err := m.gz.Reset(r); err != nil {
 			return "", fmt.Errorf("gzip: %w", err)
 		}
-		dec = st.gz
+		dec = m.gz
 	case compressionZstd:
-		if st.zd == nil {
+		if m.zd == nil {
 			zd, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<30))
 			if err != nil {
 				return "", fmt.Errorf("zstd: %w", err)
 			}
-			st.zd = zd
-		} else if err := st.zd.Reset(r); err != nil {
+			m.zd = zd
+		} else if err := m.zd.Reset(r); err != nil {
 			return "", fmt.Errorf("zstd: %w", err)
 		}
-		dec = st.zd
+		dec = m.zd
 	}
 	dh := sha256.New()
-	if _, err := io.CopyBuffer(&limitWriter{w: dh, n: limit}, struct{ io.Reader }{dec}, st.buf); err != nil {
+	if _, err := io.CopyBuffer(&limitWriter{w: dh, n: limit}, struct{ io.Reader }{dec}, m.buf); err != nil {
 		return "", fmt.Errorf("decompress %s: %w", comp, err)
 	}
 	return digestOf(dh), nil
+}
+
+// close releases the zstd decoder's goroutines and memory.
+func (m *meter) close() {
+	if m.zd != nil {
+		m.zd.Close()
+		m.zd = nil
+	}
 }
 
 func digestOf(h hash.Hash) digest.Digest { return digest.NewDigest(digest.SHA256, h) }
@@ -333,21 +349,21 @@ func digestOf(h hash.Hash) digest.Digest { return digest.NewDigest(digest.SHA256
 // readJSON returns the content of a staged (or already stored) blob, refusing
 // anything above maxMetadataSize.
 func (st *stager) readJSON(b *stagedBlob) ([]byte, error) {
-	if b.size > maxMetadataSize {
-		return nil, fmt.Errorf("%w: %d bytes of json (limit %d)", ErrTooLarge, b.size, maxMetadataSize)
+	if b.Size > maxMetadataSize {
+		return nil, fmt.Errorf("%w: %d bytes of json (limit %d)", ErrTooLarge, b.Size, maxMetadataSize)
 	}
 	var data []byte
 	var err error
 	if b.tmp != "" {
 		data, err = st.store.ReadStaging(b.tmp, maxMetadataSize)
 	} else {
-		data, err = readStored(st.store, b.digest)
+		data, err = readStored(st.store, b.Digest)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", b.digest, err)
+		return nil, fmt.Errorf("read blob %s: %w", b.Digest, err)
 	}
-	if digest.FromBytes(data) != b.digest {
-		return nil, fmt.Errorf("%w: blob %s changed on disk", ErrDigestMismatch, b.digest)
+	if digest.FromBytes(data) != b.Digest {
+		return nil, fmt.Errorf("%w: blob %s changed on disk", ErrDigestMismatch, b.Digest)
 	}
 	return data, nil
 }
@@ -380,7 +396,7 @@ func (v *verified) staged() []store.Staged {
 	blobs := v.blobs()
 	out := make([]store.Staged, len(blobs))
 	for i, b := range blobs {
-		out[i] = store.Staged{Digest: b.digest, Size: b.size, Name: b.tmp}
+		out[i] = store.Staged{Digest: b.Digest, Size: b.Size, Name: b.tmp}
 	}
 	return out
 }
@@ -401,8 +417,5 @@ func (st *stager) cleanup() {
 			b.tmp = ""
 		}
 	}
-	if st.zd != nil {
-		st.zd.Close()
-		st.zd = nil
-	}
+	st.meter.close()
 }

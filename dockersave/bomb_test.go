@@ -56,7 +56,7 @@ func TestDecompressionIsCapped(t *testing.T) {
 			var read countingReader
 			n := allocated(func() {
 				read.r = bytes.NewReader(bomb)
-				_, err = st.decompressedDigest(comp, &read, limit)
+				_, err = st.meter.decompressedDigest(comp, &read, limit)
 			})
 			if !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("got %v, want %v", err, ErrTooLarge)

@@ -3,7 +3,6 @@ package dockersave
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/moby/moby/api/types/image"
@@ -106,7 +105,7 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 	if err != nil {
 		return Image{}, nil, err
 	}
-	if err := checkAgainstInspect(ref, t, v); err != nil {
+	if err := checkExported(ref, t, v); err != nil {
 		return Image{}, nil, err
 	}
 	img := imageOf(ref, SourceDaemon, id, have, ins.RepoTags, v)
@@ -119,7 +118,7 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 }
 
 // daemonTarget is what the daemon said about the image to export, before
-// the export: the export must match it (checkAgainstInspect).
+// the export: the export must match it (checkExported).
 type daemonTarget struct {
 	// id is the image ID as `docker images` shows it, which is also what is
 	// exported: the config digest on a graphdriver daemon; on the
@@ -250,46 +249,6 @@ func (t daemonTarget) exportSize() int64 {
 		return t.contentSize
 	}
 	return max(t.inspect.Size, 0)
-}
-
-// checkAgainstInspect makes sure the daemon exported the image it described:
-// the ID is the config digest (graphdriver) or a manifest or index digest
-// (containerd store) of the export, or the export holds the platform
-// manifest the daemon listed under that ID (an export of one platform of an
-// index); and the diff IDs are those inspect listed.
-func checkAgainstInspect(ref string, t daemonTarget, v *verified) error {
-	ids := append([]digest.Digest{v.config.digest}, v.parents...)
-	if v.manifestBlob != nil {
-		ids = append(ids, v.manifestBlob.digest)
-	}
-	switch {
-	case slices.Contains(ids, t.id):
-	case t.manifest != "" && v.manifestBlob != nil && v.manifestBlob.digest == t.manifest:
-	case t.manifest != "":
-		return archiveErr(ref, "", fmt.Errorf("%w: the daemon lists manifest %s for image %s (%s), the export holds %s", ErrExportMismatch, t.manifest, t.id, platforms.Format(t.platform), exportedManifest(v)))
-	default:
-		return archiveErr(ref, "", fmt.Errorf("%w: image id %s is neither the config nor a manifest of the export", ErrExportMismatch, t.id))
-	}
-	layers := t.inspect.RootFS.Layers
-	if len(layers) == 0 {
-		return nil
-	}
-	if len(layers) != len(v.diffIDs) {
-		return archiveErr(ref, "", fmt.Errorf("%w: inspect lists %d layers, export %d", ErrExportMismatch, len(layers), len(v.diffIDs)))
-	}
-	for i, l := range layers {
-		if digest.Digest(l) != v.diffIDs[i] {
-			return archiveErr(ref, "", fmt.Errorf("%w: layer %d is %s, inspect says %s", ErrExportMismatch, i, v.diffIDs[i], l))
-		}
-	}
-	return nil
-}
-
-func exportedManifest(v *verified) string {
-	if v.manifestBlob == nil {
-		return "no manifest"
-	}
-	return "manifest " + v.manifestBlob.digest.String()
 }
 
 // daemonErr classifies an error of the Engine API for ref (see

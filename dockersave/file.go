@@ -70,7 +70,7 @@ func (l *Loader) loadArchiveFile(ctx context.Context, req Request) (Image, *stor
 	if err != nil {
 		return Image{}, nil, err
 	}
-	img := imageOf(ref, req.Kind, v.config.digest, v.platform, v.repoTags, v)
+	img := imageOf(ref, req.Kind, v.config.Digest, v.platform, v.repoTags, v)
 	pin, err := l.commit(ctx, img, v, nil)
 	if err != nil {
 		return Image{}, nil, err

@@ -213,7 +213,7 @@ func candidatesFromManifestJSON(a *archive, raw []byte) ([]*candidate, error) {
 			if err != nil {
 				return nil, err
 			}
-			c.layers = append(c.layers, layerRef{entry: name, digest: b.digest, size: b.size, blob: b})
+			c.layers = append(c.layers, layerRef{entry: name, digest: b.Digest, size: b.Size, blob: b})
 		}
 		// Docker 25+ on the graphdriver store marks itself with LayerSources;
 		// its generated OCI manifest is replaced by our deterministic one.
@@ -463,20 +463,21 @@ type verified struct {
 	parents        []digest.Digest
 }
 
-// verify stages the candidate's layers (if not yet), checks sizes, the layer
-// count and every diff ID, and settles the manifest.
+// verify stages the candidate's layers (if not yet), checks them with the
+// rules of verify.go (the layer count, each diff ID, the platform), and
+// settles the manifest, which must describe the blobs.
 func verify(src blobSource, c *candidate) (*verified, error) {
 	if c.missing != nil {
 		return nil, c.missing
 	}
 	image := src.imageName()
 	diffIDs := c.image.RootFS.DiffIDs
-	if len(diffIDs) != len(c.layers) {
-		return nil, archiveErr(image, c.config.entry, fmt.Errorf("%w: config lists %d diff ids, manifest %d layers", ErrLayerCount, len(diffIDs), len(c.layers)))
+	if err := checkLayerCount(image, c.config.entry, diffIDs, len(c.layers)); err != nil {
+		return nil, err
 	}
 	v := &verified{config: c.config, diffIDs: diffIDs, platform: c.platform, repoTags: c.repoTags, parents: c.parents}
-	if v.platform.OS == "" || v.platform.Architecture == "" {
-		return nil, archiveErr(image, c.config.entry, fmt.Errorf("%w: config has no os/architecture", ErrMalformedJSON))
+	if err := checkPlatform(image, c.config.entry, v.platform); err != nil {
+		return nil, err
 	}
 	for i, l := range c.layers {
 		b := l.blob
@@ -486,34 +487,41 @@ func verify(src blobSource, c *candidate) (*verified, error) {
 				return nil, err
 			}
 		}
-		if b.diffErr != nil {
-			return nil, archiveErr(image, l.entry, fmt.Errorf("%w: layer %d: %w", ErrDiffIDMismatch, i, b.diffErr))
-		}
-		if b.diffID != diffIDs[i] {
-			return nil, archiveErr(image, l.entry, fmt.Errorf("%w: layer %d is %s uncompressed, config rootfs.diff_ids[%d] says %s", ErrDiffIDMismatch, i, b.diffID, i, diffIDs[i]))
+		if err := checkLayer(image, l.entry, i, b.Blob, diffIDs[i]); err != nil {
+			return nil, err
 		}
 		v.layers = append(v.layers, b)
 	}
 	if c.manifest != nil && !c.synthesize {
-		v.manifestBlob, v.manifestBytes, v.manifestDigest = c.manifestBlob, c.manifestBytes, c.manifestBlob.digest
+		v.manifestBlob, v.manifestBytes, v.manifestDigest = c.manifestBlob, c.manifestBytes, c.manifestBlob.Digest
 		v.manifest = *c.manifest
-		return v, nil
+		return v, v.checkDescribed(image)
 	}
 	m := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: c.config.digest, Size: c.config.size},
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: c.config.Digest, Size: c.config.Size},
 		Layers:    make([]ocispec.Descriptor, len(v.layers)),
 	}
 	for i, b := range v.layers {
-		m.Layers[i] = ocispec.Descriptor{MediaType: b.compression.layerMediaType(), Digest: b.digest, Size: b.size}
+		m.Layers[i] = ocispec.Descriptor{MediaType: b.compression.layerMediaType(), Digest: b.Digest, Size: b.Size}
 	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode manifest: %w", image, err)
 	}
 	v.manifest, v.manifestBytes, v.manifestDigest = m, data, digest.FromBytes(data)
-	return v, nil
+	return v, v.checkDescribed(image)
+}
+
+// checkDescribed checks that v's manifest describes v's blobs (rule 5 of
+// verify.go).
+func (v *verified) checkDescribed(image string) error {
+	layers := make([]describedBlob, len(v.layers))
+	for i, b := range v.layers {
+		layers[i] = b.describedBlob
+	}
+	return checkDescribed(image, v.manifest, v.config.describedBlob, layers)
 }
 
 // interpret turns what a source offered into one verified image.
@@ -550,34 +558,4 @@ func interpret(src blobSource, meta map[string][]byte, want *ocispec.Platform, h
 		return nil, err
 	}
 	return verify(src, c)
-}
-
-// checkDescribed makes sure the manifest about to be stored describes the
-// verified blobs exactly. A manifest kept from an archive (a containerd
-// export, an OCI layout) is stored as it is, so a layer or config size in
-// it that disagrees with the blob (wrong, negative, huge) would reach Clair
-// and registry clients; the readers compare sizes only where a descriptor
-// leads to the blob.
-func checkDescribed(image string, v *verified) error {
-	check := func(what string, d ocispec.Descriptor, b *stagedBlob) error {
-		if d.Digest != b.digest {
-			return archiveErr(image, b.entry, fmt.Errorf("%w: %s is %s, the manifest says %s", ErrDigestMismatch, what, b.digest, d.Digest))
-		}
-		if d.Size != b.size {
-			return archiveErr(image, b.entry, fmt.Errorf("%w: %s %s has %d bytes, the manifest says %d", ErrSizeMismatch, what, b.digest, b.size, d.Size))
-		}
-		return nil
-	}
-	if len(v.manifest.Layers) != len(v.layers) {
-		return archiveErr(image, "", fmt.Errorf("%w: manifest lists %d layers, %d verified", ErrLayerCount, len(v.manifest.Layers), len(v.layers)))
-	}
-	if err := check("config", v.manifest.Config, v.config); err != nil {
-		return err
-	}
-	for i, l := range v.manifest.Layers {
-		if err := check(fmt.Sprintf("layer %d", i), l, v.layers[i]); err != nil {
-			return err
-		}
-	}
-	return nil
 }

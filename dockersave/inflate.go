@@ -2,16 +2,6 @@ package dockersave
 
 import "io"
 
-// inflationLimit is how many bytes a compressed stream of size bytes may
-// inflate to before it counts as a decompression bomb.
-func inflationLimit(size int64) int64 {
-	limit := int64(minDecompressedLimit)
-	if size > 0 && size*maxDecompressionRatio > limit {
-		limit = size * maxDecompressionRatio
-	}
-	return limit
-}
-
 // cappedReader fails with errDecompressedTooLarge once more than limit bytes
 // were read through it, instead of letting a bomb fill the disk.
 type cappedReader struct {

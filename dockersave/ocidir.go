@@ -77,8 +77,8 @@ func openRegular(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
 func (o *layout) get(d digest.Digest, size int64) (*stagedBlob, error) {
 	name := blobPath(d)
 	if b, ok := o.st.blobs[d]; ok {
-		if size >= 0 && b.size != size {
-			return nil, archiveErr(o.image, name, fmt.Errorf("%w: %d bytes, descriptor says %d", ErrSizeMismatch, b.size, size))
+		if size >= 0 && b.Size != size {
+			return nil, archiveErr(o.image, name, fmt.Errorf("%w: %d bytes, descriptor says %d", ErrSizeMismatch, b.Size, size))
 		}
 		return b, nil
 	}
@@ -143,7 +143,7 @@ func (l *Loader) loadLayout(ctx context.Context, req Request) (Image, *store.Pin
 	if err := ctx.Err(); err != nil {
 		return Image{}, nil, err
 	}
-	img := imageOf(ref, req.Kind, v.config.digest, v.platform, nil, v)
+	img := imageOf(ref, req.Kind, v.config.Digest, v.platform, nil, v)
 	pin, err := l.commit(ctx, img, v, nil)
 	if err != nil {
 		return Image{}, nil, err

@@ -120,12 +120,10 @@ func (l *Loader) storeSource(load func(context.Context, Request) (Image, *store.
 	})
 }
 
-// commit stores the verified image img (v) holding its lock (nil when not
-// held), and returns its pin (nil when it must be pinned afterwards).
+// commit stores the verified image img (v: verify checked its blobs and
+// manifest) holding its lock (nil when not held), and returns its pin (nil
+// when it must be pinned afterwards).
 func (l *Loader) commit(ctx context.Context, img Image, v *verified, lock *store.ImageLock) (*store.Pin, error) {
-	if err := checkDescribed(img.Ref, v); err != nil {
-		return nil, fmt.Errorf("%s: store: %w", img.Ref, err)
-	}
 	pin, err := l.store.Commit(ctx, img.record(), v.manifestBytes, v.staged(), lock)
 	if err != nil {
 		return nil, fmt.Errorf("%s: store: %w", img.Ref, err)

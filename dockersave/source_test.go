@@ -1,7 +1,10 @@
 package dockersave_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -141,5 +144,67 @@ func TestLoadRefusesAnImageWithoutBlobs(t *testing.T) {
 	l := dockersave.NewLoader(openStore(t), dockersave.WithSource("broken", broken))
 	if _, _, err := l.Load(t.Context(), "broken:x", nil); err == nil || !released {
 		t.Errorf("got %v (released %v), want an error", err, released)
+	}
+}
+
+// TestMeasureAndVerify: the rules a source that keeps its blobs elsewhere
+// applies (Measure each blob, Verify the image) accept a sound image and
+// refuse each kind of lie, as the built-in sources do.
+func TestMeasureAndVerify(t *testing.T) {
+	layer := []byte("uncompressed layer bytes")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(layer)
+	zw.Close()
+	config, _ := json.Marshal(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(layer)}},
+	})
+	m := ocispec.Manifest{
+		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(config), Size: int64(len(config))},
+		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(gz.Bytes()), Size: int64(gz.Len())}},
+	}
+	measure := func(b []byte, d ocispec.Descriptor) dockersave.Blob {
+		t.Helper()
+		got, err := dockersave.Measure(bytes.NewReader(b), d.Size, d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	cfgBlob, layerBlob := measure(config, m.Config), measure(gz.Bytes(), m.Layers[0])
+	if layerBlob.DiffID != digest.FromBytes(layer) || layerBlob.Size != int64(gz.Len()) {
+		t.Fatalf("measured %+v", layerBlob)
+	}
+	var img ocispec.Image
+	json.Unmarshal(config, &img)
+	if err := dockersave.Verify("test:x", m, img, cfgBlob, []dockersave.Blob{layerBlob}); err != nil {
+		t.Fatalf("sound image refused: %v", err)
+	}
+
+	if _, err := dockersave.Measure(bytes.NewReader(gz.Bytes()), m.Layers[0].Size, digest.FromString("other")); !errors.Is(err, dockersave.ErrDigestMismatch) {
+		t.Errorf("content under another name: %v", err)
+	}
+	if _, err := dockersave.Measure(bytes.NewReader(gz.Bytes()[:10]), m.Layers[0].Size, m.Layers[0].Digest); !errors.Is(err, dockersave.ErrTruncated) {
+		t.Errorf("short blob: %v", err)
+	}
+	lying := img
+	lying.RootFS.DiffIDs = []digest.Digest{digest.FromString("other")}
+	if err := dockersave.Verify("test:x", m, lying, cfgBlob, []dockersave.Blob{layerBlob}); !errors.Is(err, dockersave.ErrDiffIDMismatch) {
+		t.Errorf("wrong diff id: %v", err)
+	}
+	short := m
+	short.Layers = []ocispec.Descriptor{m.Layers[0]}
+	short.Layers[0].Size--
+	if err := dockersave.Verify("test:x", short, img, cfgBlob, []dockersave.Blob{layerBlob}); !errors.Is(err, dockersave.ErrSizeMismatch) {
+		t.Errorf("manifest with a wrong size: %v", err)
+	}
+	if err := dockersave.Verify("test:x", m, img, cfgBlob, nil); !errors.Is(err, dockersave.ErrLayerCount) {
+		t.Errorf("missing layer: %v", err)
+	}
+	noOS := img
+	noOS.OS = ""
+	if err := dockersave.Verify("test:x", m, noOS, cfgBlob, []dockersave.Blob{layerBlob}); !errors.Is(err, dockersave.ErrMalformedJSON) {
+		t.Errorf("config without os: %v", err)
 	}
 }

@@ -78,8 +78,8 @@ func TestStageWritesExactBytes(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if b.digest != want || b.size != int64(len(data)) {
-						t.Errorf("staged %s (%d bytes), want %s (%d bytes)", b.digest, b.size, want, len(data))
+					if b.Digest != want || b.Size != int64(len(data)) {
+						t.Errorf("staged %s (%d bytes), want %s (%d bytes)", b.Digest, b.Size, want, len(data))
 					}
 					if got := stagedContent(t, s, b); !bytes.Equal(got, data) {
 						t.Errorf("staging file holds %d bytes (%s), want %d bytes (%s)", len(got), digest.FromBytes(got), len(data), want)
@@ -108,8 +108,8 @@ func TestStageLargeBlobsSequentially(t *testing.T) {
 		staged, blobs = append(staged, b), append(blobs, data)
 	}
 	for i, b := range staged {
-		if b.digest != digest.FromBytes(blobs[i]) || !bytes.Equal(stagedContent(t, s, b), blobs[i]) {
-			t.Errorf("blob %d: staged %s, content differs from what was read", i, b.digest)
+		if b.Digest != digest.FromBytes(blobs[i]) || !bytes.Equal(stagedContent(t, s, b), blobs[i]) {
+			t.Errorf("blob %d: staged %s, content differs from what was read", i, b.Digest)
 		}
 	}
 }
