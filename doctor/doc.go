@@ -14,6 +14,6 @@
 // address exactly as a scan serves layers, Clair is asked to index it, and
 // the layer server reports whether Clair's download arrived.
 //
-// It builds on dockersave, bridge, clairv4, clairv2 and scan. It must not
-// import cmd/layerbridge, pflag or report's renderers.
+// It builds on engine, dockersave, bridge, clairv4, clairv2 and scan. It
+// must not import cmd/layerbridge, pflag or report's renderers.
 package doctor

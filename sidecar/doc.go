@@ -5,8 +5,8 @@
 // URLs handed to Clair, the registry view (over a Catalog of the store), and
 // /healthz, /readyz and /metrics all share one listener.
 //
-// Inputs: a Config (the loader and store, Clair's address, the access
-// token, limits). Outputs: an http.Handler (Service.Handler), Prometheus
+// Inputs: a Config (the loader, the store's catalog and cache, Clair's
+// address, the access token, limits). Outputs: an http.Handler (Service.Handler), Prometheus
 // metrics, and, for `layerbridge scan --server`, a Client of the same API.
 //
 // Scans are driven by scan.Run only: this package never calls Clair's
@@ -14,6 +14,6 @@
 // readiness, which is why it builds the clairv4 and clairv2 clients.
 //
 // It must not import cmd/layerbridge or pflag, read flags or the
-// environment; bridge, dockersave and report must never import it
-// (deps_test.go enforces both).
+// environment; bridge, dockersave, store and report must never import it
+// (internal/layering enforces both).
 package sidecar

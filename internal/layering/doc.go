@@ -1,4 +1,23 @@
 // Package layering holds no code: its test is the one table of the
-// dependency rules of the design (cmd -> scan -> dockersave, bridge,
-// clairv2, clairv4, report), checked against the packages' imports.
+// dependency rules between the packages of the module, checked against
+// their imports (README's Development section draws the rows). Each
+// package may import only the packages its rule names:
+//
+//   - cmd/layerbridge alone reads flags and the environment, and wires the
+//     rest; scan, sidecar and doctor orchestrate below it.
+//   - dockersave turns an image source into a verified image with imageref
+//     (references), store (the cache), engine (the Docker Engine API),
+//     platforms, internal/directio and internal/mediatype.
+//   - store imports only platforms: never dockersave, engine or bridge.
+//   - engine imports only bridge, for the container types of address
+//     detection.
+//   - bridge imports only internal/mediatype: never the Clair clients,
+//     report, dockersave, store or engine.
+//   - clairv4 and clairv2 import only report and internal/clairhttp: never
+//     dockersave, store, engine or bridge, nor each other.
+//   - report imports only imageref; imageref, platforms and the internal
+//     packages import nothing of the module but what their rule names.
+//
+// The "never" rules hold for indirect dependencies too: the test checks
+// them against each package's whole dependency graph.
 package layering

@@ -19,8 +19,8 @@ type rule struct {
 	env        bool     // may read the environment and use flags (only the CLI)
 }
 
-// rules is the design's dependency direction. Every package of the module
-// must have a row: a new package is a decision to write down here.
+// rules is the dependency direction (see doc.go). Every package of the
+// module must have a row: a new package is a decision to write down here.
 var rules = map[string]rule{
 	"imageref":            {thirdParty: []string{"github.com/distribution/reference", "github.com/opencontainers/go-digest"}},
 	"report":              {project: []string{"imageref"}, thirdParty: []string{"go.yaml.in/yaml/v3", "github.com/CycloneDX/cyclonedx-go", "github.com/package-url/packageurl-go", "github.com/distribution/reference"}},
@@ -45,11 +45,24 @@ var rules = map[string]rule{
 	"store":               {project: []string{"platforms"}},
 }
 
+// never lists, for a package, the packages it must not depend on even
+// indirectly (through any chain of imports).
+var never = map[string][]string{
+	"report":     {"bridge", "clairv2", "clairv4", "dockersave", "engine", "store"},
+	"clairv4":    {"bridge", "clairv2", "dockersave", "engine", "store"},
+	"clairv2":    {"bridge", "clairv4", "dockersave", "engine", "store"},
+	"bridge":     {"clairv2", "clairv4", "dockersave", "engine", "report", "store"},
+	"store":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "report"},
+	"engine":     {"clairv2", "clairv4", "dockersave", "report", "store"},
+	"dockersave": {"clairv2", "clairv4", "report", "scan", "sidecar", "doctor"},
+}
+
 type pkg struct {
 	ImportPath string
 	Dir        string
 	GoFiles    []string
 	Imports    []string
+	Deps       []string
 }
 
 func TestDependencyRules(t *testing.T) {
@@ -77,7 +90,7 @@ func TestDependencyRules(t *testing.T) {
 			switch {
 			case strings.HasPrefix(imp, module+"/"):
 				if dep := strings.TrimPrefix(imp, module+"/"); !slices.Contains(r.project, dep) {
-					t.Errorf("%s imports %s, which the design does not allow", rel, dep)
+					t.Errorf("%s imports %s, which its rule does not allow", rel, dep)
 				}
 			case !strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
 				if (imp == "flag") && !r.env {
@@ -90,6 +103,11 @@ func TestDependencyRules(t *testing.T) {
 				if r.thirdParty != nil && !slices.ContainsFunc(r.thirdParty, func(prefix string) bool { return strings.HasPrefix(imp, prefix) }) {
 					t.Errorf("%s imports %s: only %v outside the standard library", rel, imp, r.thirdParty)
 				}
+			}
+		}
+		for _, dep := range p.Deps {
+			if d, ok := strings.CutPrefix(dep, module+"/"); ok && slices.Contains(never[rel], d) {
+				t.Errorf("%s depends on %s (indirectly), which it must never do", rel, d)
 			}
 		}
 		if r.env {
@@ -110,6 +128,11 @@ func TestDependencyRules(t *testing.T) {
 	for rel := range rules {
 		if !seen[rel] {
 			t.Errorf("rule for %s, which is not a package any more", rel)
+		}
+	}
+	for rel := range never {
+		if !seen[rel] {
+			t.Errorf("never rule for %s, which is not a package any more", rel)
 		}
 	}
 }
