@@ -30,7 +30,7 @@ func (o *layout) has(d digest.Digest) bool {
 	if _, ok := o.st.blobs[d]; ok {
 		return true
 	}
-	if checkBlobDigest(d) != nil {
+	if store.CheckDigest(d) != nil {
 		return false
 	}
 	// Anything at the path counts: get refuses what is not a regular file
@@ -41,18 +41,6 @@ func (o *layout) has(d digest.Digest) bool {
 
 // blobPath is where an OCI image layout keeps blob d.
 func blobPath(d digest.Digest) string { return "blobs/sha256/" + d.Encoded() }
-
-// checkBlobDigest accepts the digests an image's blobs may have: valid, and
-// sha256 (the only algorithm read, and stored).
-func checkBlobDigest(d digest.Digest) error {
-	if err := d.Validate(); err != nil {
-		return fmt.Errorf("invalid digest %q: %w", d, err)
-	}
-	if d.Algorithm() != digest.SHA256 {
-		return fmt.Errorf("invalid digest %q: only sha256 is stored", d)
-	}
-	return nil
-}
 
 // openRegular opens name under root for reading and checks that it is a
 // regular file. O_NONBLOCK keeps a fifo planted in the layout from blocking
@@ -82,7 +70,7 @@ func (o *layout) get(d digest.Digest, size int64) (*stagedBlob, error) {
 		}
 		return b, nil
 	}
-	if err := checkBlobDigest(d); err != nil {
+	if err := store.CheckDigest(d); err != nil {
 		return nil, archiveErr(o.image, name, fmt.Errorf("%w: %v", ErrMalformedJSON, err))
 	}
 	f, fi, err := openRegular(o.root, name)

@@ -198,7 +198,7 @@ func (s *Store) publish(b Staged) error {
 	if b.Name == "" {
 		return nil
 	}
-	if err := checkBlobDigest(b.Digest); err != nil {
+	if err := CheckDigest(b.Digest); err != nil {
 		return fmt.Errorf("publish blob: %w", err)
 	}
 	if s.hasBlob(b.Digest, b.Size) {

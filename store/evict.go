@@ -435,7 +435,7 @@ const (
 // referenced adds d and, reading it if it is a stored manifest or index, the
 // blobs it references to out.
 func (s *Store) referenced(d ocispec.Descriptor, depth int, out map[digest.Digest]bool) {
-	if checkBlobDigest(d.Digest) != nil || out[d.Digest] {
+	if CheckDigest(d.Digest) != nil || out[d.Digest] {
 		return
 	}
 	out[d.Digest] = true

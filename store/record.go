@@ -154,7 +154,7 @@ func descriptorFor(rec Record, manifestBytes []byte) ocispec.Descriptor {
 }
 
 func recordFromDescriptor(d ocispec.Descriptor) (Record, error) {
-	if err := checkBlobDigest(d.Digest); err != nil {
+	if err := CheckDigest(d.Digest); err != nil {
 		return Record{}, err
 	}
 	if int64(len(d.Data)) != d.Size || digest.FromBytes(d.Data) != d.Digest {

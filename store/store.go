@@ -111,7 +111,9 @@ func (s *Store) Dir() string { return s.dir }
 
 func blobPath(d digest.Digest) string { return blobsDir + "/" + d.Encoded() }
 
-func checkBlobDigest(d digest.Digest) error {
+// CheckDigest accepts the digests the store can hold blobs under: valid
+// ones, of sha256.
+func CheckDigest(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("invalid digest %q: %w", d, err)
 	}
@@ -132,7 +134,7 @@ func checkBlobDigest(d digest.Digest) error {
 // (by someone with write access to the store) is served as it is, and
 // only a size that differs from its descriptor can be noticed by callers.
 func (s *Store) OpenBlob(d digest.Digest) (*os.File, error) {
-	if err := checkBlobDigest(d); err != nil {
+	if err := CheckDigest(d); err != nil {
 		return nil, fmt.Errorf("open blob: %w", err)
 	}
 	name := blobPath(d)
@@ -164,7 +166,7 @@ func (s *Store) OpenBlob(d digest.Digest) (*os.File, error) {
 // size < 0), by stat only. A link planted there is not a blob (see
 // OpenBlob).
 func (s *Store) hasBlob(d digest.Digest, size int64) bool {
-	if checkBlobDigest(d) != nil {
+	if CheckDigest(d) != nil {
 		return false
 	}
 	fi, err := s.root.Lstat(blobPath(d))
