@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,11 +14,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// recordingBlobs is a BlobOpener that remembers every digest it was asked
+// recordingBlobs is a blobs.Opener that remembers every digest it was asked
 // for: a request outside the registered blobs must never reach the store.
 type recordingBlobs struct {
 	dirBlobs
@@ -25,11 +28,11 @@ type recordingBlobs struct {
 	opened []digest.Digest
 }
 
-func (r *recordingBlobs) OpenBlob(d digest.Digest) (*os.File, error) {
+func (r *recordingBlobs) Blob(ctx context.Context, d digest.Digest) (blobs.Blob, error) {
 	r.mu.Lock()
 	r.opened = append(r.opened, d)
 	r.mu.Unlock()
-	return r.dirBlobs.OpenBlob(d)
+	return r.dirBlobs.Blob(ctx, d)
 }
 
 func (r *recordingBlobs) asked() []digest.Digest {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 )
 
 // Layer media types, chosen from the bytes, never from a file name: Clair
@@ -25,7 +24,7 @@ var (
 // returns the media type of a layer with that compression. Anything that is
 // neither gzip nor zstd is served as a plain tar: that includes the empty
 // layer, which Clair indexes fine.
-func layerContentType(f *os.File) (string, error) {
+func layerContentType(f io.ReaderAt) (string, error) {
 	var head [4]byte
 	n, err := f.ReadAt(head[:], 0)
 	if err != nil && err != io.EOF {

@@ -7,7 +7,7 @@
 // images a Catalog names, guarded by a Token (or, without one, open to
 // loopback clients only), so that unmodified registry clients can pull them.
 //
-// Inputs: each scan's blobs and the BlobOpener they are read with (the
+// Inputs: each scan's blobs and the blobs.Opener they are read with (the
 // image's: the store, for images loaded into it), a Catalog for the
 // registry view and, for address detection, a ContainerLister (the Docker
 // daemon's view of containers).

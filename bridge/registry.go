@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -21,14 +23,14 @@ import (
 
 // Catalog tells the registry view which images a repository name holds,
 // and opens their blobs. It is read-only and must be safe for concurrent
-// use. Every descriptor it returns must name a blob its OpenBlob can open
+// use. Every descriptor it returns must name a blob its Blob method can open
 // (or report missing).
 //
 // Errors: wrap ErrRepositoryUnknown when name is not a repository, and
 // ErrNotInRepository when the repository exists but the tag or digest is not
 // part of it. Any other error is answered with 500.
 type Catalog interface {
-	BlobOpener
+	blobs.Opener
 
 	// ResolveTag returns the descriptor of the manifest or index that tag
 	// names in repository name. MediaType, Digest (sha256) and Size must be
@@ -227,7 +229,7 @@ func (v *registryView) serveBlob(w http.ResponseWriter, r *http.Request, desc oc
 	if err := desc.Digest.Validate(); err != nil || desc.Digest.Algorithm() != digest.SHA256 {
 		return errInternal(fmt.Errorf("catalog answered unservable digest %q", desc.Digest))
 	}
-	file, err := v.catalog.OpenBlob(desc.Digest)
+	blob, err := v.catalog.Blob(r.Context(), desc.Digest)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			missing.cause = err
@@ -235,13 +237,9 @@ func (v *registryView) serveBlob(w http.ResponseWriter, r *http.Request, desc oc
 		}
 		return errInternal(err)
 	}
-	defer file.Close()
-	fi, err := file.Stat()
-	if err != nil {
-		return errInternal(err)
-	}
-	if desc.Size > 0 && fi.Size() != desc.Size {
-		return errInternal(fmt.Errorf("stored blob %s has %d bytes, descriptor says %d", desc.Digest, fi.Size(), desc.Size))
+	defer blob.Close()
+	if desc.Size > 0 && blob.Size() != desc.Size {
+		return errInternal(fmt.Errorf("stored blob %s has %d bytes, descriptor says %d", desc.Digest, blob.Size(), desc.Size))
 	}
 	h := w.Header()
 	h.Set("Content-Type", contentType)
@@ -249,7 +247,7 @@ func (v *registryView) serveBlob(w http.ResponseWriter, r *http.Request, desc oc
 	h.Set("ETag", `"`+desc.Digest.String()+`"`)
 	h.Set("Cache-Control", cache)
 	h.Set("X-Content-Type-Options", "nosniff")
-	http.ServeContent(w, r, "", time.Time{}, file)
+	http.ServeContent(w, r, "", time.Time{}, blobs.ReadSeeker(blob))
 	return nil
 }
 

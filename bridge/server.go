@@ -11,22 +11,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/layerbridge/layerbridge/blobs"
 
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
-
-// BlobOpener opens a blob by digest: the store for images loaded into it,
-// or wherever else an image's blobs are kept. The returned file must hold
-// exactly the blob's bytes; an absent blob is reported with an error wrapping
-// fs.ErrNotExist. Each call must return a new *os.File: the server seeks it.
-type BlobOpener interface {
-	OpenBlob(d digest.Digest) (*os.File, error)
-}
 
 // Fetch describes one request for a layer, as the server answered it.
 type Fetch struct {
@@ -97,7 +90,7 @@ func (s *Server) Router() *mux.Router { return s.router }
 type Grant struct {
 	label      string
 	capability string
-	opener     BlobOpener
+	opener     blobs.Opener
 	blobs      map[digest.Digest]ocispec.Descriptor
 	server     *Server
 	urls       urlBuilder
@@ -109,14 +102,14 @@ type Grant struct {
 	idle     chan struct{} // closed when revoked and no request is in flight
 }
 
-// Register grants access to descs (by digest), opened with blobs, under a
+// Register grants access to descs (by digest), opened with opener, under a
 // new unguessable capability, with URLs rooted at base (the advertised
 // address). label names the grant in logs. Call Revoke when the scan ends.
-func (s *Server) Register(base *url.URL, label string, blobs BlobOpener, descs []ocispec.Descriptor) (*Grant, error) {
+func (s *Server) Register(base *url.URL, label string, opener blobs.Opener, descs []ocispec.Descriptor) (*Grant, error) {
 	if base == nil || base.Scheme == "" || base.Host == "" {
 		return nil, fmt.Errorf("register %s: advertised url %q is not absolute", label, base)
 	}
-	if blobs == nil {
+	if opener == nil {
 		return nil, fmt.Errorf("register %s: nothing to open the blobs with", label)
 	}
 	capability, err := newCapability()
@@ -126,7 +119,7 @@ func (s *Server) Register(base *url.URL, label string, blobs BlobOpener, descs [
 	g := &Grant{
 		label:      label,
 		capability: capability,
-		opener:     blobs,
+		opener:     opener,
 		blobs:      make(map[digest.Digest]ocispec.Descriptor, len(descs)),
 		server:     s,
 		urls:       urlBuilder{base: base, router: s.router},
@@ -288,7 +281,7 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 		notFound(cw, r)
 		return
 	}
-	file, err := grant.opener.OpenBlob(d)
+	blob, err := grant.opener.Blob(r.Context(), d)
 	if err != nil {
 		f.Err = err
 		if errors.Is(err, fs.ErrNotExist) {
@@ -298,22 +291,16 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 		http.Error(cw, "cannot open blob", http.StatusInternalServerError)
 		return
 	}
-	defer file.Close()
-	fi, err := file.Stat()
-	if err != nil {
-		f.Err = err
-		http.Error(cw, "cannot open blob", http.StatusInternalServerError)
-		return
-	}
-	size = fi.Size()
-	if desc.Size > 0 && fi.Size() != desc.Size {
+	defer blob.Close()
+	size = blob.Size()
+	if desc.Size > 0 && size != desc.Size {
 		// A stored blob of the wrong size is corrupt: serving it would make
 		// Clair fail its digest check with a less useful message.
-		f.Err = fmt.Errorf("stored blob %s has %d bytes, descriptor says %d", d, fi.Size(), desc.Size)
+		f.Err = fmt.Errorf("stored blob %s has %d bytes, descriptor says %d", d, size, desc.Size)
 		http.Error(cw, "stored blob is corrupt", http.StatusInternalServerError)
 		return
 	}
-	ctype, err := layerContentType(file)
+	ctype, err := layerContentType(blob)
 	if err != nil {
 		f.Err = err
 		http.Error(cw, "cannot read blob", http.StatusInternalServerError)
@@ -325,10 +312,10 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Cache-Control", "private, no-transform")
 	h.Set("X-Content-Type-Options", "nosniff")
-	// ServeContent handles HEAD, Range and If-* and sends the file with
+	// ServeContent handles HEAD, Range and If-* and sends a file with
 	// sendfile when the connection allows it. The zero modtime keeps
 	// Last-Modified out: the digest is the validator.
-	http.ServeContent(cw, r, "", time.Time{}, file)
+	http.ServeContent(cw, r, "", time.Time{}, blobs.ReadSeeker(blob))
 }
 
 func (s *Server) logFetch(f Fetch) {

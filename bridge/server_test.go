@@ -18,16 +18,18 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
-// dirBlobs is a BlobOpener over a directory of files named by hex digest.
+// dirBlobs is a blobs.Opener over a directory of files named by hex digest.
 type dirBlobs string
 
-func (d dirBlobs) OpenBlob(dg digest.Digest) (*os.File, error) {
+func (d dirBlobs) Blob(_ context.Context, dg digest.Digest) (blobs.Blob, error) {
 	if err := dg.Validate(); err != nil {
 		return nil, err
 	}
@@ -35,7 +37,7 @@ func (d dirBlobs) OpenBlob(dg digest.Digest) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", dg, err)
 	}
-	return f, nil
+	return blobs.FromFile(f)
 }
 
 func writeBlob(t *testing.T, dir string, content []byte) ocispec.Descriptor {
@@ -161,12 +163,12 @@ func TestServeRegisteredLayer(t *testing.T) {
 
 func readStored(t *testing.T, f *fixture, d ocispec.Descriptor) []byte {
 	t.Helper()
-	file, err := f.blobs.OpenBlob(d.Digest)
+	blob, err := f.blobs.Blob(t.Context(), d.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer file.Close()
-	b, err := io.ReadAll(file)
+	defer blob.Close()
+	b, err := io.ReadAll(blobs.ReadSeeker(blob))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,17 +369,17 @@ func TestCapabilitiesAreUnique(t *testing.T) {
 	}
 }
 
-// gatedBlobs holds every OpenBlob until release is closed.
+// gatedBlobs holds every Blob call until release is closed.
 type gatedBlobs struct {
 	dirBlobs
 	opened  chan struct{}
 	release chan struct{}
 }
 
-func (g gatedBlobs) OpenBlob(d digest.Digest) (*os.File, error) {
+func (g gatedBlobs) Blob(ctx context.Context, d digest.Digest) (blobs.Blob, error) {
 	g.opened <- struct{}{}
 	<-g.release
-	return g.dirBlobs.OpenBlob(d)
+	return g.dirBlobs.Blob(ctx, d)
 }
 
 func TestCloseWaitsForRequestsInFlight(t *testing.T) {
@@ -440,5 +442,53 @@ func TestCloseWaitsForRequestsInFlight(t *testing.T) {
 	srv.ServeHTTP(rec, httptest.NewRequest("GET", u, nil))
 	if rec.Code != 404 {
 		t.Fatalf("after Close: %d, want 404", rec.Code)
+	}
+}
+
+// memBlobs holds blobs in memory: an Opener whose blobs are no files, as a
+// source that keeps its blobs elsewhere (containerd's content store) has.
+type memBlobs map[digest.Digest][]byte
+
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }
+
+func (m memBlobs) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
+	b, ok := m[d]
+	if !ok {
+		return nil, fmt.Errorf("open blob %s: %w", d, fs.ErrNotExist)
+	}
+	return memBlob{bytes.NewReader(b)}, nil
+}
+
+// TestServeBlobThatIsNoFile: a blob read through ReadAt is served like a
+// file: whole, by range, with its type sniffed and its digest as ETag.
+func TestServeBlobThatIsNoFile(t *testing.T) {
+	content := gzipBytes(t, bytes.Repeat([]byte("in memory "), 1000))
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(content), Size: int64(len(content))}
+	srv := New()
+	base, _ := url.Parse("http://192.0.2.10:4000")
+	g, err := srv.Register(base, "mem", memBlobs{desc.Digest: content}, []ocispec.Descriptor{desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := g.URL(desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, u, nil))
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), content) {
+		t.Fatalf("GET: status %d, %d bytes; want 200 and the blob's %d", rec.Code, rec.Body.Len(), len(content))
+	}
+	if ct, etag := rec.Header().Get("Content-Type"), rec.Header().Get("ETag"); ct != MediaTypeLayerGzip || etag != `"`+desc.Digest.String()+`"` {
+		t.Errorf("Content-Type %q, ETag %s", ct, etag)
+	}
+	req := httptest.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Range", "bytes=10-19")
+	rec = httptest.NewRecorder()
+	srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), content[10:20]) {
+		t.Errorf("Range: status %d, body %x; want 206 and bytes 10-19", rec.Code, rec.Body.Bytes())
 	}
 }

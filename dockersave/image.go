@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -45,7 +47,7 @@ type Image struct {
 	CacheHit bool
 	// Blobs opens the image's blobs (manifest, config, layers): the store
 	// for the built-in sources, whatever holds them for another Source.
-	Blobs BlobOpener
+	Blobs blobs.Opener
 }
 
 // Layer is one layer of an Image, in the shape `layerbridge inspect` prints.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -65,13 +64,6 @@ func (req Request) progressFor(expected int64) func(int64) {
 		return nil
 	}
 	return func(n int64) { req.Progress(Progress{Bytes: n, Expected: expected}) }
-}
-
-// BlobOpener opens the blobs of a loaded image by digest (bridge.BlobOpener
-// has the same shape). Each call returns a new file holding exactly the
-// blob's bytes; an absent blob is an error wrapping fs.ErrNotExist.
-type BlobOpener interface {
-	OpenBlob(d digest.Digest) (*os.File, error)
 }
 
 // The kinds imageref.Parse knows; the prefix "docker-daemon:" names SourceDaemon.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -25,7 +27,7 @@ import (
 // blobs of an image that is not in the store.
 type dirBlobs string
 
-func (d dirBlobs) OpenBlob(dg digest.Digest) (*os.File, error) {
+func (d dirBlobs) Blob(_ context.Context, dg digest.Digest) (blobs.Blob, error) {
 	if err := dg.Validate(); err != nil {
 		return nil, err
 	}
@@ -33,7 +35,7 @@ func (d dirBlobs) OpenBlob(dg digest.Digest) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", dg, err)
 	}
-	return f, nil
+	return blobs.FromFile(f)
 }
 
 // fakeSource serves one image whose layer lives outside the store, and
@@ -98,7 +100,7 @@ func TestWithSourceAddsAKind(t *testing.T) {
 	if req.Ref != "test:some/image:1" || req.Kind != "test" || req.Name != "some/image:1" || req.Platform == nil || platforms.Format(*req.Platform) != "linux/arm64" || req.Log == nil {
 		t.Errorf("request %+v", req)
 	}
-	f, err := img.Blobs.OpenBlob(src.layer.Digest)
+	f, err := img.Blobs.Blob(t.Context(), src.layer.Digest)
 	if err != nil {
 		t.Fatalf("the image's blob: %v", err)
 	}

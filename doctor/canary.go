@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -86,12 +88,16 @@ func (c *canary) write() error {
 
 func (c *canary) close() { os.RemoveAll(c.dir) }
 
-// OpenBlob serves the canary layer and nothing else (bridge.BlobOpener).
-func (c *canary) OpenBlob(d digest.Digest) (*os.File, error) {
+// Blob serves the canary layer and nothing else (blobs.Opener).
+func (c *canary) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
 	if d != c.layer.Digest {
 		return nil, fmt.Errorf("open blob %s: %w", d, fs.ErrNotExist)
 	}
-	return os.Open(filepath.Join(c.dir, d.Encoded()))
+	f, err := os.Open(filepath.Join(c.dir, d.Encoded()))
+	if err != nil {
+		return nil, err
+	}
+	return blobs.FromFile(f)
 }
 
 // Load returns the canary image whatever is asked (scan.ImageLoader). It

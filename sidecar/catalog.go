@@ -3,9 +3,10 @@ package sidecar
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
+
+	"github.com/layerbridge/layerbridge/blobs"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
@@ -20,7 +21,7 @@ import (
 // present, in the order they were stored.
 type ImageLister interface {
 	Images() ([]store.Record, error)
-	bridge.BlobOpener
+	blobs.Opener
 }
 
 // UntaggedRepository is the repository that holds the stored images without
@@ -211,8 +212,10 @@ func (c *Catalog) Lookup(_ context.Context, name string, d digest.Digest) (ocisp
 	return ocispec.Descriptor{}, fmt.Errorf("%s@%s: %w", name, d, bridge.ErrNotInRepository)
 }
 
-// OpenBlob opens a blob of the store (bridge.Catalog).
-func (c *Catalog) OpenBlob(d digest.Digest) (*os.File, error) { return c.images.OpenBlob(d) }
+// Blob opens a blob of the store (bridge.Catalog).
+func (c *Catalog) Blob(ctx context.Context, d digest.Digest) (blobs.Blob, error) {
+	return c.images.Blob(ctx, d)
+}
 
 // Tags returns the tags of repository name.
 func (c *Catalog) Tags(_ context.Context, name string) ([]string, error) {

@@ -1,13 +1,15 @@
 package sidecar_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/layerbridge/layerbridge/blobs"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -53,7 +55,7 @@ type images []store.Record
 
 func (l images) Images() ([]store.Record, error) { return l, nil }
 
-func (l images) OpenBlob(d digest.Digest) (*os.File, error) {
+func (l images) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
 	return nil, fmt.Errorf("open blob %s: %w", d, fs.ErrNotExist)
 }
 

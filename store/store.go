@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -160,6 +162,15 @@ func (s *Store) OpenBlob(d digest.Digest) (*os.File, error) {
 		return nil, fmt.Errorf("open blob %s: a symbolic link, not a stored blob: %w", d, fs.ErrNotExist)
 	}
 	return f, nil
+}
+
+// Blob opens the blob d as OpenBlob does, for serving (blobs.Opener).
+func (s *Store) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
+	f, err := s.OpenBlob(d)
+	if err != nil {
+		return nil, err
+	}
+	return blobs.FromFile(f)
 }
 
 // hasBlob reports whether blobs/ holds d with the given size (any size if

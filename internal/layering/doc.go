@@ -8,10 +8,13 @@
 //   - dockersave turns an image source into a verified image with imageref
 //     (references), store (the cache), engine (the Docker Engine API),
 //     platforms, internal/directio and internal/mediatype.
-//   - store imports only platforms: never dockersave, engine or bridge.
+//   - store imports only platforms and blobs: never dockersave, engine or
+//     bridge.
+//   - blobs, what opens an image's blobs for serving, is a leaf: the store,
+//     dockersave's sources, bridge, sidecar and doctor share it.
 //   - engine imports only bridge, for the container types of address
 //     detection.
-//   - bridge imports only internal/mediatype: never the Clair clients,
+//   - bridge imports only blobs and internal/mediatype: never the Clair clients,
 //     report, dockersave, store or engine.
 //   - clairv4 and clairv2 import only report and internal/clairhttp: never
 //     dockersave, store, engine or bridge, nor each other.

@@ -22,16 +22,17 @@ type rule struct {
 // rules is the dependency direction (see doc.go). Every package of the
 // module must have a row: a new package is a decision to write down here.
 var rules = map[string]rule{
+	"blobs":               {thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"imageref":            {thirdParty: []string{"github.com/distribution/reference", "github.com/opencontainers/go-digest"}},
 	"report":              {project: []string{"imageref"}, thirdParty: []string{"go.yaml.in/yaml/v3", "github.com/CycloneDX/cyclonedx-go", "github.com/package-url/packageurl-go", "github.com/distribution/reference"}},
 	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"engine":              {project: []string{"bridge"}},
-	"dockersave":          {project: []string{"engine", "imageref", "internal/directio", "internal/mediatype", "platforms", "store"}},
-	"bridge":              {project: []string{"internal/mediatype"}},
+	"dockersave":          {project: []string{"blobs", "engine", "imageref", "internal/directio", "internal/mediatype", "platforms", "store"}},
+	"bridge":              {project: []string{"blobs", "internal/mediatype"}},
 	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
-	"sidecar":             {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan", "store"}},
-	"doctor":              {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "scan"}},
+	"sidecar":             {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan", "store"}},
+	"doctor":              {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "scan"}},
 	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "platforms", "report", "scan", "sidecar", "store"}, env: true},
 	"internal/clairhttp":  {thirdParty: []string{}},
 	"internal/httprec":    {thirdParty: []string{}},
@@ -42,7 +43,7 @@ var rules = map[string]rule{
 	"internal/mediatype":  {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 	"platforms":           {thirdParty: []string{"github.com/opencontainers/image-spec"}},
 	"internal/directio":   {thirdParty: []string{"golang.org/x/sys"}},
-	"store":               {project: []string{"platforms"}},
+	"store":               {project: []string{"blobs", "platforms"}},
 }
 
 // never lists, for a package, the packages it must not depend on even
@@ -52,6 +53,7 @@ var never = map[string][]string{
 	"clairv4":    {"bridge", "clairv2", "dockersave", "engine", "store"},
 	"clairv2":    {"bridge", "clairv4", "dockersave", "engine", "store"},
 	"bridge":     {"clairv2", "clairv4", "dockersave", "engine", "report", "store"},
+	"blobs":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "report", "store"},
 	"store":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "report"},
 	"engine":     {"clairv2", "clairv4", "dockersave", "report", "store"},
 	"dockersave": {"clairv2", "clairv4", "report", "scan", "sidecar", "doctor"},

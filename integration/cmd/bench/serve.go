@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/layerbridge/layerbridge/blobs"
+
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -22,18 +24,18 @@ import (
 // layerbridge scan runs it (scan.serve), serving the blobs of one store.
 type layerServer struct {
 	srv   *bridge.Server
-	blobs bridge.BlobOpener
+	blobs blobs.Opener
 	http  *http.Server
 	base  *url.URL
 	done  chan struct{}
 }
 
-func startLayerServer(blobs bridge.BlobOpener) (*layerServer, error) {
+func startLayerServer(opener blobs.Opener) (*layerServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s := &layerServer{base: &url.URL{Scheme: "http", Host: ln.Addr().String()}, blobs: blobs, done: make(chan struct{})}
+	s := &layerServer{base: &url.URL{Scheme: "http", Host: ln.Addr().String()}, blobs: opener, done: make(chan struct{})}
 	s.srv = bridge.New()
 	s.http = bridge.NewHTTPServer(s.srv, nil, bridge.Limits{})
 	go func() {
