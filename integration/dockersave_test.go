@@ -1,9 +1,13 @@
 package integration_test
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,7 +65,8 @@ func dockersaveEngine(t *testing.T) (*countingEngine, engine.Endpoint) {
 }
 
 // loadFixture runs `docker load` of a fixture archive and returns the
-// image it loaded (by its first tag).
+// image it loaded (by its first tag, else its ID). A gzip-compressed
+// archive is sent decompressed: Podman loads only plain tars.
 func loadFixture(t *testing.T, c *client.Client, name string) (ref string) {
 	t.Helper()
 	f, err := os.Open(filepath.Join("../testdata/fixtures", name))
@@ -69,7 +74,16 @@ func loadFixture(t *testing.T, c *client.Client, name string) (ref string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	res, err := c.ImageLoad(t.Context(), f)
+	br := bufio.NewReader(f)
+	var archive io.Reader = br
+	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		archive = gz
+	}
+	res, err := c.ImageLoad(t.Context(), archive)
 	if err != nil {
 		t.Fatalf("docker load %s: %v", name, err)
 	}

@@ -78,29 +78,13 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 		what = "build static clair"
 		prefix, goEnv = "clair-static-", []string{"CGO_ENABLED=0"}
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return ClairBuild{}, fmt.Errorf("%s: the go command is not on PATH: %w", what, err)
-	}
+	var err error
 	if cacheDir == "" {
 		if cacheDir, err = DefaultCacheDir(); err != nil {
 			return ClairBuild{}, fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	goCmd := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, goBin, args...)
-		cmd.Dir = moduleDir
-		if goEnv != nil {
-			cmd.Env = append(os.Environ(), goEnv...)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.Bytes(), 8192))
-		}
-		return out, nil
-	}
+	goCmd := func(args ...string) ([]byte, error) { return runGo(ctx, moduleDir, goEnv, args...) }
 	out, err := goCmd("list", "-m", "-f", "{{.Version}}", clairModule)
 	if err != nil {
 		return ClairBuild{}, fmt.Errorf("%s: is %q inside the integration module? %w", what, moduleDir, err)
@@ -160,6 +144,28 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 	b.Built = true
 	b.Duration = time.Since(start)
 	return b, nil
+}
+
+// runGo runs the go command in dir ("" means the current directory) with
+// env added to this process's environment, and returns its standard output;
+// its error quotes the end of the command's standard error.
+func runGo(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("the go command is not on PATH: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.Bytes(), 8192))
+	}
+	return out, nil
 }
 
 // checkStatic fails for a binary that needs a dynamic loader (one with an

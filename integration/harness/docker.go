@@ -35,11 +35,12 @@ func DockerClient(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-// BuildImage runs `docker build -t tag contextDir` through the Engine API
-// with the classic builder (no BuildKit session needed), copying the
-// build's output lines to progress (nil discards them), and returns the
-// image ID. contextDir must hold a Dockerfile; it is sent as a tar stream,
-// regular files and directories only, without .dockerignore processing.
+// BuildImage runs `docker build --network none -t tag contextDir` through
+// the Engine API with the classic builder (no BuildKit session needed;
+// DOCKER_BUILDKIT=0), copying the build's output lines to progress (nil
+// discards them), and returns the image ID. contextDir must hold a
+// Dockerfile; it is sent as a tar stream, regular files and directories
+// only, without .dockerignore processing.
 func BuildImage(ctx context.Context, cli ImageBuilder, contextDir, tag string, progress io.Writer) (string, error) {
 	return buildImage(ctx, cli, contextDir, tag, nil, progress)
 }
@@ -67,6 +68,9 @@ func buildImage(ctx context.Context, cli ImageBuilder, contextDir, tag string, l
 		Remove:      true,
 		ForceRemove: true,
 		Version:     build.BuilderV1,
+		// Nothing can be fetched here, and a daemon without a bridge
+		// network (Dockerd) could not run a RUN step on the default one.
+		NetworkMode: "none",
 		Labels:      labels,
 	})
 	if err != nil {

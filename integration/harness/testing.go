@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -197,4 +198,54 @@ func BuildImageT(t testing.TB, cli DockerAPI, contextDir, repo string) string {
 		}
 	})
 	return tag
+}
+
+// SharedEngine is an engine (Dockerd, Podman, Containerd) that the tests of
+// one test process share, to keep the suite fast: Get starts it for the
+// first test that asks (that test's log shows the build and start), the
+// others wait for that start and get the same engine; Close, which TestMain
+// calls after the tests have run, stops it. Tests that share it must name
+// what they create in it uniquely and remove it at cleanup. Should the test
+// process die first, the next run removes what is left (the engine's
+// temporary directory, with its mounts and processes).
+type SharedEngine[E interface{ Close() error }] struct {
+	// Start starts the engine (StartDockerd, StartPodman, StartContainerd).
+	Start func(context.Context, EngineOptions) (E, error)
+
+	once    sync.Once
+	engine  E
+	err     error
+	started bool
+	cancel  context.CancelFunc
+}
+
+// Get returns the engine, starting it on first use. A missing prerequisite
+// goes through Unavailable, for this and every later caller.
+func (s *SharedEngine[E]) Get(t testing.TB) E {
+	t.Helper()
+	s.once.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		// The logger writes to this test's log during the start only.
+		s.engine, s.err = s.Start(ctx, EngineOptions{Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, nil))})
+		s.started = s.err == nil
+	})
+	if errors.Is(s.err, ErrUnavailable) {
+		Unavailable(t, s.err)
+	}
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	return s.engine
+}
+
+// Close stops the engine if it was started. Call it once, after the tests.
+func (s *SharedEngine[E]) Close() error {
+	if s.cancel != nil {
+		defer s.cancel()
+	}
+	if !s.started {
+		return nil
+	}
+	return s.engine.Close()
 }
