@@ -74,10 +74,11 @@ func (r *run) docker(ctx context.Context) {
 	switch {
 	case err == nil:
 		r.daemon = &info
-		r.add(CheckDockerReachable, Passed, fmt.Sprintf("Docker Engine %s (%s) answered at %s", info.ServerVersion, info.OSType, ep.Host), "")
+		r.product = askProduct(ctx, eng, info)
+		r.add(CheckDockerReachable, Passed, fmt.Sprintf("%s answered at %s", r.product, ep.Host), "")
 		r.permission(sock, probeOK, bad)
 		r.add(CheckDockerAPI, Passed, describeAPI(info.APIVersion), "")
-		r.add(CheckDockerStorage, Passed, describeStorage(info), "")
+		r.add(CheckDockerStorage, Passed, describeStorage(r.product, info), "")
 	case errors.As(err, &perm):
 		r.add(CheckDockerReachable, Skipped, fmt.Sprintf("not tested: %v (see %s)", err, CheckDockerPermission), "")
 		r.permission(sock, probeDenied, bad)
@@ -134,13 +135,6 @@ func describeAPI(v string) string {
 		s += "; below 1.48 exports cannot be limited to one platform"
 	}
 	return s
-}
-
-func describeStorage(info engine.DaemonInfo) string {
-	if info.ContainerdStore {
-		return fmt.Sprintf("containerd image store (snapshotter %s): exports keep layers compressed and image IDs are manifest digests", info.Driver)
-	}
-	return fmt.Sprintf("graphdriver store (%s): exports hold uncompressed layers and image IDs are config digests", info.Driver)
 }
 
 func unreachableEvidence(ep engine.Endpoint, sock socketInfo, err error) string {
@@ -256,13 +250,9 @@ func (r *run) image(ctx context.Context, eng engine.Client, ref imageref.Ref, re
 	}
 	ins, err := eng.ImageInspect(ctx, ref.Name, opts...)
 	if err != nil {
-		store := "graphdriver"
-		if r.daemon.ContainerdStore {
-			store = "containerd"
-		}
 		if cerrdefs.IsNotFound(err) {
 			r.add(CheckDockerImage, Failed,
-				fmt.Sprintf("the daemon at %s (%s image store) has no image %q", r.daemon.Endpoint.Host, store, ref.Name),
+				fmt.Sprintf("the daemon at %s (%s image store) has no image %q", r.daemon.Endpoint.Host, storeName(r.product, *r.daemon), ref.Name),
 				fmt.Sprintf("`docker images` lists what this daemon has; `docker pull %s` or build it; if you built it with another daemon (rootless, Docker Desktop, another context), select that one with --docker-host, DOCKER_HOST or DOCKER_CONTEXT", ref.Name))
 			return
 		}

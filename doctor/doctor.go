@@ -152,7 +152,8 @@ type run struct {
 
 	// Learned by the Docker checks.
 	daemon     *engine.DaemonInfo
-	imageBytes int64 // the image's size, 0 when unknown
+	product    product // which engine the daemon is, when daemon is set
+	imageBytes int64   // the image's size, 0 when unknown
 
 	// Learned by the Clair checks: the API to use for the canary, "" when
 	// Clair cannot be used.
