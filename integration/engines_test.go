@@ -307,9 +307,7 @@ func (c clairs) scanOn(t *testing.T, e *engine, feed, api, ref string, extra ...
 
 // runEngineMatrix makes every image kind e can make, scans it and the same
 // content on Docker 20.10, and compares.
-func runEngineMatrix(t *testing.T, e *engine) {
-	docker20 := docker20Engine(t)
-	c := startClairs(t)
+func runEngineMatrix(t *testing.T, e, docker20 *engine, c clairs) {
 	for _, k := range imageKinds(t) {
 		if k.buildKit && e.dockerd == nil || k.ociLoad && !e.loadsOCI {
 			continue
@@ -331,26 +329,66 @@ func runEngineMatrix(t *testing.T, e *engine) {
 			if strings.HasPrefix(same, "oci-archive:") {
 				on20 = nil // read by layerbridge without a daemon
 			}
-			apis := map[string][]harness.Finding{"v4": k.v4}
-			if k.v2 != nil {
-				apis["v2"] = k.v2
-			}
 			for _, api := range []string{"v4", "v2"} {
-				want, ok := apis[api]
-				if !ok {
-					continue
+				want := k.v4
+				if api == "v2" {
+					if want = k.v2; want == nil {
+						continue
+					}
 				}
-				rep := c.scanOn(t, e, k.feed, api, ref)
-				got := rep.findings()
-				checkFindings(t, e.name+" "+api, got, want, len(want), harness.Vulnerabilities(want))
-				rep20 := c.scanOn(t, on20, k.feed, api, same)
-				if got20 := rep20.findings(); !slices.Equal(got, got20) {
-					t.Errorf("%s via clair %s: %d findings on %s, %d on %s (%s)", k.name, api, len(got), e.name, len(got20), docker20.name, same)
-				}
-				t.Logf("RESULT engine=%q kind=%q clair=%s findings=%d vulnerabilities=%d platform=%s warnings=%q",
-					e.name, k.name, api, len(got), harness.Vulnerabilities(got), rep.Image.Platform, rep.Warnings)
+				compareScans(t, c, k.feed, api, want, e, ref, on20, same)
 			}
 		})
+	}
+}
+
+// compareScans scans ref on e and same on docker20 (nil: same is an
+// archive) with Clair API api, and checks that both find want. It returns
+// the report of ref.
+func compareScans(t *testing.T, c clairs, feed, api string, want []harness.Finding, e *engine, ref string, docker20 *engine, same string, extra ...string) jsonReport {
+	t.Helper()
+	rep := c.scanOn(t, e, feed, api, ref, extra...)
+	got := rep.findings()
+	what := strings.Join(append([]string{e.name, ref}, extra...), " ") + " via clair " + api
+	checkFindings(t, what, got, want, len(want), harness.Vulnerabilities(want))
+	rep20 := c.scanOn(t, docker20, feed, api, same)
+	if got20 := rep20.findings(); !slices.Equal(got, got20) {
+		t.Errorf("%s: %d findings, %d for the same content (%s) on docker 20.10", what, len(got), len(got20), same)
+	}
+	t.Logf("RESULT engine=%q test=%q ref=%s %s clair=%s findings=%d vulnerabilities=%d platform=%s warnings=%q",
+		e.name, t.Name(), ref, strings.Join(extra, " "), api, len(got), harness.Vulnerabilities(got), rep.Image.Platform, rep.Warnings)
+	return rep
+}
+
+// checkDoctor runs `layerbridge doctor` on e for ref and checks that it
+// passes, naming the engine and its image store as wanted.
+func checkDoctor(t *testing.T, e *engine, c clairs, ref, reachable, storage string, image ...string) {
+	t.Helper()
+	r := layerbridge(t, withTimeout(t, 2*time.Minute), nil, "doctor", "--format", "json", "--docker-host", e.host,
+		"--clair", c.v4[recordedFeed].Clair.URL, "--cache-dir", t.TempDir(), ref)
+	if r.code != 0 {
+		t.Errorf("exit %d, want 0 on a working setup\n%s", r.code, r.stdout)
+	}
+	results := decodeDoctor(t, r)
+	expectCheck(t, results, "docker.reachable", "passed", reachable, "answered at "+e.host)
+	expectCheck(t, results, "docker.storage", "passed", storage)
+	expectCheck(t, results, "docker.image", "passed", image...)
+	expectCheck(t, results, "reachability.fetch", "passed", "indexed the canary layer")
+	t.Logf("RESULT engine=%q doctor: %s; %s; %s", e.name, results["docker.reachable"].Evidence, results["docker.storage"].Evidence, results["docker.image"].Evidence)
+}
+
+// checkInspect runs `layerbridge inspect` of ref on e twice: the first
+// exports and lists layer, the second is a cache hit.
+func checkInspect(t *testing.T, e *engine, ref, layer string) {
+	t.Helper()
+	cache := t.TempDir()
+	r := layerbridge(t, withTimeout(t, time.Minute), nil, "inspect", "--docker-host", e.host, "--cache-dir", cache, ref)
+	if r.code != 0 || !strings.Contains(r.stdout, layer) || !strings.Contains(r.stdout, "daemon (exported)") {
+		t.Errorf("inspect: exit %d, want 0 listing layer %s, exported:\n%s", r.code, layer, r.stdout)
+	}
+	r = layerbridge(t, withTimeout(t, time.Minute), nil, "inspect", "--docker-host", e.host, "--cache-dir", cache, ref)
+	if r.code != 0 || !strings.Contains(r.stdout, "cache hit, not exported again") {
+		t.Errorf("second inspect: exit %d, want a cache hit:\n%s", r.code, r.stdout)
 	}
 }
 
@@ -359,7 +397,50 @@ func runEngineMatrix(t *testing.T, e *engine) {
 func TestDocker29(t *testing.T) {
 	t.Parallel()
 	e := docker29Engine(t)
-	runEngineMatrix(t, e)
+	docker20 := docker20Engine(t)
+	c := startClairs(t)
+	runEngineMatrix(t, e, docker20, c)
+
+	t.Run("BuildKit, multi-platform", func(t *testing.T) {
+		dir, perPlatform := multiPlatformContext(t)
+		ref := buildWithBuildKit(t, e, dir, []string{"linux/amd64", "linux/arm64"})
+		arm64V4, arm64V2 := without(demoV4, "busybox"), without(demoV2, "busybox")
+		for _, tc := range []struct {
+			platform string // --platform, "" for none
+			scanned  string
+			v4, v2   []harness.Finding
+		}{
+			{"", "linux/amd64", demoV4, demoV2}, // this machine's platform
+			{"linux/amd64", "linux/amd64", demoV4, demoV2},
+			{"linux/arm64", "linux/arm64", arm64V4, arm64V2},
+		} {
+			var extra []string
+			if tc.platform != "" {
+				extra = []string{"--platform", tc.platform}
+			}
+			same := buildClassic(t, docker20, perPlatform[tc.scanned])
+			for api, want := range map[string][]harness.Finding{"v4": tc.v4, "v2": tc.v2} {
+				rep := compareScans(t, c, projectFeed, api, want, e, ref, docker20, same, extra...)
+				if rep.Image.Platform != tc.scanned {
+					t.Errorf("--platform %q scanned %s, want %s", tc.platform, rep.Image.Platform, tc.scanned)
+				}
+			}
+		}
+		r := layerbridge(t, withTimeout(t, time.Minute), nil, "scan", "--docker-host", e.host, "--clair", c.v4[projectFeed].Clair.URL,
+			"--cache-dir", t.TempDir(), "--platform", "linux/s390x", ref)
+		if r.code != 1 || !strings.Contains(r.stderr, "linux/amd64") || !strings.Contains(r.stderr, "linux/arm64") {
+			t.Errorf("--platform linux/s390x: exit %d, want 1 naming the platforms the image has", r.code)
+		}
+		checkDoctor(t, e, c, ref, "Docker Engine 29.8.1 (linux; containerd 2.4.2", "containerd image store (snapshotter overlayfs",
+			"platform(s) linux/amd64, linux/arm64")
+	})
+
+	t.Run("inspect and doctor", func(t *testing.T) {
+		ref := loadFixture(t, e.cli, "alpine-3.11-docker-save.tar.gz")
+		checkInspect(t, e, ref, alpineLayerSum)
+		checkDoctor(t, e, c, ref, "Docker Engine 29.8.1 (linux; containerd 2.4.2", "containerd image store (snapshotter overlayfs",
+			"alpine:3.11 is sha256:", "linux/amd64")
+	})
 }
 
 // TestPodman runs the image kinds Podman can make through its Docker API
@@ -367,5 +448,17 @@ func TestDocker29(t *testing.T) {
 func TestPodman(t *testing.T) {
 	t.Parallel()
 	e := podmanEngine(t)
-	runEngineMatrix(t, e)
+	docker20 := docker20Engine(t)
+	c := startClairs(t)
+	runEngineMatrix(t, e, docker20, c)
+
+	t.Run("inspect and doctor", func(t *testing.T) {
+		ref := loadFixture(t, e.cli, "alpine-3.11-docker-save.tar.gz")
+		if ref != "localhost/alpine:3.11" {
+			t.Errorf("podman loaded %q, want localhost/alpine:3.11 (podman qualifies the name)", ref)
+		}
+		checkInspect(t, e, ref, alpineLayerSum)
+		checkDoctor(t, e, c, ref, "Podman Engine 4.3.1 (linux)", "Podman's containers/storage (driver vfs)",
+			"localhost/alpine:3.11 is sha256:a187dde48cd2", "linux/amd64")
+	})
 }
