@@ -1,9 +1,11 @@
 package integration_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -461,4 +463,49 @@ func TestPodman(t *testing.T) {
 		checkDoctor(t, e, c, ref, "Podman Engine 4.3.1 (linux)", "Podman's containers/storage (driver vfs)",
 			"localhost/alpine:3.11 is sha256:a187dde48cd2", "linux/amd64")
 	})
+}
+
+// The alpine 3.11 fixture's config digest, and the digest of the manifest
+// containerd (and Docker 29) make for it on import.
+const (
+	alpineConfig   = "sha256:a187dde48cd289ac374ad8539930628314bc581a481cdb41409c9289419ddb72"
+	alpineManifest = "sha256:244bc8b74c5345321e0e99b8c5dd1afeeaf55a4aed4e2d424d3f4af395822e1e"
+)
+
+// TestContainerdImport: the harness's containerd of its own (for the
+// containerd: source) takes an image archive into a namespace, with its
+// name and content, and nothing into the others.
+func TestContainerdImport(t *testing.T) {
+	t.Parallel()
+	c := containerd.Get(t)
+	ctx := withTimeout(t, 2*time.Minute)
+	ns := "layerbridge-test-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	archive, err := filepath.Abs(alpineFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := c.ImportImage(ctx, ns, archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{"docker.io/library/alpine:3.11"}) {
+		t.Errorf("imported %q, want docker.io/library/alpine:3.11", names)
+	}
+	t.Cleanup(func() {
+		if _, err := c.Ctr(context.Background(), "--namespace", ns, "images", "remove", "--sync", names[0]); err != nil {
+			t.Error(err)
+		}
+	})
+	content, err := c.Ctr(ctx, "--namespace", ns, "content", "list", "--quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{alpineLayerSum, alpineConfig, alpineManifest} {
+		if !slices.Contains(strings.Fields(content), want) {
+			t.Errorf("namespace %s lacks blob %s; it has:\n%s", ns, want, content)
+		}
+	}
+	if other, err := c.Ctr(ctx, "--namespace", "k8s.io", "images", "list", "--quiet"); err != nil || strings.TrimSpace(other) != "" {
+		t.Errorf("namespace k8s.io holds %q (%v), want nothing", other, err)
+	}
 }
