@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -88,7 +89,7 @@ func loadFixture(t *testing.T, c *client.Client, name string) (ref string) {
 		t.Fatalf("docker load %s: %v", name, err)
 	}
 	defer res.Close()
-	err = harness.ReadJSONMessages(res, func(m harness.JSONMessage) {
+	err = harness.ReadJSONMessages(res, func(m jsonstream.Message) {
 		line := strings.TrimSpace(m.Stream)
 		if s, ok := strings.CutPrefix(line, "Loaded image: "); ok && ref == "" {
 			ref = s

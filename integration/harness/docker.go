@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
 )
 
@@ -78,11 +79,11 @@ func buildImage(ctx context.Context, cli ImageBuilder, contextDir, tag string, l
 	}
 	defer res.Body.Close()
 	var id string
-	err = ReadJSONMessages(res.Body, func(m JSONMessage) {
+	err = ReadJSONMessages(res.Body, func(m jsonstream.Message) {
 		var aux struct {
 			ID string `json:"ID"`
 		}
-		if json.Unmarshal(m.Aux, &aux) == nil && aux.ID != "" {
+		if m.Aux != nil && json.Unmarshal(*m.Aux, &aux) == nil && aux.ID != "" {
 			id = aux.ID
 		}
 		if m.Stream != "" {

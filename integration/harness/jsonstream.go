@@ -6,26 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/moby/moby/api/types/jsonstream"
 )
 
-// JSONMessage is one message of the Engine API's progress streams (image
-// build, image load): a line of output, an error, or auxiliary data.
-type JSONMessage struct {
-	Stream      string `json:"stream"`
-	Error       string `json:"error"`
-	ErrorDetail *struct {
-		Message string `json:"message"`
-	} `json:"errorDetail"`
-	Aux json.RawMessage `json:"aux"`
+// streamMessage is one message of the Engine API's progress streams (image
+// build, image load) as moby defines it, plus the top-level "error" text
+// that daemons send beside (older ones: instead of) errorDetail.
+type streamMessage struct {
+	jsonstream.Message
+	ErrorText string `json:"error,omitempty"`
 }
 
 // err is the daemon's error in m, or nil.
-func (m JSONMessage) err() error {
-	if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-		return errors.New(m.ErrorDetail.Message)
+func (m streamMessage) err() error {
+	if m.Error != nil && m.Error.Message != "" {
+		return m.Error
 	}
-	if m.Error != "" {
-		return errors.New(m.Error)
+	if m.ErrorText != "" {
+		return errors.New(m.ErrorText)
 	}
 	return nil
 }
@@ -33,10 +32,10 @@ func (m JSONMessage) err() error {
 // ReadJSONMessages reads a progress stream to its end, handing each message
 // to each (when not nil), and returns the first error the daemon reported
 // in it, or why the stream could not be read.
-func ReadJSONMessages(r io.Reader, each func(JSONMessage)) error {
+func ReadJSONMessages(r io.Reader, each func(jsonstream.Message)) error {
 	dec := json.NewDecoder(bufio.NewReader(r))
 	for {
-		var m JSONMessage
+		var m streamMessage
 		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
@@ -46,7 +45,7 @@ func ReadJSONMessages(r io.Reader, each func(JSONMessage)) error {
 			return err
 		}
 		if each != nil {
-			each(m)
+			each(m.Message)
 		}
 	}
 }

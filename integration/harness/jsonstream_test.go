@@ -3,6 +3,8 @@ package harness
 import (
 	"strings"
 	"testing"
+
+	"github.com/moby/moby/api/types/jsonstream"
 )
 
 func TestReadJSONMessages(t *testing.T) {
@@ -18,7 +20,7 @@ func TestReadJSONMessages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lines := 0
-			err := ReadJSONMessages(strings.NewReader(tc.in), func(m JSONMessage) {
+			err := ReadJSONMessages(strings.NewReader(tc.in), func(m jsonstream.Message) {
 				if m.Stream != "" {
 					lines++
 				}
