@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"sort"
 
+	debversion "github.com/knqyf263/go-deb-version"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -25,7 +26,7 @@ type secdbFile struct {
 type fix struct {
 	vulnerability string
 	fixed         string
-	fixedVersion  debVersion
+	fixedVersion  debversion.Version
 }
 
 // advisories maps namespace ("alpine:v3.11") and binary package name to the
@@ -64,7 +65,7 @@ func loadFeed(feed fs.FS) (advisories, error) {
 		ns := "alpine:" + f.DistroVersion
 		for _, p := range f.Packages {
 			for fixed, ids := range p.Pkg.Secfixes {
-				v, err := parseDebVersion(fixed)
+				v, err := debversion.NewVersion(fixed)
 				if err != nil {
 					continue
 				}
@@ -91,7 +92,7 @@ func loadFeed(feed fs.FS) (advisories, error) {
 func lowestFixPerVulnerability(fixes []fix) []fix {
 	best := map[string]fix{}
 	for _, f := range fixes {
-		if b, ok := best[f.vulnerability]; !ok || compareDeb(f.fixedVersion, b.fixedVersion) < 0 {
+		if b, ok := best[f.vulnerability]; !ok || f.fixedVersion.LessThan(b.fixedVersion) {
 			best[f.vulnerability] = f
 		}
 	}
@@ -116,13 +117,13 @@ func (a advisories) namespaces() []string {
 // affecting returns the fixes for pkg in ns whose fixed version is above
 // version. An unparsable installed version matches nothing.
 func (a advisories) affecting(ns, pkg, version string) []fix {
-	v, err := parseDebVersion(version)
+	v, err := debversion.NewVersion(version)
 	if err != nil {
 		return nil
 	}
 	var out []fix
 	for _, f := range a[ns][pkg] {
-		if compareDeb(v, f.fixedVersion) < 0 {
+		if v.LessThan(f.fixedVersion) {
 			out = append(out, f)
 		}
 	}

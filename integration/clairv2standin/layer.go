@@ -14,6 +14,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	debversion "github.com/knqyf263/go-deb-version"
 )
 
 const (
@@ -179,7 +181,7 @@ func listFeatures(files map[string][]byte) []feature {
 		case "P:":
 			cur.name = line[2:]
 		case "V:":
-			if _, err := parseDebVersion(line[2:]); err == nil {
+			if debversion.Valid(line[2:]) {
 				cur.version = line[2:]
 			}
 		}
