@@ -16,6 +16,20 @@
 // creating process, removed on Close, and removed by the next StartDocker
 // (RemoveOrphans) if that process died first.
 //
+// For the engines users have beside the system's Docker daemon, it starts
+// engines of its own, each in a temporary directory on a private unix
+// socket, as root: a Docker Engine 29 with the containerd image store and
+// BuildKit (StartDockerd: dockerd on its own containerd, the docker CLI's
+// buildx plugin), a containerd alone (StartContainerd, ImportImage) and
+// Podman's Docker API service (StartPodman). dockerd, containerd and buildx
+// are built, as Clair is, from the Go module proxy: each from a small module
+// of its own under integration/engines/ that names its commands as tools
+// (BuildDockerd, BuildContainerd, BuildBuildx), cached under a key of that
+// module's go.mod and go.sum and the Go version. SharedEngine lets the tests
+// of one process share an engine. A directory left by a killed process is
+// removed by the next start, with the mounts below it and the processes
+// (containerd's shims) that name it.
+//
 // It is built for both callers: tests (StartT and the other ...T helpers
 // wrap each service with t.Context and t.Cleanup, and print Clair's log
 // when a test fails) and plain programs such as cmd/demo (Start with a
@@ -31,7 +45,7 @@
 //
 // It must not import layerbridge's product packages: it is the independent
 // reference the product is checked against. Of the environment it reads
-// only CI (Unavailable), Docker's DOCKER_* (DockerClient) and the user
-// cache directory (DefaultCacheDir); it starts nothing that outlives Close
-// (containers: nothing that outlives the next StartDocker).
+// only CI (Unavailable), Docker's DOCKER_* (DockerClient), PATH and the
+// user cache directory (DefaultCacheDir); it starts nothing that outlives
+// Close (containers: nothing that outlives the next StartDocker).
 package harness
