@@ -55,7 +55,7 @@ fuzz-smoke:
 ## build takes about 7 minutes on 2 cores with a cold Go build cache; binaries are kept in
 ## ~/.cache/layerbridge-integration)
 integration: build
-	cd integration && LAYERBRIDGE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 40m ./...
+	cd integration && LAYERBRIDGE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 60m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -53,7 +53,8 @@ func DefaultCacheDir() (string, error) {
 // current directory). The binary is named after the Clair version and a
 // hash of the module's go.mod, go.sum and the Go version, and kept in
 // cacheDir ("" means DefaultCacheDir): a later call with the same inputs
-// returns it without compiling. A first build with a cold Go build cache
+// returns it without compiling; builds for other inputs are removed once
+// unused for a week (staleBuild). A first build with a cold Go build cache
 // takes minutes (about 2.5 on 2 cores); concurrent callers, in this or other
 // processes, wait for one build and cannot be cancelled while they wait.
 func BuildClair(ctx context.Context, moduleDir, cacheDir string) (ClairBuild, error) {
@@ -113,6 +114,7 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 
 	b := ClairBuild{Path: filepath.Join(cacheDir, prefix+version+"-"+key), Version: version}
 	if isExecutable(b.Path) {
+		markUsed(b.Path)
 		b.Duration = time.Since(start)
 		return b, nil
 	}
@@ -134,13 +136,7 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 	if err := os.Rename(tmp, b.Path); err != nil {
 		return ClairBuild{}, fmt.Errorf("%s: %w", what, err)
 	}
-	// Older builds are never used again.
-	old, _ := filepath.Glob(filepath.Join(cacheDir, prefix+"v*"))
-	for _, o := range old {
-		if o != b.Path {
-			os.Remove(o)
-		}
-	}
+	pruneBuilds(filepath.Join(cacheDir, prefix+"v*"), b.Path)
 	b.Built = true
 	b.Duration = time.Since(start)
 	return b, nil
@@ -166,6 +162,31 @@ func runGo(ctx context.Context, dir string, env []string, args ...string) ([]byt
 		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.Bytes(), 8192))
 	}
 	return out, nil
+}
+
+// staleBuild is how long a cached build may go unused before a build with
+// other inputs removes it. Builds with other inputs are not stale at once:
+// another checkout on this machine (a git worktree with another go.sum) may
+// be using one, and would otherwise find its binary gone between asking for
+// it and starting it, and rebuild it, removing this one in turn.
+const staleBuild = 7 * 24 * time.Hour
+
+// markUsed records that the build at path was just used (its modification
+// time), for pruneBuilds. Best effort.
+func markUsed(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
+}
+
+// pruneBuilds removes the builds matching pattern, but keep, that have not
+// been used for staleBuild. The caller holds the build lock. Best effort.
+func pruneBuilds(pattern, keep string) {
+	old, _ := filepath.Glob(pattern)
+	for _, o := range old {
+		if fi, err := os.Stat(o); err == nil && o != keep && time.Since(fi.ModTime()) > staleBuild {
+			os.RemoveAll(o)
+		}
+	}
 }
 
 // checkStatic fails for a binary that needs a dynamic loader (one with an

@@ -125,6 +125,9 @@ func buildEngine(ctx context.Context, spec engineSpec, moduleDir, cacheDir strin
 		return EngineBuild{}, fmt.Errorf("%s: %q is not inside the integration module", what, moduleDir)
 	}
 	dir := filepath.Join(filepath.Dir(integration), "engines", spec.name)
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return EngineBuild{}, fmt.Errorf("%s: is %q inside the integration module? %w", what, moduleDir, err)
+	}
 	out, err = runGo(ctx, dir, nil, "list", "-m", "-f", "{{.Version}}", spec.module)
 	if err != nil {
 		return EngineBuild{}, fmt.Errorf("%s: %w", what, err)
@@ -150,6 +153,7 @@ func buildEngine(ctx context.Context, spec engineSpec, moduleDir, cacheDir strin
 	prefix := spec.name + "-"
 	b := EngineBuild{Dir: filepath.Join(cacheDir, prefix+version+"-"+key), Version: version}
 	if complete(b, spec) {
+		markUsed(b.Dir)
 		b.Duration = time.Since(start)
 		return b, nil
 	}
@@ -183,13 +187,7 @@ func buildEngine(ctx context.Context, spec engineSpec, moduleDir, cacheDir strin
 		os.RemoveAll(tmp)
 		return EngineBuild{}, fmt.Errorf("%s: %w", what, err)
 	}
-	// Older builds are never used again.
-	old, _ := filepath.Glob(filepath.Join(cacheDir, prefix+"v*"))
-	for _, o := range old {
-		if o != b.Dir {
-			os.RemoveAll(o)
-		}
-	}
+	pruneBuilds(filepath.Join(cacheDir, prefix+"v*"), b.Dir)
 	b.Built = true
 	b.Duration = time.Since(start)
 	return b, nil

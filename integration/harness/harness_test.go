@@ -469,6 +469,48 @@ func TestBuildClairOutsideTheModule(t *testing.T) {
 	}
 }
 
+func TestBuildEngineOutsideTheModule(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/x\n\ngo 1.26\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := BuildContainerd(t.Context(), dir, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "inside the integration module") {
+		t.Errorf("error %v", err)
+	}
+}
+
+// A build for other inputs is removed only once unused for staleBuild:
+// another checkout may still use it.
+func TestPruneBuilds(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, age time.Duration) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		when := time.Now().Add(-age)
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keep := mk("clair-v4.9.0-aaaa", 30*24*time.Hour)
+	recent := mk("clair-v4.9.0-bbbb", time.Hour)
+	stale := mk("clair-v4.9.0-cccc", staleBuild+time.Hour)
+	other := mk("clair-static-v4.9.0-dddd", staleBuild+time.Hour)
+	pruneBuilds(filepath.Join(dir, "clair-v*"), keep)
+	for p, want := range map[string]bool{keep: true, recent: true, stale: false, other: true} {
+		_, err := os.Stat(p)
+		if got := err == nil; got != want {
+			t.Errorf("%s kept: %v, want %v", filepath.Base(p), got, want)
+		}
+	}
+}
+
 func TestPostgresLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
