@@ -52,7 +52,7 @@ fuzz-smoke:
 ## integration: the integration module's tests, against real Clair 4.9 and PostgreSQL, the system's Docker
 ## daemon, Podman's Docker API service, and a Docker Engine 29 (containerd image store, BuildKit) and a
 ## containerd that the tests build from integration/engines/ and start as root on private sockets (the first
-## build takes about 7 minutes on 2 cores with a cold Go build cache; binaries are kept in
+## build takes 7 to 15 minutes on 2 cores with a cold Go build cache; binaries are kept in
 ## ~/.cache/layerbridge-integration)
 integration: build
 	cd integration && LAYERBRIDGE_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 60m ./...

@@ -36,12 +36,12 @@ func DockerClient(ctx context.Context) (*client.Client, error) {
 	return cli, nil
 }
 
-// BuildImage runs `docker build --network none -t tag contextDir` through
-// the Engine API with the classic builder (no BuildKit session needed;
-// DOCKER_BUILDKIT=0), copying the build's output lines to progress (nil
-// discards them), and returns the image ID. contextDir must hold a
-// Dockerfile; it is sent as a tar stream, regular files and directories
-// only, without .dockerignore processing.
+// BuildImage runs `docker build --network none --no-cache -t tag
+// contextDir` through the Engine API with the classic builder (no BuildKit
+// session needed; DOCKER_BUILDKIT=0), copying the build's output lines to
+// progress (nil discards them), and returns the image ID. contextDir must
+// hold a Dockerfile; it is sent as a tar stream, regular files and
+// directories only, without .dockerignore processing.
 func BuildImage(ctx context.Context, cli ImageBuilder, contextDir, tag string, progress io.Writer) (string, error) {
 	return buildImage(ctx, cli, contextDir, tag, nil, progress)
 }
@@ -72,7 +72,11 @@ func buildImage(ctx context.Context, cli ImageBuilder, contextDir, tag string, l
 		// Nothing can be fetched here, and a daemon without a bridge
 		// network (Dockerd) could not run a RUN step on the default one.
 		NetworkMode: "none",
-		Labels:      labels,
+		// Concurrent builds of the same content would share the cached
+		// intermediate images, which the first to remove its image (with
+		// its untagged parents) takes from under the other's build.
+		NoCache: true,
+		Labels:  labels,
 	})
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", tag, err)
