@@ -25,8 +25,8 @@ import (
 // through the same real Clair 4.9 and the Clair v2 stand-in, and the
 // findings must be equal to each other and to the table the kind expects.
 
-// engine is a daemon that speaks the Docker Engine API.
-type engine struct {
+// daemon is an engine that speaks the Docker Engine API.
+type daemon struct {
 	name string
 	host string // for layerbridge's --docker-host
 	cli  *client.Client
@@ -40,13 +40,13 @@ type engine struct {
 	exportsZstd bool
 }
 
-func docker20Engine(t *testing.T) *engine {
+func docker20Engine(t *testing.T) *daemon {
 	t.Helper()
 	cli := harness.DockerT(t)
-	return &engine{name: "docker " + serverVersion(t, cli), host: cli.DaemonHost(), cli: cli}
+	return &daemon{name: "docker " + serverVersion(t, cli), host: cli.DaemonHost(), cli: cli}
 }
 
-func docker29Engine(t *testing.T) *engine {
+func docker29Engine(t *testing.T) *daemon {
 	t.Helper()
 	d := docker29.Get(t)
 	cli, err := d.Client(t.Context())
@@ -54,10 +54,10 @@ func docker29Engine(t *testing.T) *engine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	return &engine{name: "docker " + serverVersion(t, cli), host: d.Host, cli: cli, dockerd: d, loadsOCI: true, exportsZstd: true}
+	return &daemon{name: "docker " + serverVersion(t, cli), host: d.Host, cli: cli, dockerd: d, loadsOCI: true, exportsZstd: true}
 }
 
-func podmanEngine(t *testing.T) *engine {
+func podmanEngine(t *testing.T) *daemon {
 	t.Helper()
 	p := podman.Get(t)
 	cli, err := p.Client(t.Context())
@@ -65,7 +65,7 @@ func podmanEngine(t *testing.T) *engine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	return &engine{name: "podman " + serverVersion(t, cli), host: p.Host, cli: cli, loadsOCI: true}
+	return &daemon{name: "podman " + serverVersion(t, cli), host: p.Host, cli: cli, loadsOCI: true}
 }
 
 func serverVersion(t *testing.T, cli *client.Client) string {
@@ -86,14 +86,14 @@ type imageKind struct {
 	// the kind is not scanned through the stand-in (it cannot read zstd).
 	v4, v2 []harness.Finding
 	// make makes the image on e and returns its reference.
-	make func(t *testing.T, e *engine) string
+	make func(t *testing.T, e *daemon) string
 	// same makes the same content on Docker 20.10, or names an archive of
 	// it, and returns that reference.
-	same func(t *testing.T, docker20 *engine) string
+	same func(t *testing.T, docker20 *daemon) string
 	// buildKit: only an engine with BuildKit makes it; ociLoad: only one
 	// that loads OCI archives.
 	buildKit, ociLoad bool
-	// zstd: the image has zstd layers (see engine.exportsZstd).
+	// zstd: the image has zstd layers (see daemon.exportsZstd).
 	zstd bool
 }
 
@@ -101,20 +101,20 @@ func imageKinds(t *testing.T) []imageKind {
 	mixed := alpineMixedContext(t)
 	demo := demoContext(t)
 	noOpenSSL := without(alpine311V4, "libcrypto1.1", "libssl1.1")
-	load := func(fixture string) func(*testing.T, *engine) string {
-		return func(t *testing.T, e *engine) string { return loadFixture(t, e.cli, fixture) }
+	load := func(fixture string) func(*testing.T, *daemon) string {
+		return func(t *testing.T, e *daemon) string { return loadFixture(t, e.cli, fixture) }
 	}
-	archive := func(ref string) func(*testing.T, *engine) string {
-		return func(*testing.T, *engine) string { return ref }
+	archive := func(ref string) func(*testing.T, *daemon) string {
+		return func(*testing.T, *daemon) string { return ref }
 	}
-	classic := func(dir string) func(*testing.T, *engine) string {
-		return func(t *testing.T, e *engine) string {
+	classic := func(dir string) func(*testing.T, *daemon) string {
+		return func(t *testing.T, e *daemon) string {
 			loadFixture(t, e.cli, "alpine-3.11-docker-save.tar.gz") // the base of FROM alpine:3.11
 			return buildClassic(t, e, dir)
 		}
 	}
-	buildKit := func(dir string) func(*testing.T, *engine) string {
-		return func(t *testing.T, e *engine) string {
+	buildKit := func(dir string) func(*testing.T, *daemon) string {
+		return func(t *testing.T, e *daemon) string {
 			loadFixture(t, e.cli, "alpine-3.11-docker-save.tar.gz")
 			return buildWithBuildKit(t, e, dir, nil)
 		}
@@ -250,7 +250,7 @@ func copyTree(t *testing.T, from, to string) {
 
 // buildClassic builds dir on e with the classic builder (as
 // DOCKER_BUILDKIT=0 docker build) under a unique tag, removed at cleanup.
-func buildClassic(t *testing.T, e *engine, dir string) string {
+func buildClassic(t *testing.T, e *daemon, dir string) string {
 	t.Helper()
 	return harness.BuildImageT(t, e.cli, dir, "layerbridge-engine-test")
 }
@@ -258,7 +258,7 @@ func buildClassic(t *testing.T, e *engine, dir string) string {
 // buildWithBuildKit builds dir with `docker buildx build --load` on e's
 // Docker 29 for the platforms given (none: the daemon's) under a unique
 // tag, removed at cleanup.
-func buildWithBuildKit(t *testing.T, e *engine, dir string, platforms []string) string {
+func buildWithBuildKit(t *testing.T, e *daemon, dir string, platforms []string) string {
 	t.Helper()
 	tag := "layerbridge-engine-test:buildkit-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	ctx := withTimeout(t, 5*time.Minute)
@@ -293,7 +293,7 @@ func startClairs(t *testing.T) clairs {
 
 // scanOn scans ref on e (e nil: an archive or layout reference) with the
 // Clair API api ("v4" or "v2") of c for feed, and returns the report.
-func (c clairs) scanOn(t *testing.T, e *engine, feed, api, ref string, extra ...string) jsonReport {
+func (c clairs) scanOn(t *testing.T, e *daemon, feed, api, ref string, extra ...string) jsonReport {
 	t.Helper()
 	url := c.v4[feed].Clair.URL
 	if api == "v2" {
@@ -309,7 +309,7 @@ func (c clairs) scanOn(t *testing.T, e *engine, feed, api, ref string, extra ...
 
 // runEngineMatrix makes every image kind e can make, scans it and the same
 // content on Docker 20.10, and compares.
-func runEngineMatrix(t *testing.T, e, docker20 *engine, c clairs) {
+func runEngineMatrix(t *testing.T, e, docker20 *daemon, c clairs) {
 	for _, k := range imageKinds(t) {
 		if k.buildKit && e.dockerd == nil || k.ociLoad && !e.loadsOCI {
 			continue
@@ -347,7 +347,7 @@ func runEngineMatrix(t *testing.T, e, docker20 *engine, c clairs) {
 // compareScans scans ref on e and same on docker20 (nil: same is an
 // archive) with Clair API api, and checks that both find want. It returns
 // the report of ref.
-func compareScans(t *testing.T, c clairs, feed, api string, want []harness.Finding, e *engine, ref string, docker20 *engine, same string, extra ...string) jsonReport {
+func compareScans(t *testing.T, c clairs, feed, api string, want []harness.Finding, e *daemon, ref string, docker20 *daemon, same string, extra ...string) jsonReport {
 	t.Helper()
 	rep := c.scanOn(t, e, feed, api, ref, extra...)
 	got := rep.findings()
@@ -364,7 +364,7 @@ func compareScans(t *testing.T, c clairs, feed, api string, want []harness.Findi
 
 // checkDoctor runs `layerbridge doctor` on e for ref and checks that it
 // passes, naming the engine and its image store as wanted.
-func checkDoctor(t *testing.T, e *engine, c clairs, ref, reachable, storage string, image ...string) {
+func checkDoctor(t *testing.T, e *daemon, c clairs, ref, reachable, storage string, image ...string) {
 	t.Helper()
 	r := layerbridge(t, withTimeout(t, 2*time.Minute), nil, "doctor", "--format", "json", "--docker-host", e.host,
 		"--clair", c.v4[recordedFeed].Clair.URL, "--cache-dir", t.TempDir(), ref)
@@ -381,7 +381,7 @@ func checkDoctor(t *testing.T, e *engine, c clairs, ref, reachable, storage stri
 
 // checkInspect runs `layerbridge inspect` of ref on e twice: the first
 // exports and lists layer, the second is a cache hit.
-func checkInspect(t *testing.T, e *engine, ref, layer string) {
+func checkInspect(t *testing.T, e *daemon, ref, layer string) {
 	t.Helper()
 	cache := t.TempDir()
 	r := layerbridge(t, withTimeout(t, time.Minute), nil, "inspect", "--docker-host", e.host, "--cache-dir", cache, ref)
