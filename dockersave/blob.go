@@ -131,6 +131,9 @@ type stager struct {
 	// syncs, when set (by readArchive, which waits for them), fsyncs and
 	// closes staging files in the background while the stream is read.
 	syncs *backgroundSyncs
+	// onStaged, when set, is told of each new blob once it is staged
+	// (hashed, its size and name checked), from the staging goroutine.
+	onStaged func(*stagedBlob)
 }
 
 func newStager(s *store.Store, progress func(int64)) *stager {
@@ -234,6 +237,9 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 		tmp:           tmp,
 	}
 	st.blobs[got] = b
+	if st.onStaged != nil {
+		st.onStaged(b)
+	}
 	return b, nil
 }
 

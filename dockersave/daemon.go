@@ -2,6 +2,7 @@ package dockersave
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -44,7 +45,7 @@ func (l *Loader) engineClient(ctx context.Context) (engine.Client, engine.Endpoi
 // with `docker save` through the Engine API into the store, unless the
 // store has the image ID and platform already, and pins them when it can
 // before Prune could evict them.
-func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin, error) {
+func (l *Loader) loadDaemon(ctx context.Context, req Request) (_ Image, _ *store.Pin, err error) {
 	ref, name, want := req.Ref, req.Name, req.Platform
 	eng, ep, api, err := l.engineClient(ctx)
 	if err != nil {
@@ -57,6 +58,15 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 	id, have, ins := t.id, t.platform, t.inspect
 	req.Log.DebugContext(ctx, "inspected", "ref", ref, "id", id, "platform", platforms.Format(have), "tags", ins.RepoTags,
 		"manifest", t.manifest, "platforms", formatPlatforms(t.platforms))
+	identity, err := t.identity()
+	if err != nil {
+		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	if req.Watch != nil {
+		if err := req.Watch.Identified(ctx, identity); err != nil {
+			return Image{}, nil, err
+		}
+	}
 	hit := func(rec store.Record) Image {
 		img := imageFromRecord(rec)
 		img.Ref, img.Source, img.RepoTags, img.CacheHit = ref, SourceDaemon, ins.RepoTags, true
@@ -70,7 +80,11 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 		return Image{}, nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	if ok {
-		return hit(rec), pin, nil
+		img := hit(rec)
+		if req.Watch != nil {
+			req.Watch.Layers(ctx, img.Manifest.Layers, l.store)
+		}
+		return img, pin, nil
 	}
 	lock, err := l.store.LockImage(ctx, id, have)
 	if err != nil {
@@ -81,7 +95,11 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 	if rec, ok, err := l.store.Lookup(id, have); err != nil {
 		return Image{}, nil, err
 	} else if ok {
-		return hit(rec), nil, nil
+		img := hit(rec)
+		if req.Watch != nil {
+			req.Watch.Layers(ctx, img.Manifest.Layers, l.store)
+		}
+		return img, nil, nil
 	}
 
 	var opts []client.ImageSaveOption
@@ -97,6 +115,11 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 	defer rc.Close()
 	st := newStager(l.store, req.progressFor(t.exportSize()))
 	defer st.cleanup()
+	if req.Watch != nil {
+		live := l.watchExport(ctx, req, t, identity, st)
+		// After commit: from then on the store serves the blobs.
+		defer func() { live.finish(err) }()
+	}
 	a, err := readArchive(ctx, rc, st, ref)
 	if err != nil {
 		return Image{}, nil, err
@@ -115,6 +138,83 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (Image, *store.Pin
 	}
 	req.Log.DebugContext(ctx, "exported", "ref", ref, "bytes", st.total, "duration", time.Since(start))
 	return img, pin, nil
+}
+
+// watchExport serves the blobs of the export of t as they are staged
+// (Watcher.Layers), each once its digest and diff ID are checked against
+// what the daemon listed: at once for a graphdriver export, whose layers
+// are the uncompressed diff IDs; on the containerd image store, once the
+// platform's manifest has been read from the export, which names them.
+// The caller finishes the returned board when the load ends.
+func (l *Loader) watchExport(ctx context.Context, req Request, t daemonTarget, id Identity, st *stager) *liveBlobs {
+	want := make(map[digest.Digest]bool, len(id.DiffIDs))
+	for _, d := range id.DiffIDs {
+		want[d] = true
+	}
+	live := newLiveBlobs(l.store, func(b *stagedBlob) error {
+		if !want[b.DiffID] {
+			return fmt.Errorf("%w: blob %s is %s uncompressed, which is none of the image's diff ids", ErrDiffIDMismatch, b.Digest, b.DiffID)
+		}
+		return nil
+	})
+	if t.synthesized() {
+		layers := make([]ocispec.Descriptor, len(id.DiffIDs))
+		for i, d := range id.DiffIDs {
+			layers[i] = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d}
+		}
+		req.Log.DebugContext(ctx, "layers known before the export", "ref", req.Ref, "layers", len(layers))
+		req.Watch.Layers(ctx, layers, live)
+		st.onStaged = live.staged
+		return live
+	}
+	announced := t.manifest == ""
+	st.onStaged = func(b *stagedBlob) {
+		live.staged(b)
+		if announced || b.Digest != t.manifest {
+			return
+		}
+		announced = true
+		data, err := l.store.ReadStaging(b.tmp, maxMetadataSize)
+		if err != nil {
+			req.Log.DebugContext(ctx, "cannot read the exported manifest early", "ref", req.Ref, "manifest", b.Digest, "err", err)
+			return
+		}
+		var m ocispec.Manifest
+		if err := json.Unmarshal(data, &m); err != nil || len(m.Layers) != len(id.DiffIDs) {
+			req.Log.DebugContext(ctx, "exported manifest unusable early", "ref", req.Ref, "manifest", b.Digest, "err", err)
+			return
+		}
+		req.Log.DebugContext(ctx, "layers known from the exported manifest", "ref", req.Ref, "manifest", b.Digest, "layers", len(m.Layers))
+		req.Watch.Layers(ctx, m.Layers, live)
+	}
+	return live
+}
+
+// synthesized reports whether the export of t comes without a manifest
+// that layerbridge keeps (graphdriver daemons and podman), so that
+// layerbridge synthesizes one whose layers are the diff IDs. On those the
+// inspect response has no descriptor and the image ID is the config digest.
+func (t daemonTarget) synthesized() bool {
+	return t.manifest == "" && t.inspect.Descriptor == nil
+}
+
+// identity is what inspect told of the image (Watcher.Identified).
+func (t daemonTarget) identity() (Identity, error) {
+	id := Identity{ID: t.id, Platform: t.platform, RepoTags: t.inspect.RepoTags}
+	for _, l := range t.inspect.RootFS.Layers {
+		d, err := digest.Parse(l)
+		if err != nil {
+			return Identity{}, fmt.Errorf("daemon listed diff id %q: %w", l, err)
+		}
+		id.DiffIDs = append(id.DiffIDs, d)
+	}
+	switch {
+	case t.manifest != "":
+		id.IndexDigest = t.manifest
+	case t.synthesized():
+		id.IndexDigest = t.id
+	}
+	return id, nil
 }
 
 // daemonTarget is what the daemon said about the image to export, before

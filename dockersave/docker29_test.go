@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/engine"
@@ -249,5 +250,44 @@ func TestDocker29ExportMismatch(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), listed) || !strings.Contains(err.Error(), mp29Amd64) {
 		t.Errorf("error %q does not name the listed and the exported manifest", err)
+	}
+}
+
+// TestDocker29Watch: on the containerd image store the digest Clair indexes
+// is the platform manifest's, known from inspect; the layers (compressed,
+// as stored) are announced once the export's manifest has been read.
+func TestDocker29Watch(t *testing.T) {
+	_, l := startDocker29(t)
+	w := newRecordingWatcher()
+	img, release, err := l.Load(t.Context(), docker29Tag, nil, WithWatcher(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if w.identity == nil || w.identity.IndexDigest.String() != mp29Amd64 || img.IndexDigest.String() != mp29Amd64 {
+		t.Fatalf("identity %+v, image index digest %s; want the platform manifest %s", w.identity, img.IndexDigest, mp29Amd64)
+	}
+	if img.Synthesized {
+		t.Error("the daemon's own manifest counted as synthesized")
+	}
+	select {
+	case <-w.layersSeen:
+	default:
+		t.Fatal("the layers were never announced")
+	}
+	if len(w.layers) != len(img.Manifest.Layers) {
+		t.Fatalf("announced %d layers, the image has %d", len(w.layers), len(img.Manifest.Layers))
+	}
+	for i, d := range w.layers {
+		if d.Digest != img.Manifest.Layers[i].Digest {
+			t.Errorf("layer %d announced as %s, stored as %s", i, d.Digest, img.Manifest.Layers[i].Digest)
+		}
+		b, err := w.opener.Blob(t.Context(), d.Digest)
+		if err != nil {
+			t.Fatalf("layer %s: %v", d.Digest, err)
+		}
+		if got := readBlob(t, b); digest.FromBytes(got) != d.Digest {
+			t.Errorf("layer %s served other bytes", d.Digest)
+		}
 	}
 }

@@ -36,12 +36,26 @@ type Image struct {
 	ManifestDigest digest.Digest
 	// ManifestSize is the manifest blob's size in bytes.
 	ManifestSize int64
+	// Synthesized is true when layerbridge wrote the manifest (the image
+	// came without one: a graphdriver daemon's export, a classic docker
+	// save archive).
+	Synthesized bool
 	// Manifest is that manifest. Layers are oldest first; their digests are
 	// of the stored (possibly compressed) bytes, which is what Clair hashes.
 	Manifest ocispec.Manifest
 	// DiffIDs are the uncompressed layer digests, parallel to
 	// Manifest.Layers and equal to the config's rootfs.diff_ids.
 	DiffIDs []digest.Digest
+	// IndexDigest is the digest Clair indexes the image under (the
+	// manifest hash handed to Clair 4, what its reports are fetched by):
+	// ManifestDigest for an image that came with its manifest; for one
+	// whose manifest layerbridge synthesized, the config digest (which is
+	// the image ID on a graphdriver daemon and for podman). Unlike the
+	// synthesized manifest's digest, the config digest is known from
+	// `docker image inspect` alone, so a scan can ask Clair whether it has
+	// indexed the image before exporting it, and gets the same digest
+	// whether it exported or not.
+	IndexDigest digest.Digest
 	// CacheHit is true when nothing was exported or read from the source
 	// because the store already had the image.
 	CacheHit bool
@@ -84,6 +98,7 @@ func (im Image) record() store.Record {
 		RepoTags:       im.RepoTags,
 		ManifestDigest: im.ManifestDigest,
 		ManifestSize:   im.ManifestSize,
+		Synthesized:    im.Synthesized,
 		Manifest:       im.Manifest,
 		DiffIDs:        im.DiffIDs,
 	}
@@ -91,7 +106,7 @@ func (im Image) record() store.Record {
 
 // imageFromRecord is the image the store recorded as rec.
 func imageFromRecord(rec store.Record) Image {
-	return Image{
+	img := Image{
 		Ref:            rec.Ref,
 		Source:         SourceKind(rec.Source),
 		ID:             rec.ID,
@@ -99,9 +114,20 @@ func imageFromRecord(rec store.Record) Image {
 		RepoTags:       rec.RepoTags,
 		ManifestDigest: rec.ManifestDigest,
 		ManifestSize:   rec.ManifestSize,
+		Synthesized:    rec.Synthesized,
 		Manifest:       rec.Manifest,
 		DiffIDs:        rec.DiffIDs,
 	}
+	img.IndexDigest = indexDigest(img.ManifestDigest, img.Manifest.Config.Digest, img.Synthesized)
+	return img
+}
+
+// indexDigest is Image.IndexDigest.
+func indexDigest(manifest, config digest.Digest, synthesized bool) digest.Digest {
+	if synthesized {
+		return config
+	}
+	return manifest
 }
 
 // blobSource is where interpretation finds blobs by digest: an archive read

@@ -168,7 +168,7 @@ func NewLoader(s *store.Store, opts ...LoaderOption) *Loader {
 // *NotFoundError, *UnreachableError, *PermissionError and *APIVersionError;
 // an error wrapping store.ErrNotStored when Prune kept evicting the image
 // before it could be pinned; or I/O errors wrapped with the reference.
-func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (img Image, release func(), err error) {
+func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platform, opts ...LoadOption) (img Image, release func(), err error) {
 	r, err := l.parse(ref)
 	if err != nil {
 		return Image{}, nil, err
@@ -180,6 +180,9 @@ func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platfor
 	start := time.Now()
 	l.log.DebugContext(ctx, "load image", "ref", ref, "source", r.Kind, "platform", platformAttr(platform))
 	req := Request{Ref: ref, Kind: r.Kind, Name: r.Name, Platform: platform, Host: l.host, Progress: l.progressFunc(), Log: l.log}
+	for _, o := range opts {
+		o(&req)
+	}
 	img, release, err = l.sources[r.Kind].Load(ctx, req)
 	if err == nil && (img.Blobs == nil || release == nil) {
 		if release != nil {
@@ -190,6 +193,9 @@ func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platfor
 	if err != nil {
 		l.log.DebugContext(ctx, "load failed", "ref", ref, "error", err, "duration", time.Since(start))
 		return Image{}, nil, err
+	}
+	if img.IndexDigest == "" {
+		img.IndexDigest = indexDigest(img.ManifestDigest, img.Manifest.Config.Digest, img.Synthesized)
 	}
 	l.log.DebugContext(ctx, "image loaded", "ref", ref, "id", img.ID, "platform", platforms.Format(img.Platform),
 		"manifest", img.ManifestDigest, "layers", len(img.Manifest.Layers), "cache_hit", img.CacheHit, "duration", time.Since(start))

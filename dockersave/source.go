@@ -54,6 +54,9 @@ type Request struct {
 	Progress func(Progress)
 	// Log takes the source's decisions, at debug level; never nil.
 	Log *slog.Logger
+	// Watch, when not nil, is told what the load learns before it returns
+	// (WithWatcher); a source may ignore it.
+	Watch Watcher
 }
 
 // progressFor is the callback that reports bytes read to req.Progress, for
@@ -133,6 +136,8 @@ func imageOf(ref string, kind SourceKind, id digest.Digest, p ocispec.Platform, 
 		RepoTags:       tags,
 		ManifestDigest: v.manifestDigest,
 		ManifestSize:   int64(len(v.manifestBytes)),
+		Synthesized:    v.manifestBlob == nil,
+		IndexDigest:    indexDigest(v.manifestDigest, v.config.Digest, v.manifestBlob == nil),
 		Manifest:       v.manifest,
 		DiffIDs:        v.diffIDs,
 	}

@@ -102,7 +102,7 @@ func (c *canary) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
 
 // Load returns the canary image whatever is asked (scan.ImageLoader). It
 // has nothing to pin: the canary's directory lives until close.
-func (c *canary) Load(context.Context, string, *ocispec.Platform) (dockersave.Image, func(), error) {
+func (c *canary) Load(context.Context, string, *ocispec.Platform, ...dockersave.LoadOption) (dockersave.Image, func(), error) {
 	return dockersave.Image{
 		Ref:            canaryRef,
 		ID:             c.manifest,

@@ -36,7 +36,7 @@ const (
 // delete a layer Clair is about to download. release must not be nil when
 // err is nil.
 type ImageLoader interface {
-	Load(ctx context.Context, ref string, platform *ocispec.Platform) (img dockersave.Image, release func(), err error)
+	Load(ctx context.Context, ref string, platform *ocispec.Platform, opts ...dockersave.LoadOption) (img dockersave.Image, release func(), err error)
 }
 
 // DefaultProbeTimeout bounds each probe of Clair when Config.ProbeTimeout

@@ -27,9 +27,9 @@ type scanLoader struct {
 	rec *record
 }
 
-func (l scanLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
+func (l scanLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform, opts ...dockersave.LoadOption) (dockersave.Image, func(), error) {
 	start := time.Now()
-	img, release, err := l.s.cfg.Loader.Load(ctx, ref, platform)
+	img, release, err := l.s.cfg.Loader.Load(ctx, ref, platform, opts...)
 	if err != nil {
 		return img, nil, err
 	}

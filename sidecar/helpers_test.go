@@ -64,7 +64,7 @@ type fixtureLoader struct {
 }
 
 // Load pins the image in the store as dockersave does.
-func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
+func (l *fixtureLoader) Load(ctx context.Context, ref string, p *ocispec.Platform, opts ...dockersave.LoadOption) (dockersave.Image, func(), error) {
 	l.loads.Add(1)
 	if l.entered != nil {
 		l.entered <- ref

@@ -15,12 +15,13 @@ import (
 // digest is the manifest digest and its data field embeds the manifest, so a
 // lookup never opens a blob.
 const (
-	AnnotationImageID    = "io.layerbridge.image.id"
-	AnnotationPlatform   = "io.layerbridge.image.platform"
-	AnnotationRepoTags   = "io.layerbridge.image.repo-tags"
-	AnnotationDiffIDs    = "io.layerbridge.image.diff-ids"
-	AnnotationSourceRef  = "io.layerbridge.source.ref"
-	AnnotationSourceKind = "io.layerbridge.source.kind"
+	AnnotationImageID     = "io.layerbridge.image.id"
+	AnnotationPlatform    = "io.layerbridge.image.platform"
+	AnnotationRepoTags    = "io.layerbridge.image.repo-tags"
+	AnnotationDiffIDs     = "io.layerbridge.image.diff-ids"
+	AnnotationSourceRef   = "io.layerbridge.source.ref"
+	AnnotationSourceKind  = "io.layerbridge.source.kind"
+	AnnotationSynthesized = "io.layerbridge.manifest.synthesized"
 )
 
 // Record is one image the store holds: what its index.json record says.
@@ -43,6 +44,9 @@ type Record struct {
 	ManifestDigest digest.Digest
 	// ManifestSize is the manifest blob's size in bytes.
 	ManifestSize int64
+	// Synthesized is true when layerbridge wrote the manifest (the image
+	// came without one).
+	Synthesized bool
 	// Manifest is that manifest. Layers are oldest first.
 	Manifest ocispec.Manifest
 	// DiffIDs are the uncompressed layer digests, parallel to
@@ -139,6 +143,9 @@ func descriptorFor(rec Record, manifestBytes []byte) ocispec.Descriptor {
 		ids[i] = d.String()
 	}
 	ann[AnnotationDiffIDs] = strings.Join(ids, ",")
+	if rec.Synthesized {
+		ann[AnnotationSynthesized] = "true"
+	}
 	mt := rec.Manifest.MediaType
 	if mt == "" {
 		mt = ocispec.MediaTypeImageManifest
@@ -200,6 +207,7 @@ func recordFromDescriptor(d ocispec.Descriptor) (Record, error) {
 		RepoTags:       tags,
 		ManifestDigest: d.Digest,
 		ManifestSize:   d.Size,
+		Synthesized:    d.Annotations[AnnotationSynthesized] == "true",
 		Manifest:       m,
 		DiffIDs:        diffIDs,
 	}, nil

@@ -73,6 +73,25 @@ func (s *Store) ReadStaging(name string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// OpenStaging opens staging file name for reading: the bytes of a blob a
+// load has staged and verified but not committed yet, served while the load
+// goes on. The file stays readable after Commit renames it into blobs/ or
+// RemoveStaging drops it.
+func (s *Store) OpenStaging(name string) (*os.File, error) {
+	if !strings.HasPrefix(name, stagingDir+"/") {
+		return nil, fmt.Errorf("open staging file %q: not a staging name", name)
+	}
+	f, err := s.root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open staging file: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open staging file %s: not a regular file", name)
+	}
+	return f, nil
+}
+
 // CheckWritable reports whether an image could be stored now: it creates a
 // staging file and removes it. A read-only file system, a store directory
 // owned by someone else or no inode left gives the error of the create.

@@ -407,8 +407,8 @@ type displayLoader struct {
 	d      *display
 }
 
-func (l displayLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform) (dockersave.Image, func(), error) {
-	img, release, err := l.loader.Load(ctx, ref, platform)
+func (l displayLoader) Load(ctx context.Context, ref string, platform *ocispec.Platform, opts ...dockersave.LoadOption) (dockersave.Image, func(), error) {
+	img, release, err := l.loader.Load(ctx, ref, platform, opts...)
 	if l.d != nil {
 		l.d.loaded(img, err)
 	}

@@ -365,12 +365,12 @@ type fixtureDaemon struct {
 	images map[string]string
 }
 
-func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
+func (d fixtureDaemon) Load(ctx context.Context, ref string, p *ocispec.Platform, opts ...dockersave.LoadOption) (dockersave.Image, func(), error) {
 	archive, ok := d.images[ref]
 	if !ok {
 		return dockersave.Image{}, nil, &engine.NotFoundError{Ref: ref}
 	}
-	return d.loader.Load(ctx, archive, p)
+	return d.loader.Load(ctx, archive, p, opts...)
 }
 
 // newSidecar starts a sidecar (the sidecar package, as serve wires it) on
