@@ -36,9 +36,9 @@ type timedLoader struct {
 	d *time.Duration
 }
 
-func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform) (dockersave.Image, func(), error) {
+func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform, opts ...dockersave.LoadOption) (dockersave.Image, func(), error) {
 	start := time.Now()
-	img, release, err := t.l.Load(ctx, ref, p)
+	img, release, err := t.l.Load(ctx, ref, p, opts...)
 	*t.d = time.Since(start)
 	return img, release, err
 }
