@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -120,6 +122,14 @@ type Staged struct {
 // decides and deletes: a blob Commit finds in blobs/ stays there until the
 // record referencing it is in index.json.
 //
+// A Commit that fails leaves nothing visible: before it releases the
+// index lock, it removes the blobs it put into blobs/ itself (never one
+// that was there already, which another record may reference), then any
+// other blob no record references (see Open). Its staging files that were
+// not published stay for the caller to remove. The one exception is a
+// failure to sync the store directory after index.json was replaced: the
+// record is then in index.json and its blobs stay.
+//
 // The record replaces every record for (rec.ID, rec.Platform) when the
 // image's lock is held: held is that lock when the caller holds it
 // (LockImage); with nil, Commit tries to take it without waiting. When
@@ -152,34 +162,8 @@ func (s *Store) Commit(ctx context.Context, rec Record, manifest []byte, blobs [
 		return nil, err
 	}
 	defer il.unlock()
-	manifestStaged := false
-	for _, b := range blobs {
-		if err := s.publish(b); err != nil {
-			return nil, err
-		}
-		manifestStaged = manifestStaged || b.Digest == rec.ManifestDigest
-	}
-	if !manifestStaged && !s.hasBlob(rec.ManifestDigest, int64(len(manifest))) {
-		if err := s.writeFileAtomic(blobPath(rec.ManifestDigest), manifest); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.syncDir(blobsDir); err != nil {
-		return nil, err
-	}
-	if err := s.touch(rec.ID, rec.Platform); err != nil {
-		return nil, err
-	}
-	desc := descriptorFor(rec, manifest)
-	key := desc.Annotations[AnnotationPlatform]
-	err = s.updateIndexLocked(func(idx *ocispec.Index) {
-		idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
-			return recordMatches(d, rec.ID, key) && (held != nil || d.Digest == desc.Digest)
-		})
-		idx.Manifests = append(idx.Manifests, desc)
-	})
-	if err != nil {
-		return nil, err
+	if err := s.publishImage(rec, manifest, blobs, held != nil); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rec.ManifestDigest, err)
 	}
 	// The exclusive lock must go before a shared one can be had; in the
 	// gap only another export of this image could take it (Prune needs
@@ -191,29 +175,152 @@ func (s *Store) Commit(ctx context.Context, rec Record, manifest []byte, blobs [
 	return nil, nil
 }
 
+// publishImage is Commit's work under the index lock: publish the blobs
+// and the manifest, mark the image used, write its record; on a failure,
+// undo what is visible. replace is whether every record of the image is
+// replaced (Commit holds the image's lock) or only one of the same
+// manifest.
+func (s *Store) publishImage(rec Record, manifest []byte, blobs []Staged, replace bool) (err error) {
+	// added are the blobs this call put into blobs/: on a failure, they
+	// are removed, and nothing else that was there before.
+	var added []digest.Digest
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.unpublishLocked(added))
+		}
+	}()
+	manifestStaged := false
+	for _, b := range blobs {
+		put, err := s.publish(b)
+		if put {
+			added = append(added, b.Digest)
+		}
+		if err != nil {
+			return err
+		}
+		manifestStaged = manifestStaged || b.Digest == rec.ManifestDigest
+	}
+	if !manifestStaged && !s.hasBlob(rec.ManifestDigest, int64(len(manifest))) {
+		if err := s.replaceFile(blobPath(rec.ManifestDigest), manifest); err != nil {
+			return err
+		}
+		added = append(added, rec.ManifestDigest)
+	}
+	if err := s.syncDir(blobsDir); err != nil {
+		return err
+	}
+	if err := s.touch(rec.ID, rec.Platform); err != nil {
+		return err
+	}
+	idx, err := s.readIndex()
+	if errors.Is(err, fs.ErrNotExist) {
+		idx, err = ocispec.Index{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	desc := descriptorFor(rec, manifest)
+	key := desc.Annotations[AnnotationPlatform]
+	idx.Manifests = slices.DeleteFunc(idx.Manifests, func(d ocispec.Descriptor) bool {
+		return recordMatches(d, rec.ID, key) && (replace || d.Digest == desc.Digest)
+	})
+	idx.Manifests = append(idx.Manifests, desc)
+	data, err := encodeIndex(idx)
+	if err != nil {
+		return err
+	}
+	if err := s.replaceFile(indexFile, data); err != nil {
+		return err
+	}
+	// The record is in index.json: its blobs are referenced and stay,
+	// even if this fsync fails (a crash may then lose the record, and the
+	// next Open collects the blobs).
+	added = nil
+	return s.syncDir(".")
+}
+
+// unpublishLocked removes blobs a failed Commit put into blobs/ (the
+// caller holds the index lock throughout, so no record references them and
+// no other Commit counted on them; a load that linked one meanwhile keeps
+// its link), then collects any other orphan. A blob it cannot remove stays
+// an orphan, collected by the next Open.
+func (s *Store) unpublishLocked(added []digest.Digest) error {
+	var errs []error
+	for _, d := range added {
+		if err := s.root.Remove(blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove blob %s of the failed commit: %w", d, err))
+		}
+	}
+	if len(added) > 0 {
+		_ = s.syncDir(blobsDir)
+	}
+	// Best effort, and after the rollback: the index it reads may be
+	// what failed.
+	_ = s.removeOrphansLocked()
+	return errors.Join(errs...)
+}
+
 // publish renames a staged blob to blobs/sha256/<hex>, or drops the staging
-// copy when an identical blob is already there. The caller holds the index
-// lock.
-func (s *Store) publish(b Staged) error {
+// copy when an identical blob is already there. put is whether the blob is
+// in blobs/ because of this call. The caller holds the index lock.
+func (s *Store) publish(b Staged) (put bool, err error) {
 	if b.Name == "" {
-		return nil
+		return false, nil
 	}
 	if err := CheckDigest(b.Digest); err != nil {
-		return fmt.Errorf("publish blob: %w", err)
+		return false, fmt.Errorf("publish blob: %w", err)
 	}
 	if s.hasBlob(b.Digest, b.Size) {
 		s.RemoveStaging(b.Name)
-		return nil
+		return false, nil
 	}
 	// A hard link to a blob Prune deleted meanwhile is read-only already
 	// (and may belong to another user of a shared store).
 	if fi, err := s.root.Lstat(b.Name); err != nil || fi.Mode().Perm() != 0o444 {
 		if err := s.root.Chmod(b.Name, 0o444); err != nil {
-			return fmt.Errorf("publish blob %s: %w", b.Digest, err)
+			return false, fmt.Errorf("publish blob %s: %w", b.Digest, err)
 		}
 	}
 	if err := s.root.Rename(b.Name, blobPath(b.Digest)); err != nil {
-		return fmt.Errorf("publish blob %s: %w", b.Digest, err)
+		return false, fmt.Errorf("publish blob %s: %w", b.Digest, err)
 	}
-	return nil
+	return true, nil
+}
+
+// removeOrphansLocked deletes the blobs no record of index.json references
+// (see records: records written by other tools keep what they reference)
+// and the temp files of interrupted writes in blobs/ and of index.json. The
+// caller holds the index lock, under which every write into blobs/ and of
+// index.json happens: nothing it deletes belongs to a Commit in progress.
+// It deletes nothing when index.json cannot be read.
+func (s *Store) removeOrphansLocked() error {
+	sizes, interrupted, err := s.blobSizes()
+	if err != nil {
+		return err
+	}
+	for _, name := range interrupted {
+		_ = s.root.Remove(name)
+	}
+	idx, err := s.readIndex()
+	if err != nil {
+		return err
+	}
+	recs, foreign := s.records(idx)
+	refs := countRefs(recs, foreign)
+	var errs []error
+	removed := false
+	for d := range sizes {
+		if refs[d] > 0 {
+			continue
+		}
+		if err := s.root.Remove(blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = true
+	}
+	if removed {
+		errs = append(errs, s.syncDir(blobsDir))
+	}
+	return errors.Join(errs...)
 }

@@ -1,13 +1,16 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +18,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 var linuxAMD64 = ocispec.Platform{OS: "linux", Architecture: "amd64"}
@@ -95,6 +100,19 @@ func stage(t testing.TB, s *Store, b []byte) Staged {
 // then committed. The image is left unpinned.
 func commitImage(t testing.TB, s *Store, tag string, layers ...[]byte) Record {
 	t.Helper()
+	rec, mb, blobs := stageImage(t, s, tag, layers...)
+	pin, err := s.Commit(context.Background(), rec, mb, blobs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin.Release()
+	return rec
+}
+
+// stageImage stages an image as commitImage does, without committing it:
+// its record, manifest and staged blobs (the manifest is not among them).
+func stageImage(t testing.TB, s *Store, tag string, layers ...[]byte) (Record, []byte, []Staged) {
+	t.Helper()
 	diffIDs := make([]digest.Digest, len(layers))
 	for i, l := range layers {
 		diffIDs[i] = digest.FromBytes(l)
@@ -122,12 +140,7 @@ func commitImage(t testing.TB, s *Store, tag string, layers ...[]byte) Record {
 		Manifest:       m,
 		DiffIDs:        diffIDs,
 	}
-	pin, err := s.Commit(context.Background(), rec, mb, blobs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pin.Release()
-	return rec
+	return rec, mb, blobs
 }
 
 // recordBlobs are the descriptors of every blob an image needs.
@@ -177,4 +190,72 @@ func pin(ctx context.Context, s *Store, rec Record) (func(), error) {
 		return nil, err
 	}
 	return p.Release, nil
+}
+
+// helperProcess is the test binary run again to run one helper test (a
+// Test...Helper that skips unless its environment variable is set), as
+// another process using the same store would.
+type helperProcess struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+// startHelper starts helper test name with env (NAME=value) added. It is
+// killed at the test's wait bound, and when the test ends.
+func startHelper(t *testing.T, name, env string) *helperProcess {
+	t.Helper()
+	cmd := exec.CommandContext(testwait.Context(t), os.Args[0], "-test.run=^"+name+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return &helperProcess{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+}
+
+// line reads the helper's next line of output, without its newline. The
+// read ends with the helper (killed at the test's bound at the latest).
+func (h *helperProcess) line(t *testing.T) string {
+	t.Helper()
+	line, err := h.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper said %q, then %v", line, err)
+	}
+	return line[:len(line)-1]
+}
+
+// kill ends the helper with SIGKILL, as kill -9 does, and waits for it.
+func (h *helperProcess) kill(t *testing.T) {
+	t.Helper()
+	if err := h.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, h.out)
+	if err := h.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("helper: %v, want killed", err)
+	}
+}
+
+// finish closes the helper's stdin, which tells it to end, and waits for
+// it to exit successfully.
+func (h *helperProcess) finish(t *testing.T) {
+	t.Helper()
+	h.stdin.Close()
+	go io.Copy(io.Discard, h.out)
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
 }

@@ -51,6 +51,10 @@ type Store struct {
 	// files and of directories: tests only (fuzzing), never in production,
 	// where a crash must not leave a record of a blob that is not on disk.
 	noSync bool
+	// beforeReplace, when set, is called before name (store-relative) is
+	// written by replaceFile; an error fails the write as the file system
+	// would: tests only, to fail index.json's write.
+	beforeReplace func(name string) error
 }
 
 // Option configures a Store.
@@ -67,8 +71,15 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 func WithLockWait(fn func(lock string)) Option { return func(s *Store) { s.onLockWait = fn } }
 
 // Open opens (creating if needed) the store in dir, usually
-// $XDG_CACHE_HOME/layerbridge chosen by the caller. Staging files older than a
-// day, left by killed processes, are removed. Close releases the directory.
+// $XDG_CACHE_HOME/layerbridge chosen by the caller. Close releases the
+// directory.
+//
+// Open also removes what processes that died left (best effort, without
+// waiting, ignoring errors: a read-only store opens as it is): staging
+// files older than a day, and, when no other process holds the index lock
+// at that moment, the blobs no record of index.json references, which a
+// process killed in Commit between publishing its blobs and writing
+// index.json leaves.
 func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -101,6 +112,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		}
 	}
 	s.removeStaleStaging()
+	if l, ok, err := tryLockFile(s.lockPath(indexLock), unix.LOCK_EX); err == nil && ok {
+		_ = s.removeOrphansLocked()
+		l.unlock()
+	}
 	return s, nil
 }
 
@@ -193,6 +208,21 @@ func randomSuffix() string {
 // writeFileAtomic writes name (store-relative) via a temp file in the same
 // directory, fsync, rename, and fsync of the directory.
 func (s *Store) writeFileAtomic(name string, data []byte) error {
+	if err := s.replaceFile(name, data); err != nil {
+		return err
+	}
+	return s.syncDir(path.Dir(name))
+}
+
+// replaceFile is writeFileAtomic without the fsync of the directory: once
+// it returns nil, name has the new content (durably after syncDir); on an
+// error, name is as it was and no temp file is left.
+func (s *Store) replaceFile(name string, data []byte) error {
+	if s.beforeReplace != nil {
+		if err := s.beforeReplace(name); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
 	dir := path.Dir(name)
 	tmp := path.Join(dir, "."+path.Base(name)+".tmp-"+randomSuffix())
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -213,7 +243,7 @@ func (s *Store) writeFileAtomic(name string, data []byte) error {
 		_ = s.root.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	return s.syncDir(dir)
+	return nil
 }
 
 func (s *Store) syncDir(dir string) error {
@@ -277,6 +307,14 @@ func (s *Store) updateIndexLocked(fn func(*ocispec.Index)) error {
 
 // writeIndex replaces index.json atomically; the caller holds the index lock.
 func (s *Store) writeIndex(idx ocispec.Index) error {
+	data, err := encodeIndex(idx)
+	if err != nil {
+		return err
+	}
+	return s.writeFileAtomic(indexFile, data)
+}
+
+func encodeIndex(idx ocispec.Index) ([]byte, error) {
 	idx.SchemaVersion = 2
 	idx.MediaType = ocispec.MediaTypeImageIndex
 	if idx.Manifests == nil {
@@ -284,7 +322,7 @@ func (s *Store) writeIndex(idx ocispec.Index) error {
 	}
 	data, err := json.Marshal(idx)
 	if err != nil {
-		return fmt.Errorf("encode store index: %w", err)
+		return nil, fmt.Errorf("encode store index: %w", err)
 	}
-	return s.writeFileAtomic(indexFile, data)
+	return data, nil
 }
