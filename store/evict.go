@@ -212,8 +212,8 @@ type PruneResult struct {
 // evicted image's record leaves index.json before any of its blobs is
 // deleted, and a blob is deleted only once no remaining record references
 // it, so images sharing layers keep them. maxBytes 0 evicts everything
-// unpinned. Whatever the size, it also removes staging files older than a
-// day and lock files of images no longer recorded.
+// unpinned. Whatever the size, it also removes the staging files of Stores
+// that are gone (see Open) and lock files of images no longer recorded.
 //
 // Only pins protect blobs: files already open stay readable after their
 // blob is deleted, but OpenBlob of an unpinned image's digest may fail
@@ -234,7 +234,7 @@ func (s *Store) Prune(ctx context.Context, maxBytes int64) (PruneResult, error) 
 	}
 	defer il.unlock()
 
-	s.removeStaleStaging()
+	s.removeDeadStaging()
 	sizes, interrupted, err := s.blobSizes()
 	if err != nil {
 		return PruneResult{}, fmt.Errorf("prune store: %w", err)

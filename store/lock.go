@@ -79,6 +79,37 @@ func tryLockFile(path string, how int) (l *fileLock, ok bool, err error) {
 	}
 }
 
+// tryLockExisting is tryLockFile for a lock file someone else created: it
+// never creates path (a lock on a file it created would prove nothing), and
+// opens it read-only (flock needs no more), so it works on a read-only
+// store. exists is false when there is no file at path; ok is false when
+// another open file description holds a conflicting lock, or the file was
+// replaced meanwhile (its new owner is alive).
+func tryLockExisting(path string, how int) (l *fileLock, ok, exists bool, err error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, false, false, nil
+	}
+	if err != nil {
+		return nil, false, true, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	err = flock(fd, how|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		unix.Close(fd)
+		return nil, false, true, nil
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, false, true, fmt.Errorf("lock %s: %w", path, err)
+	}
+	same, err := stillAt(fd, path)
+	if err != nil || !same {
+		unix.Close(fd)
+		return nil, false, true, err
+	}
+	return &fileLock{fd: fd, path: path}, true, true, nil
+}
+
 // waitLock blocks in flock until the lock is granted or ctx ends. It returns
 // a nil lock and no error when the file it got was unlinked meanwhile.
 func waitLock(ctx context.Context, path string, how int) (*fileLock, error) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/layerbridge/layerbridge/blobs"
@@ -55,6 +56,11 @@ type Store struct {
 	// written by replaceFile; an error fails the write as the file system
 	// would: tests only, to fail index.json's write.
 	beforeReplace func(name string) error
+
+	// ownerMu guards owner and closed (see stagingPrefix).
+	ownerMu sync.Mutex
+	owner   *stagingOwner
+	closed  bool
 }
 
 // Option configures a Store.
@@ -75,11 +81,11 @@ func WithLockWait(fn func(lock string)) Option { return func(s *Store) { s.onLoc
 // directory.
 //
 // Open also removes what processes that died left (best effort, without
-// waiting, ignoring errors: a read-only store opens as it is): staging
-// files older than a day, and, when no other process holds the index lock
-// at that moment, the blobs no record of index.json references, which a
-// process killed in Commit between publishing its blobs and writing
-// index.json leaves.
+// waiting, ignoring errors: a read-only store opens as it is): the staging
+// files of Stores that are gone (see CreateStaging), and, when no other
+// process holds the index lock at that moment, the blobs no record of
+// index.json references, which a process killed in Commit between
+// publishing its blobs and writing index.json leaves.
 func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -111,7 +117,11 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 	}
-	s.removeStaleStaging()
+	s.removeDeadStaging()
+	// The owner of this Store's staging files, now so that the Store
+	// holds the same descriptors until Close; on a read-only store, at
+	// the first staging file instead.
+	_, _ = s.stagingPrefix()
 	if l, ok, err := tryLockFile(s.lockPath(indexLock), unix.LOCK_EX); err == nil && ok {
 		_ = s.removeOrphansLocked()
 		l.unlock()
@@ -119,9 +129,13 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the store directory. Files already opened with OpenBlob stay
-// usable.
-func (s *Store) Close() error { return s.root.Close() }
+// Close releases the store directory, removing the staging files of this
+// Store that were not committed (a load still running fails). Files
+// already opened with OpenBlob or OpenStaging stay usable.
+func (s *Store) Close() error {
+	s.releaseOwner()
+	return s.root.Close()
+}
 
 // Dir is the directory the store was opened on.
 func (s *Store) Dir() string { return s.dir }

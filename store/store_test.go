@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +115,142 @@ func TestStaleStagingRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Error("fresh staging file (maybe another process's) removed")
+	}
+}
+
+const stagingHelperEnv = "LAYERBRIDGE_TEST_STAGING_HELPER"
+
+// TestStagingHelperProcess is not a test: TestStagingOfDeadProcess runs
+// the test binary again with it, as a load in another process. In the
+// store its environment names, it stages part of a layer (the file left
+// open, as mid-load) and links a stored blob (the digest after the
+// directory), prints both staging names, and closes the store when its
+// stdin closes.
+func TestStagingHelperProcess(t *testing.T) {
+	spec := os.Getenv(stagingHelperEnv)
+	if spec == "" {
+		t.Skip("helper process for TestStagingOfDeadProcess")
+	}
+	dir, stored, _ := strings.Cut(spec, "\n")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, name, err := s.CreateStaging()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(randomLayer(t, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	link := s.LinkStaging(digest.Digest(stored), -1)
+	if link == "" {
+		t.Fatal("no link to", stored)
+	}
+	fmt.Println(name, link)
+	io.Copy(io.Discard, os.Stdin)
+	f.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStagingOfDeadProcess: the staging files of a process killed
+// (SIGKILL) mid-load are removed by the next Open, or Prune, of any Store
+// on the directory, not a day later; those of a live process (another one,
+// or a Store of this process) are never touched, and a Store removes its
+// own when it is closed.
+func TestStagingOfDeadProcess(t *testing.T) {
+	for _, sweep := range []string{"Open", "Prune"} {
+		t.Run(sweep, func(t *testing.T) {
+			s := openTestStore(t)
+			img := commitImage(t, s, "a:1", randomLayer(t, 4<<10))
+			env := stagingHelperEnv + "=" + s.Dir() + "\n" + img.Manifest.Layers[0].Digest.String()
+			killed, live := startHelper(t, "TestStagingHelperProcess", env), startHelper(t, "TestStagingHelperProcess", env)
+			killedFiles, liveFiles := strings.Fields(killed.line(t)), strings.Fields(live.line(t))
+			own := stage(t, s, []byte("this process's load"))
+			staged := func(names []string) (n int) {
+				for _, name := range names {
+					if _, err := os.Lstat(filepath.Join(s.Dir(), name)); err == nil {
+						n++
+					}
+				}
+				return n
+			}
+			all := append(append(append([]string(nil), killedFiles...), liveFiles...), own.Name)
+			if n := staged(all); n != 5 {
+				t.Fatalf("%d of the staging files %v exist, want 5", n, all)
+			}
+			sweepNow := func() {
+				t.Helper()
+				if sweep == "Prune" {
+					mustPrune(t, s, 1<<40)
+					return
+				}
+				s2, err := Open(s.Dir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				s2.Close()
+			}
+
+			// While all live, nothing goes.
+			sweepNow()
+			if n := staged(all); n != 5 {
+				t.Fatalf("%d of the live processes' 5 staging files left", n)
+			}
+
+			killed.kill(t)
+			sweepNow()
+			if n := staged(killedFiles); n != 0 {
+				t.Errorf("%d staging files of the killed process left", n)
+			}
+			if n := staged(liveFiles) + staged([]string{own.Name}); n != 3 {
+				t.Errorf("%d of the live processes' 3 staging files left", n)
+			}
+			if owners, _ := filepath.Glob(filepath.Join(s.Dir(), locksDir, ownerLockPrefix+"*")); len(owners) != 2 {
+				t.Errorf("owner lock files %v, want the two live ones", owners)
+			}
+
+			// Closing removes a Store's own staging files and owner.
+			live.finish(t)
+			mustDo(t, s.Close())
+			if left, _ := os.ReadDir(filepath.Join(s.Dir(), stagingDir)); len(left) != 0 {
+				t.Errorf("staging files left after every Store closed: %v", left)
+			}
+			if owners, _ := filepath.Glob(filepath.Join(s.Dir(), locksDir, ownerLockPrefix+"*")); len(owners) != 0 {
+				t.Errorf("owner lock files left after every Store closed: %v", owners)
+			}
+		})
+	}
+}
+
+// TestStagingWithoutOwnerFile: a staging file whose owner lock file is
+// missing (deleted by hand) is treated as one without an owner: kept
+// until a day old.
+func TestStagingWithoutOwnerFile(t *testing.T) {
+	s := openTestStore(t)
+	b := stage(t, s, []byte("x"))
+	owners, _ := filepath.Glob(filepath.Join(s.Dir(), locksDir, ownerLockPrefix+"*"))
+	if len(owners) != 1 {
+		t.Fatalf("owner lock files %v, want one", owners)
+	}
+	mustDo(t, os.Remove(owners[0]))
+	s2, err := Open(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if _, err := os.Stat(filepath.Join(s.Dir(), b.Name)); err != nil {
+		t.Fatalf("a fresh staging file without its owner file removed: %v", err)
+	}
+	later, err := Open(s.Dir(), WithClock(func() time.Time { return time.Now().Add(25 * time.Hour) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later.Close()
+	if _, err := os.Stat(filepath.Join(s.Dir(), b.Name)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a day-old staging file without its owner file kept: %v", err)
 	}
 }
 
