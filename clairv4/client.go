@@ -92,6 +92,15 @@ func New(base *url.URL, opts ...Option) *Client {
 	return c
 }
 
+// Issuer is the issuer of the tokens the client signs its requests with
+// (WithPSK), or "" when it sends none.
+func (c *Client) Issuer() string {
+	if c.psk == nil {
+		return ""
+	}
+	return c.psk.issuer
+}
+
 // endpoint returns base joined with the path segments, each escaped.
 func (c *Client) endpoint(segments ...string) *url.URL {
 	return clairhttp.Endpoint(c.base, segments...)

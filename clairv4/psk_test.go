@@ -165,3 +165,22 @@ func httptestRequest(t *testing.T) *http.Request {
 	t.Helper()
 	return httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/indexer/api/v1/index_state", nil)
 }
+
+// Issuer says whose tokens the client signs, so that callers can tell
+// "auth required" from "auth rejected" and name the issuer.
+func TestIssuer(t *testing.T) {
+	u := mustURL(t, "http://clair:6060")
+	for _, tt := range []struct {
+		opts []Option
+		want string
+	}{
+		{nil, ""},
+		{[]Option{WithPSK(testPSK, "layerbridge")}, "layerbridge"},
+		{[]Option{WithPSK(testPSK, "")}, IntraserviceIssuer},
+		{[]Option{WithPSK("not base64!", "layerbridge")}, ""},
+	} {
+		if got := New(u, tt.opts...).Issuer(); got != tt.want {
+			t.Errorf("Issuer() = %q, want %q", got, tt.want)
+		}
+	}
+}

@@ -4,46 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
 var clairChecks = []string{CheckClairReachable, CheckClairAPI, CheckClairVersion, CheckClairAuth, CheckClairVulnDB}
 
-func (r *run) clients() (*clairv4.Client, *clairv2.Client) {
-	hc := r.cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	o4 := []clairv4.Option{clairv4.WithHTTPClient(hc), clairv4.WithLogger(r.log)}
-	if r.cfg.PSK != "" {
-		o4 = append(o4, clairv4.WithPSK(r.cfg.PSK, r.cfg.PSKIssuer))
-	}
-	return clairv4.New(r.cfg.Clair, o4...), clairv2.New(r.cfg.Clair, clairv2.WithHTTPClient(hc), clairv2.WithLogger(r.log))
-}
-
 // clair finds out whether Clair answers, which API it speaks (and so whether
 // the requested one is right), which version, whether it accepts our
 // credentials and whether it holds vulnerability data.
 func (r *run) clair(ctx context.Context) {
-	if r.cfg.Clair == nil {
+	if r.cfg.Clair.URL == nil {
 		r.skip("no clair url given", clairChecks...)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Wait)
 	defer cancel()
-	u := r.cfg.Clair.Redacted()
-	want := r.cfg.API
+	u := r.cfg.Clair.URL.Redacted()
+	want := r.cfg.Clair.API
 	if want == "" {
 		want = scan.APIAuto
 	}
-	v4, v2 := r.clients()
+	v4, v2 := r.cfg.Clair.V4, r.cfg.Clair.V2
 	start := time.Now()
-	api, err := scan.DetectAPI(ctx, r.cfg.Clair, want, v4, v2, r.cfg.PSK != "")
+	api, err := scan.DetectAPI(ctx, r.cfg.Clair)
 	took := time.Since(start).Round(time.Millisecond)
 
 	var (
@@ -57,7 +43,7 @@ func (r *run) clair(ctx context.Context) {
 		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered in %s", u, took), "")
 		r.add(CheckClairAPI, Passed, apiEvidence(api, want), "")
 	case errors.As(err, &down):
-		r.add(CheckClairReachable, Failed, down.Error(), clairDownFix(r.cfg.Clair.Hostname()))
+		r.add(CheckClairReachable, Failed, down.Error(), clairDownFix(r.cfg.Clair.URL.Hostname()))
 		r.skip("clair did not answer", clairChecks[1:]...)
 		return
 	case errors.As(err, &auth):
@@ -95,7 +81,7 @@ func (r *run) clair(ctx context.Context) {
 	switch api {
 	case scan.APIv4:
 		r.versionV4(ctx, v4)
-		if r.cfg.PSK != "" {
+		if r.cfg.Clair.V4.Issuer() != "" {
 			r.add(CheckClairAuth, Passed, fmt.Sprintf("Clair accepted a token signed with --clair-psk (issuer %q), or checks none", r.issuer()), "")
 		} else {
 			r.add(CheckClairAuth, Passed, "Clair answered without a token: no authentication configured", "")
@@ -112,12 +98,7 @@ func (r *run) clair(ctx context.Context) {
 	}
 }
 
-func (r *run) issuer() string {
-	if r.cfg.PSKIssuer == "" {
-		return clairv4.IntraserviceIssuer
-	}
-	return r.cfg.PSKIssuer
-}
+func (r *run) issuer() string { return r.cfg.Clair.V4.Issuer() }
 
 func (r *run) versionV4(ctx context.Context, c *clairv4.Client) {
 	v, err := c.OpenAPIVersion(ctx)

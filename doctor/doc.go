@@ -2,7 +2,8 @@
 // returns one structured Result per check: what was found (the evidence),
 // whether it passed, and the fix. Its one job is diagnosis: it prints
 // nothing, reads no flags and no environment variables (the caller passes
-// the Docker endpoint, the cache directory, Clair's URL and the addresses),
+// the Docker endpoint, the cache directory, the Clair to check with the
+// clients a scan would use, and the addresses),
 // and it never changes the user's setup.
 //
 // The checks run in order, each group using what the previous one learned:

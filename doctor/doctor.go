@@ -3,7 +3,6 @@ package doctor
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/scan"
 )
 
 // Status is the outcome of one check.
@@ -82,15 +82,10 @@ type Config struct {
 	// CacheDir is the image cache a scan would write to. It is not created.
 	CacheDir string
 
-	// Clair is Clair's base URL; nil skips the Clair and reachability checks.
-	Clair *url.URL
-	// API is "auto" (or ""), "v4" or "v2", as scan's Config.API.
-	API string
-	// PSK is Clair 4's auth.psk.key (base64) and PSKIssuer the issuer; ""
-	// sends no token.
-	PSK, PSKIssuer string
-	// HTTPClient is used for every request to Clair; nil: a new client.
-	HTTPClient *http.Client
+	// Clair is the Clair to check, with the API expected of it and the
+	// clients a scan would use (scan.NewClair); a nil Clair.URL skips the
+	// Clair and reachability checks.
+	Clair scan.Clair
 
 	// Listen and Advertise are the scan's --listen and --advertise: the
 	// canary layer is served exactly where a scan would serve layers.

@@ -21,6 +21,7 @@ import (
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/scan"
 )
 
 const alpineInspect = `{"Id":"sha256:a187dde48cd289ac374ad8539930628314bc581a481cdb41409c9289419ddb72","RepoTags":["alpine:3.11"],
@@ -49,7 +50,7 @@ func baseConfig(t *testing.T, clair *url.URL) Config {
 		Docker:   startDaemon(t, healthyDaemon()),
 		Image:    "alpine:3.11",
 		CacheDir: filepath.Join(t.TempDir(), "cache"),
-		Clair:    clair,
+		Clair:    clairAt(clair, ""),
 		Listen:   "127.0.0.1:0",
 		Wait:     20 * time.Second,
 		TempDir:  t.TempDir(),
@@ -224,7 +225,7 @@ func TestClairDown(t *testing.T) {
 	closed := *u
 	// Nothing listens on port 1 of loopback.
 	closed.Host = "127.0.0.1:1"
-	results := Run(t.Context(), Config{Clair: &closed})
+	results := Run(t.Context(), Config{Clair: clairAt(&closed, "")})
 	expect(t, results, CheckClairReachable, Failed, []string{"cannot reach clair at http://127.0.0.1:1", "connection refused"},
 		[]string{"start Clair", "--clair", "publish its port"})
 	for _, c := range []string{CheckClairAPI, CheckReachAddress, CheckReachFetch} {
@@ -233,7 +234,7 @@ func TestClairDown(t *testing.T) {
 }
 
 func TestNotClair(t *testing.T) {
-	results := Run(t.Context(), Config{Clair: serve(t, http.NotFoundHandler())})
+	results := Run(t.Context(), Config{Clair: clairAt(serve(t, http.NotFoundHandler()), "")})
 	expect(t, results, CheckClairReachable, Passed, nil, nil)
 	expect(t, results, CheckClairAPI, Failed, []string{"neither Clair 4", "nor Clair 2"}, []string{"--clair", "health port"})
 }
@@ -242,7 +243,7 @@ func TestNotClair(t *testing.T) {
 func TestV2ClientAgainstClair4(t *testing.T) {
 	fake := &fakeclair.V4{}
 	cfg := baseConfig(t, startV4(t, fake))
-	cfg.Docker, cfg.API = nil, "v2"
+	cfg.Docker, cfg.Clair.API = nil, "v2"
 	results := Run(t.Context(), cfg)
 	expect(t, results, CheckClairAPI, Failed, []string{"--clair-api v2 asked", "is Clair 4", "404 page not found", "receiving http error: 404"},
 		[]string{"--clair-api v4", "auto"})
@@ -254,7 +255,7 @@ func TestV2ClientAgainstClair4(t *testing.T) {
 func TestV4ClientAgainstClair2(t *testing.T) {
 	_, u := startV2(t)
 	cfg := baseConfig(t, u)
-	cfg.Docker, cfg.API = nil, "v4"
+	cfg.Docker, cfg.Clair.API = nil, "v4"
 	results := Run(t.Context(), cfg)
 	expect(t, results, CheckClairAPI, Failed, []string{"--clair-api v4 asked", "is Clair 2", "404"}, []string{"--clair-api v2"})
 	expect(t, results, CheckReachFetch, Passed, []string{"analysed"}, nil)
@@ -263,7 +264,7 @@ func TestV4ClientAgainstClair2(t *testing.T) {
 func TestAuthRejected(t *testing.T) {
 	u := startV4(t, &fakeclair.V4{PSK: testPSK})
 	wrong := "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=" // base64 of another key
-	results := Run(t.Context(), Config{Clair: u, PSK: wrong, PSKIssuer: "layerbridge"})
+	results := Run(t.Context(), Config{Clair: clairAt(u, "", scan.ClairOptions{PSK: wrong, PSKIssuer: "layerbridge"})})
 	expect(t, results, CheckClairReachable, Passed, []string{"401"}, nil)
 	expect(t, results, CheckClairAPI, Passed, []string{"v4"}, nil)
 	expect(t, results, CheckClairAuth, Failed, []string{"401", `issuer "layerbridge"`, "not the one in its auth.psk"},
@@ -273,13 +274,13 @@ func TestAuthRejected(t *testing.T) {
 
 func TestAuthMissing(t *testing.T) {
 	u := startV4(t, &fakeclair.V4{PSK: testPSK})
-	expect(t, Run(t.Context(), Config{Clair: u}), CheckClairAuth, Failed, []string{"without a token", "auth.psk"}, []string{"--clair-psk"})
+	expect(t, Run(t.Context(), Config{Clair: clairAt(u, "")}), CheckClairAuth, Failed, []string{"without a token", "auth.psk"}, []string{"--clair-psk"})
 }
 
 func TestAuthAccepted(t *testing.T) {
 	fake := &fakeclair.V4{PSK: testPSK}
 	cfg := baseConfig(t, startV4(t, fake))
-	cfg.Docker, cfg.PSK, cfg.PSKIssuer = nil, testPSKBase64, "layerbridge"
+	cfg.Docker, cfg.Clair = nil, clairAt(cfg.Clair.URL, "", scan.ClairOptions{PSK: testPSKBase64, PSKIssuer: "layerbridge"})
 	results := Run(t.Context(), cfg)
 	expect(t, results, CheckClairAuth, Passed, []string{"accepted a token"}, nil)
 	expect(t, results, CheckReachFetch, Passed, []string{"downloaded"}, nil)

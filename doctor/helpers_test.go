@@ -14,6 +14,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/scan"
 )
 
 const samples = "../testdata/clair-samples"
@@ -23,6 +24,16 @@ const samples = "../testdata/clair-samples"
 var testPSK = []byte("layerbridge-test-psk-0123456789ab")
 
 var testPSKBase64 = "bGF5ZXJicmlkZ2UtdGVzdC1wc2stMDEyMzQ1Njc4OWFi"
+
+// clairAt is the Clair at u as the command builds it, expecting api ("" is
+// auto), with o's credentials (at most one ClairOptions).
+func clairAt(u *url.URL, api string, o ...scan.ClairOptions) scan.Clair {
+	var opts scan.ClairOptions
+	if len(o) > 0 {
+		opts = o[0]
+	}
+	return scan.NewClair(u, api, opts)
+}
 
 // fakeDaemon answers the Engine API calls doctor makes (ping, info, image
 // inspect), like a Docker 28 daemon on the graphdriver store unless told

@@ -32,7 +32,7 @@ var errIndexed = errors.New("canary indexed")
 // command chooses it) and scanned through the same code as `layerbridge
 // scan`; the layer server reports what arrived.
 func (r *run) reachability(ctx context.Context) {
-	if r.cfg.Clair == nil {
+	if r.cfg.Clair.URL == nil {
 		r.skip("no clair url given", CheckReachAddress, CheckReachFetch, CheckReachNetworks)
 		return
 	}
@@ -53,7 +53,7 @@ func (r *run) reachability(ctx context.Context) {
 		lister = staticContainers(containers)
 		// Where Clair is, for the network check and for the advice when
 		// Clair cannot reach the advertised address.
-		place, perr = bridge.Advertise(ctx, r.cfg.Clair, bridge.AdvertiseOptions{Containers: lister, Logger: r.log})
+		place, perr = bridge.Advertise(ctx, r.cfg.Clair.URL, bridge.AdvertiseOptions{Containers: lister, Logger: r.log})
 		r.clairContainer = place.Container
 	}
 	r.canaryScan(ctx, lister)
@@ -80,7 +80,7 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	}
 	defer c.close()
 
-	ep, err := bridge.Listen(ctx, r.cfg.Clair, bridge.ListenOptions{
+	ep, err := bridge.Listen(ctx, r.cfg.Clair.URL, bridge.ListenOptions{
 		Advertise: r.cfg.Advertise, Listen: r.cfg.Listen,
 		AdvertiseOptions: bridge.AdvertiseOptions{Containers: containers, Logger: r.log},
 	})
@@ -114,15 +114,12 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	runCtx, cancel := context.WithTimeout(runCtx, r.cfg.Wait)
 	defer cancel()
 	_, err = scan.Run(runCtx, scan.Config{
-		Image:      canaryRef,
-		Loader:     c,
-		Clair:      r.cfg.Clair,
-		API:        r.api,
-		PSK:        r.cfg.PSK,
-		PSKIssuer:  r.cfg.PSKIssuer,
-		HTTPClient: r.cfg.HTTPClient,
-		Server:     srv,
-		Base:       base,
+		Image:    canaryRef,
+		Loader:   c,
+		Clair:    r.cfg.Clair,
+		Detected: r.api,
+		Server:   srv,
+		Base:     base,
 		Stage: func(s scan.Stage) {
 			if s == scan.StageMatching {
 				stop(errIndexed)
@@ -157,7 +154,7 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 // Clair said nothing about it.
 func (r *run) indexState(ctx context.Context, manifest digest.Digest, err error) string {
 	if r.api == scan.APIv4 {
-		v4, _ := r.clients()
+		v4 := r.cfg.Clair.V4
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ir, qerr := v4.IndexReport(qctx, manifest)
 		cancel()
@@ -292,7 +289,7 @@ func redactCapability(s string) string {
 func (r *run) reachFix(base *url.URL, clairSaid string) string {
 	var parts []string
 	host := base.Hostname()
-	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() && (r.clairContainer != "" || !isLoopbackHost(r.cfg.Clair.Hostname())) {
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() && (r.clairContainer != "" || !isLoopbackHost(r.cfg.Clair.URL.Hostname())) {
 		parts = append(parts, fmt.Sprintf("%s is loopback: if Clair runs in a container or on another host, it is Clair's own loopback, not this host", host))
 	}
 	switch {
@@ -350,7 +347,7 @@ func (r *run) networks(list []bridge.Container, addr bridge.Address, advErr erro
 		return
 	}
 	if clairC == nil {
-		r.add(CheckReachNetworks, Skipped, fmt.Sprintf("clair at %s is not a container of this docker daemon (%d running)", r.cfg.Clair.Host, len(list)), "")
+		r.add(CheckReachNetworks, Skipped, fmt.Sprintf("clair at %s is not a container of this docker daemon (%d running)", r.cfg.Clair.URL.Host, len(list)), "")
 		return
 	}
 	var nets []string

@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 )
 
-// DetectAPI returns which API Clair at u speaks, "v4" or "v2". want is
-// APIAuto (probe v4, then v2), APIv4 or APIv2; an explicit want that Clair
-// does not speak is an *APIMismatchError when Clair speaks the other one.
-// withPSK says whether the v4 client sends a token (to tell "auth required"
-// from "auth rejected").
-func DetectAPI(ctx context.Context, u *url.URL, want string, v4 *clairv4.Client, v2 *clairv2.Client, withPSK bool) (string, error) {
+// DetectAPI returns which API c speaks, "v4" or "v2". c.API is APIAuto
+// (probe v4, then v2), APIv4 or APIv2; an explicit API that Clair does not
+// speak is an *APIMismatchError when Clair speaks the other one. A 401 is
+// an *AuthError saying whether the v4 client sent a token.
+func DetectAPI(ctx context.Context, c Clair) (string, error) {
+	if err := c.check(); err != nil {
+		return "", err
+	}
+	u, want, v4, v2 := c.URL, c.API, c.V4, c.V2
+	withPSK := v4.Issuer() != ""
 	probeV4 := func() (bool, error) {
 		err := v4.Probe(ctx)
 		switch {

@@ -325,19 +325,20 @@ func TestClairFaults(t *testing.T) {
 			fc.stalling = make(chan struct{}, 4)
 			clair := httptest.NewServer(fc)
 			defer clair.Close()
-			cfg := newConfig(t, clair.URL)
+			var mu sync.Mutex
+			var waits []int
+			cfg := newConfig(t, clair.URL, func(o *ClairOptions) {
+				o.Backoff = func(ctx context.Context, attempt int) error {
+					mu.Lock()
+					waits = append(waits, attempt)
+					mu.Unlock()
+					return ctx.Err()
+				}
+			})
 			if tc.image != "" {
 				cfg.Image = tc.image
 			}
 			cfg.ProbeTimeout = tc.probeTimeout
-			var mu sync.Mutex
-			var waits []int
-			cfg.Backoff = func(ctx context.Context, attempt int) error {
-				mu.Lock()
-				waits = append(waits, attempt)
-				mu.Unlock()
-				return ctx.Err()
-			}
 			cfg.Server = bridge.New()
 			layers := httptest.NewServer(cfg.Server)
 			defer layers.Close()

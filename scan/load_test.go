@@ -134,6 +134,8 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 	baseURL, _ := url.Parse(layerServer.URL)
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	clairURL, _ := url.Parse(clair.URL)
+	// One Clair value for every scan, as the sidecar has.
+	conn := NewClair(clairURL, APIAuto, ClairOptions{Backoff: noWait})
 	ctx := testwait.Context(t)
 
 	// Pruning to zero, all the time.
@@ -210,8 +212,8 @@ func TestLoadDownloadsScansAndEviction(t *testing.T) {
 			for i := range images * rounds {
 				ref := refs[(w+i)%images]
 				res, err := Run(ctx, Config{
-					Image: ref, Loader: loader, Clair: clairURL,
-					Server: srv, Base: baseURL, Backoff: noWait,
+					Image: ref, Loader: loader, Clair: conn,
+					Server: srv, Base: baseURL,
 				})
 				if err != nil {
 					t.Errorf("worker %d scan %s: %v", w, ref, err)

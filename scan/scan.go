@@ -51,11 +51,12 @@ type Config struct {
 	// image's Blobs.
 	Loader ImageLoader
 
-	Clair      *url.URL
-	API        string // APIAuto (default), APIv4 or APIv2
-	PSK        string // base64 key of Clair 4's auth.psk; "" for none
-	PSKIssuer  string
-	HTTPClient *http.Client // for requests to Clair; nil: a client without timeout
+	// Clair is the Clair to ask (NewClair).
+	Clair Clair
+	// Detected is the API Clair speaks when the caller already asked
+	// (DetectAPI's answer, which the sidecar keeps): Run then sends no
+	// probe before the scan. "" makes Run detect it, as Clair.API says.
+	Detected string
 
 	// Listen is the layer server's HOST:PORT. "" listens on the advertised
 	// address on a free port.
@@ -79,9 +80,6 @@ type Config struct {
 	// to the layer server Run starts (not with Server: that server's
 	// owner observes it), from the request's goroutine: keep it fast.
 	Fetched func(bridge.Fetch)
-
-	// Backoff overrides the Clair clients' wait between polls (tests).
-	Backoff func(ctx context.Context, attempt int) error
 
 	// ProbeTimeout bounds each probe of Clair (which API it speaks, whether
 	// it has vulnerability data), retries included: a Clair that accepts
@@ -122,28 +120,36 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Loader == nil || cfg.Clair == nil {
-		return nil, errors.New("scan: Loader and Clair are required")
+	if cfg.Loader == nil {
+		return nil, errors.New("scan: Loader is required")
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
+	if err := cfg.Clair.check(); err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
 	}
-	v4, v2 := newClients(cfg, hc, log)
+	v4, v2 := cfg.Clair.V4, cfg.Clair.V2
 	probeTimeout := cfg.ProbeTimeout
 	if probeTimeout <= 0 {
 		probeTimeout = DefaultProbeTimeout
 	}
 
 	res := &Result{}
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	api, err := DetectAPI(pctx, cfg.Clair, cfg.API, v4, v2, cfg.PSK != "")
-	cancel()
-	if err != nil {
-		return res, err
+	api := cfg.Detected
+	switch api {
+	case "":
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		var err error
+		api, err = DetectAPI(pctx, cfg.Clair)
+		cancel()
+		if err != nil {
+			return res, err
+		}
+		log.DebugContext(ctx, "clair api", "url", redact(cfg.Clair.URL), "api", api, "asked", orAuto(cfg.Clair.API), "psk", v4.Issuer() != "")
+	case APIv4, APIv2:
+		log.DebugContext(ctx, "clair api, as detected before", "url", redact(cfg.Clair.URL), "api", api)
+	default:
+		return res, fmt.Errorf("scan: detected clair api %q: want v4 or v2", api)
 	}
 	res.API = api
-	log.DebugContext(ctx, "clair api", "url", redact(cfg.Clair), "api", api, "asked", orAuto(cfg.API), "psk", cfg.PSK != "")
 
 	stage := cfg.Stage
 	if stage == nil {
@@ -172,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			opts = append(opts, bridge.WithFetchObserver(cfg.Fetched))
 		}
 		srv = bridge.New(opts...)
-		ep, err := bridge.Listen(ctx, cfg.Clair, bridge.ListenOptions{
+		ep, err := bridge.Listen(ctx, cfg.Clair.URL, bridge.ListenOptions{
 			Advertise: cfg.Advertise, Listen: cfg.Listen,
 			AdvertiseOptions: bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log},
 		})
@@ -220,7 +226,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Platform:       platforms.Format(img.Platform),
 		ManifestDigest: img.ManifestDigest.String(),
 	}
-	rep.Clair = report.Clair{URL: redact(cfg.Clair), API: api}
+	rep.Clair = report.Clair{URL: redact(cfg.Clair.URL), API: api}
 	rep.Normalize()
 	res.Report = rep
 	return res, nil
@@ -231,19 +237,6 @@ func orAuto(s string) string {
 		return APIAuto
 	}
 	return s
-}
-
-func newClients(cfg Config, hc *http.Client, log *slog.Logger) (*clairv4.Client, *clairv2.Client) {
-	o4 := []clairv4.Option{clairv4.WithHTTPClient(hc), clairv4.WithLogger(log)}
-	o2 := []clairv2.Option{clairv2.WithHTTPClient(hc), clairv2.WithLogger(log)}
-	if cfg.PSK != "" {
-		o4 = append(o4, clairv4.WithPSK(cfg.PSK, cfg.PSKIssuer))
-	}
-	if cfg.Backoff != nil {
-		o4 = append(o4, clairv4.WithBackoff(clairv4.Backoff(cfg.Backoff)))
-		o2 = append(o2, clairv2.WithBackoff(clairv2.Backoff(cfg.Backoff)))
-	}
-	return clairv4.New(cfg.Clair, o4...), clairv2.New(cfg.Clair, o2...)
 }
 
 // serve runs the layer server on ln until the returned stop is called; stop

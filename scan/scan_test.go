@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
@@ -25,7 +26,9 @@ var testPSK = []byte("layerbridge-test-psk-0123456789ab")
 
 func noWait(ctx context.Context, _ int) error { return ctx.Err() }
 
-func newConfig(t *testing.T, clair string) Config {
+// newConfig scans the alpine fixture against the Clair at clair; opts
+// configure its clients (their Backoff returns at once).
+func newConfig(t *testing.T, clair string, opts ...func(*ClairOptions)) Config {
 	t.Helper()
 	cache, err := store.Open(t.TempDir())
 	if err != nil {
@@ -36,11 +39,14 @@ func newConfig(t *testing.T, clair string) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o := ClairOptions{Backoff: noWait}
+	for _, f := range opts {
+		f(&o)
+	}
 	return Config{
-		Image:   alpineArchive,
-		Loader:  dockersave.NewLoader(cache),
-		Clair:   u,
-		Backoff: noWait,
+		Image:  alpineArchive,
+		Loader: dockersave.NewLoader(cache),
+		Clair:  NewClair(u, APIAuto, o),
 	}
 }
 
@@ -125,7 +131,7 @@ func TestScanV2PostsLayersInOrder(t *testing.T) {
 	for _, api := range []string{APIAuto, APIv2} {
 		t.Run(api, func(t *testing.T) {
 			cfg := newConfig(t, clair.URL)
-			cfg.API = api
+			cfg.Clair.API = api
 			res, err := Run(t.Context(), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -171,8 +177,10 @@ func TestScanWithPSK(t *testing.T) {
 	defer clair.Close()
 	key := base64.StdEncoding.EncodeToString(testPSK)
 
-	cfg := newConfig(t, clair.URL)
-	cfg.PSK, cfg.PSKIssuer = key, "layerbridge"
+	withPSK := func(key string) func(*ClairOptions) {
+		return func(o *ClairOptions) { o.PSK, o.PSKIssuer = key, "layerbridge" }
+	}
+	cfg := newConfig(t, clair.URL, withPSK(key))
 	if _, err := Run(t.Context(), cfg); err != nil {
 		t.Fatalf("with the right key: %v", err)
 	}
@@ -182,7 +190,7 @@ func TestScanWithPSK(t *testing.T) {
 	if _, err := Run(t.Context(), cfg); !errors.As(err, &ae) || ae.Rejected {
 		t.Fatalf("without a key: err = %v, want an AuthError saying auth is required", err)
 	}
-	cfg.PSK, cfg.PSKIssuer = base64.StdEncoding.EncodeToString([]byte("wrong key")), "layerbridge"
+	cfg = newConfig(t, clair.URL, withPSK(base64.StdEncoding.EncodeToString([]byte("wrong key"))))
 	if _, err := Run(t.Context(), cfg); !errors.As(err, &ae) || !ae.Rejected {
 		t.Fatalf("with a wrong key: err = %v, want an AuthError saying the token was rejected", err)
 	}
@@ -204,7 +212,7 @@ func TestScanWrongAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cfg := newConfig(t, tt.clair)
-		cfg.API = tt.api
+		cfg.Clair.API = tt.api
 		var me *APIMismatchError
 		_, err := Run(t.Context(), cfg)
 		if !errors.As(err, &me) || me.Want != tt.api || me.Found != tt.found {
@@ -325,5 +333,47 @@ func TestScanOnASharedLayerServer(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("GET %s after the scan: %d, want 404", grantURL, resp.StatusCode)
+	}
+}
+
+// TestScanWithTheDetectedAPI: given the API the caller detected before
+// (the sidecar keeps it), Run sends Clair no probe; without it, one.
+func TestScanWithTheDetectedAPI(t *testing.T) {
+	var mu sync.Mutex
+	probes := 0
+	fake := &fakeclair.V4{Samples: samples}
+	clair := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/indexer/api/v1/index_state" {
+			mu.Lock()
+			probes++
+			mu.Unlock()
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	defer clair.Close()
+	for _, tt := range []struct {
+		detected string
+		probes   int
+	}{{APIv4, 0}, {"", 1}} {
+		mu.Lock()
+		probes = 0
+		mu.Unlock()
+		cfg := newConfig(t, clair.URL)
+		cfg.Detected = tt.detected
+		res, err := Run(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got := probes
+		mu.Unlock()
+		if got != tt.probes || res.API != APIv4 || len(pairs(res)) != 17 {
+			t.Errorf("detected %q: %d probes, api %s, %d pairs; want %d probes and the 17 pairs of v4", tt.detected, got, res.API, len(pairs(res)), tt.probes)
+		}
+	}
+	cfg := newConfig(t, clair.URL)
+	cfg.Detected = "v3"
+	if _, err := Run(t.Context(), cfg); err == nil {
+		t.Error("Run accepted a detected API that does not exist")
 	}
 }

@@ -261,7 +261,7 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 // Ready runs the readiness checks: not draining; the store can be written
 // (when Config.Store is set); the Docker daemon answers engine.Probe
 // (when Config.Engine is set); Clair answers scan.DetectAPI with the
-// configured API. All but the first are probes, run concurrently, bounded
+// configured API (which scans then use without probing again). All but the first are probes, run concurrently, bounded
 // by ten seconds, and their result is reused for five seconds: callers
 // asking meanwhile, or while they run, share one probe of each.
 func (s *Service) Ready(ctx context.Context) Readiness {
@@ -359,12 +359,13 @@ func (s *Service) probe(ctx context.Context) []Check {
 	}
 	wg.Go(func() {
 		clair = Check{Name: "clair"}
-		api, err := scan.DetectAPI(ctx, s.cfg.Clair, s.cfg.API, s.v4, s.v2, s.cfg.PSK != "")
+		api, err := scan.DetectAPI(ctx, s.cfg.Clair)
 		if err != nil {
 			clair.Detail = err.Error()
 			return
 		}
-		clair.OK, clair.Detail = true, fmt.Sprintf("clair %s API at %s", api, s.cfg.Clair.Redacted())
+		s.api.set(api)
+		clair.OK, clair.Detail = true, fmt.Sprintf("clair %s API at %s", api, s.cfg.Clair.URL.Redacted())
 	})
 	wg.Wait()
 	var checks []Check

@@ -23,6 +23,8 @@ import (
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/report"
+	"github.com/layerbridge/layerbridge/scan"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
@@ -81,7 +83,7 @@ func TestReadyz(t *testing.T) {
 			e := newEnv(t, withConfig(func(c *sidecar.Config) {
 				c.Engine = engineAt(tt.docker)
 				if tt.clairDown {
-					c.Clair = clairDown
+					c.Clair = scan.NewClair(clairDown, scan.APIAuto, scan.ClairOptions{})
 				}
 			}))
 			resp, body := e.do(t, "GET", "/readyz", "")
@@ -173,7 +175,7 @@ func TestReadyzProbesAreCached(t *testing.T) {
 	t.Cleanup(docker.Close)
 	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	e := newEnv(t, withConfig(func(c *sidecar.Config) {
-		c.Clair = mustURL(t, clair.URL)
+		c.Clair = scan.NewClair(mustURL(t, clair.URL), scan.APIAuto, scan.ClairOptions{})
 		c.Engine = engineAt(engine.Endpoint{Host: "tcp://" + docker.Listener.Addr().String(), Source: "test"})
 		c.Now = clock.Now
 	}))
@@ -353,4 +355,58 @@ func TestDeduplicationIsCounted(t *testing.T) {
 	}
 	close(e.loader.gate)
 	e.wait(t, a.ID)
+}
+
+// The sidecar asks Clair which API it speaks once, not per scan: three
+// scans in a row send one probe; a readiness probe's answer is kept too.
+func TestClairAPIDetectedOnce(t *testing.T) {
+	var probes atomic.Int64
+	fake := &fakeclair.V4{Samples: samples}
+	clair := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/indexer/api/v1/index_state" {
+			probes.Add(1)
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(clair.Close)
+	e := newEnv(t, withConfig(func(c *sidecar.Config) {
+		c.Clair = scan.NewClair(mustURL(t, clair.URL), scan.APIAuto, scan.ClairOptions{Backoff: noWait})
+	}))
+	for _, image := range []string{"alpine:3.11", "alpine:copy", "alpine:3.11"} {
+		if st := e.wait(t, e.post(t, image).ID); st.State != sidecar.StateDone {
+			t.Fatalf("scan of %s ended %s: %s", image, st.State, st.Error)
+		}
+	}
+	if n := probes.Load(); n != 1 {
+		t.Errorf("three scans probed Clair %d times, want once", n)
+	}
+}
+
+// A Clair replaced by one of the other API generation fails the next scan
+// (its routes answer 404), and the scan after it detects the API again.
+func TestClairAPIDetectedAgainAfterAWrongAPI(t *testing.T) {
+	var current atomic.Pointer[http.Handler]
+	set := func(h http.Handler) { current.Store(&h) }
+	set(&fakeclair.V4{Samples: samples})
+	clair := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*current.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(clair.Close)
+	e := newEnv(t, withConfig(func(c *sidecar.Config) {
+		c.Clair = scan.NewClair(mustURL(t, clair.URL), scan.APIAuto, scan.ClairOptions{Backoff: noWait})
+	}))
+	if st := e.wait(t, e.post(t, "alpine:3.11").ID); st.State != sidecar.StateDone {
+		t.Fatalf("first scan ended %s: %s", st.State, st.Error)
+	}
+	set(&fakeclair.V2{Samples: samples})
+	if st := e.wait(t, e.post(t, "alpine:copy").ID); st.State != sidecar.StateFailed || !strings.Contains(st.Error, "404") {
+		t.Fatalf("scan against the replaced Clair ended %s (%q), want failed with Clair's 404", st.State, st.Error)
+	}
+	st := e.wait(t, e.post(t, "alpine:3.11").ID)
+	if st.State != sidecar.StateDone {
+		t.Fatalf("third scan ended %s: %s", st.State, st.Error)
+	}
+	if rep, err := report.Decode(bytes.NewReader(st.Report)); err != nil || rep.Clair.API != "v2" {
+		t.Fatalf("third scan's report: %v, clair %+v; want it from the v2 API", err, rep.Clair)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/scan"
 	"github.com/layerbridge/layerbridge/sidecar"
 	"github.com/layerbridge/layerbridge/store"
 )
@@ -269,8 +270,7 @@ func newEnv(t *testing.T, opts ...option) *env {
 		Catalog: sidecar.NewCatalog(cache),
 		Store:   cache,
 		Base:    base,
-		Clair:   clairURL,
-		Backoff: noWait,
+		Clair:   scan.NewClair(clairURL, scan.APIAuto, scan.ClairOptions{Backoff: noWait}),
 		Version: "v0.0.0-test",
 	}
 	for _, o := range opts {

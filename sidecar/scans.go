@@ -236,21 +236,22 @@ func (s *Service) run(ctx context.Context, rec *record) {
 		return
 	}
 
-	res, err := scan.Run(ctx, scan.Config{
-		Image:      rec.image,
-		Platform:   rec.platform,
-		Loader:     scanLoader{s: s, rec: rec},
-		Clair:      s.cfg.Clair,
-		API:        s.cfg.API,
-		PSK:        s.cfg.PSK,
-		PSKIssuer:  s.cfg.PSKIssuer,
-		HTTPClient: s.cfg.HTTPClient,
-		Server:     s.server,
-		Base:       s.cfg.Base,
-		Stage:      func(st scan.Stage) { s.enter(rec, State(st)) },
-		Backoff:    s.cfg.Backoff,
-		Logger:     s.log.With("scan", rec.id),
-	})
+	api, err := s.detect(ctx)
+	var res *scan.Result
+	if err == nil {
+		res, err = scan.Run(ctx, scan.Config{
+			Image:    rec.image,
+			Platform: rec.platform,
+			Loader:   scanLoader{s: s, rec: rec},
+			Clair:    s.cfg.Clair,
+			Detected: api,
+			Server:   s.server,
+			Base:     s.cfg.Base,
+			Stage:    func(st scan.Stage) { s.enter(rec, State(st)) },
+			Logger:   s.log.With("scan", rec.id),
+		})
+		s.forgetAPIOn(err)
+	}
 	release()
 	var rep *report.Report
 	if err == nil {

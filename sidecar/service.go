@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/layerbridge/layerbridge/bridge"
-	"github.com/layerbridge/layerbridge/clairv2"
-	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -48,11 +46,10 @@ type Config struct {
 	// the layer URLs handed to Clair are built on it.
 	Base *url.URL
 
-	Clair      *url.URL
-	API        string // scan.APIAuto (default), scan.APIv4 or scan.APIv2
-	PSK        string // base64 key of Clair 4's auth.psk; "" for none
-	PSKIssuer  string
-	HTTPClient *http.Client // for requests to Clair; nil: a client without timeout
+	// Clair is the Clair every scan and the readiness probe ask
+	// (scan.NewClair). The API it speaks is detected once, by the first
+	// scan or readiness probe that reaches it, and kept.
+	Clair scan.Clair
 
 	// Engine opens the Docker Engine client that /readyz probes with
 	// engine.Probe; it should be the one the Loader uses. nil leaves
@@ -85,8 +82,6 @@ type Config struct {
 
 	// Version is layerbridge's version, written into sarif and html reports.
 	Version string
-	// Backoff overrides the Clair clients' wait between polls (tests).
-	Backoff func(ctx context.Context, attempt int) error
 	// Logger receives one line per decision; nil discards.
 	Logger *slog.Logger
 	// Now is the clock of timestamps and retention; nil is time.Now.
@@ -108,8 +103,7 @@ type Service struct {
 	now     func() time.Time
 	server  *bridge.Server
 	metrics *metrics
-	v4      *clairv4.Client
-	v2      *clairv2.Client
+	api     detectedAPI // the API Clair speaks, once known
 
 	sem chan struct{}  // one token per running scan
 	wg  sync.WaitGroup // scan goroutines
@@ -130,8 +124,8 @@ var ErrShuttingDown = errors.New("layerbridge is shutting down")
 // New checks cfg and returns a Service. It starts nothing: scans start on
 // request.
 func New(cfg Config) (*Service, error) {
-	if cfg.Loader == nil || cfg.Clair == nil {
-		return nil, errors.New("sidecar: Loader and Clair are required")
+	if cfg.Loader == nil || cfg.Clair.URL == nil || cfg.Clair.V4 == nil || cfg.Clair.V2 == nil {
+		return nil, errors.New("sidecar: Loader and Clair (scan.NewClair) are required")
 	}
 	if cfg.Base == nil || cfg.Base.Scheme == "" || cfg.Base.Host == "" {
 		return nil, fmt.Errorf("sidecar: base url %q is not absolute", cfg.Base)
@@ -169,17 +163,6 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Cache != nil && cfg.CacheMaxSize > 0 {
 		s.metrics.registerCacheLimit(cfg.CacheMaxSize)
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	o4 := []clairv4.Option{clairv4.WithHTTPClient(hc), clairv4.WithLogger(s.log)}
-	if cfg.PSK != "" {
-		o4 = append(o4, clairv4.WithPSK(cfg.PSK, cfg.PSKIssuer))
-	}
-	s.v4 = clairv4.New(cfg.Clair, o4...)
-	s.v2 = clairv2.New(cfg.Clair, clairv2.WithHTTPClient(hc), clairv2.WithLogger(s.log))
-
 	opts := []bridge.Option{bridge.WithLogger(s.log), bridge.WithFetchObserver(s.metrics.observeFetch)}
 	if cfg.Catalog != nil {
 		opts = append(opts, bridge.WithRegistry(cfg.Catalog, cfg.Token))

@@ -19,6 +19,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/layerbridge/layerbridge/scan"
 )
 
 // newFlagSet returns a flag set that reports errors to the caller instead
@@ -141,6 +143,12 @@ func (c *clairFlags) validate() error {
 		return ue
 	}
 	return nil
+}
+
+// connect builds the Clair clients that every request of this command to
+// Clair uses; call validate first.
+func (c *clairFlags) connect(log *slog.Logger) scan.Clair {
+	return scan.NewClair(c.clairURL(), c.api, scan.ClairOptions{PSK: c.psk, PSKIssuer: c.pskIssuer, Logger: log})
 }
 
 // clairURL is the parsed --clair; call validate first.

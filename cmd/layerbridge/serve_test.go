@@ -24,6 +24,7 @@ import (
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/scan"
 	"github.com/layerbridge/layerbridge/sidecar"
 	"github.com/layerbridge/layerbridge/store"
 )
@@ -387,7 +388,7 @@ func newSidecar(t *testing.T, clairURL, token string) string {
 		Loader:  fixtureDaemon{dockersave.NewLoader(cache), map[string]string{"alpine:3.11": alpineArchive}},
 		Catalog: sidecar.NewCatalog(cache),
 		Base:    mustParse(t, "http://"+ts.Listener.Addr().String()),
-		Clair:   mustParse(t, clairURL),
+		Clair:   scan.NewClair(mustParse(t, clairURL), scan.APIAuto, scan.ClairOptions{}),
 	}
 	if token != "" {
 		if cfg.Token, err = bridge.NewToken(token); err != nil {

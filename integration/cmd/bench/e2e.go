@@ -59,8 +59,7 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 	res, err := scan.Run(ctx, scan.Config{
 		Image:  ref,
 		Loader: timedLoader{l: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)), d: &t.export},
-		Clair:  clairURL,
-		API:    scan.APIv4,
+		Clair:  scan.NewClair(clairURL, scan.APIv4, scan.ClairOptions{}),
 		Stage: func(s scan.Stage) {
 			mu.Lock()
 			marks[s] = time.Now()
