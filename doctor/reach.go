@@ -120,6 +120,7 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 		Detected: r.api,
 		Server:   srv,
 		Base:     base,
+		Reason:   reason,
 		Stage: func(s scan.Stage) {
 			if s == scan.StageMatching {
 				stop(errIndexed)

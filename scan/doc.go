@@ -1,10 +1,11 @@
-// Package scan runs one scan end to end: find which Clair API answers, load
-// the image (with its release: its blobs stay available until Clair is
-// done), start the layer server on an address Clair can reach or use the
-// caller's, register the image's layers there with the image's own blob
-// opener, submit them to Clair, fetch the vulnerability report, release the
-// image and stop. README's Development section draws the packages and this
-// flow.
+// Package scan runs one scan end to end: find which Clair API answers
+// (unless the caller knows), load the image (with its release: its blobs
+// stay available until Clair is done), register the image's layers with
+// its own blob opener on the caller's layer server (the caller owns the
+// listener and the http.Server, and says at which URL Clair reaches it),
+// submit them to Clair, fetch the vulnerability report, revoke the layers'
+// URLs and release the image. README's Development section draws the
+// packages and this flow.
 //
 // Clair is one value (Clair, built once by NewClair with the HTTP client,
 // credentials and logger of every request to it): the command builds it

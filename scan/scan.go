@@ -1,12 +1,11 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -43,7 +42,8 @@ type ImageLoader interface {
 // is zero.
 const DefaultProbeTimeout = 30 * time.Second
 
-// Config is everything one scan needs. Loader and Clair are required.
+// Config is everything one scan needs. Loader, Clair, Server and Base
+// are required.
 type Config struct {
 	Image    string            // reference, as imageref.Parse reads it
 	Platform *ocispec.Platform // nil: the image's own / the host's
@@ -58,28 +58,18 @@ type Config struct {
 	// probe before the scan. "" makes Run detect it, as Clair.API says.
 	Detected string
 
-	// Listen is the layer server's HOST:PORT. "" listens on the advertised
-	// address on a free port.
-	Listen string
-	// Advertise is the base URL handed to Clair. nil: detected with
-	// bridge.Advertise.
-	Advertise *url.URL
-	// Containers lets address detection find Clair's container; nil skips it.
-	Containers bridge.ContainerLister
-
-	// Server, when set, is a layer server that already runs (the sidecar's)
-	// and Base the URL Clair reaches it at; Run then registers the layers
-	// there instead of starting its own server. Listen and Advertise are
-	// ignored.
+	// Server is the layer server Run registers the image's layers on, for
+	// the scan's time only (their URLs stop working when Run returns): the
+	// caller runs it (bridge.NewHTTPServer) on a listener Clair reaches at
+	// Base, and observes Clair's downloads with bridge.WithFetchObserver.
 	Server *bridge.Server
 	Base   *url.URL
+	// Reason says why Clair should reach the server at Base (a clause, as
+	// bridge.Endpoint's Reason), for the error when Clair did not.
+	Reason string
 
 	// Stage, when set, is called as the scan enters each stage.
 	Stage func(Stage)
-	// Fetched, when set, is called after each layer request Clair makes
-	// to the layer server Run starts (not with Server: that server's
-	// owner observes it), from the request's goroutine: keep it fast.
-	Fetched func(bridge.Fetch)
 
 	// ProbeTimeout bounds each probe of Clair (which API it speaks, whether
 	// it has vulnerability data), retries included: a Clair that accepts
@@ -120,8 +110,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Loader == nil {
-		return nil, errors.New("scan: Loader is required")
+	if cfg.Loader == nil || cfg.Server == nil || cfg.Base == nil {
+		return nil, errors.New("scan: Loader, Server and Base are required")
 	}
 	if err := cfg.Clair.check(); err != nil {
 		return nil, fmt.Errorf("scan: %w", err)
@@ -171,29 +161,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("scan %s: the image has no layers, so clair has nothing to index", cfg.Image)
 	}
 
-	srv, base, reason := cfg.Server, cfg.Base, "the layer server's configured address"
-	if srv == nil {
-		opts := []bridge.Option{bridge.WithLogger(log)}
-		if cfg.Fetched != nil {
-			opts = append(opts, bridge.WithFetchObserver(cfg.Fetched))
-		}
-		srv = bridge.New(opts...)
-		ep, err := bridge.Listen(ctx, cfg.Clair.URL, bridge.ListenOptions{
-			Advertise: cfg.Advertise, Listen: cfg.Listen,
-			AdvertiseOptions: bridge.AdvertiseOptions{Containers: cfg.Containers, Logger: log},
-		})
-		if err != nil {
-			return res, err
-		}
-		base, reason = ep.Base, ep.Reason
-		stop := serve(ep.Listener, srv, log)
-		defer stop()
-	} else if base == nil {
-		return res, errors.New("scan: Config.Server needs Config.Base")
-	}
+	base, reason := cfg.Base, cmp.Or(cfg.Reason, "the layer server's configured address")
 	res.Advertised, res.Reason = base, reason
 
-	grant, err := srv.Register(base, cfg.Image, img.Blobs, img.Manifest.Layers)
+	grant, err := cfg.Server.Register(base, cfg.Image, img.Blobs, img.Manifest.Layers)
 	if err != nil {
 		return res, err
 	}
@@ -237,27 +208,6 @@ func orAuto(s string) string {
 		return APIAuto
 	}
 	return s
-}
-
-// serve runs the layer server on ln until the returned stop is called; stop
-// lets requests in flight finish (bounded) before closing.
-func serve(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
-	srv := bridge.NewHTTPServer(h, log, bridge.Limits{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("layer server stopped", "err", err)
-		}
-	}()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			srv.Close()
-		}
-		<-done
-	}
 }
 
 func layerURLs(g *bridge.Grant, layers []ocispec.Descriptor) ([]string, error) {

@@ -43,11 +43,28 @@ func newConfig(t *testing.T, clair string, opts ...func(*ClairOptions)) Config {
 	for _, f := range opts {
 		f(&o)
 	}
+	srv, base := serveLayers(t)
 	return Config{
 		Image:  alpineArchive,
 		Loader: dockersave.NewLoader(cache),
 		Clair:  NewClair(u, APIAuto, o),
+		Server: srv,
+		Base:   base,
 	}
+}
+
+// serveLayers runs a layer server with opts on loopback until the test
+// ends, as the commands run theirs, and returns it with its URL.
+func serveLayers(t *testing.T, opts ...bridge.Option) (*bridge.Server, *url.URL) {
+	t.Helper()
+	srv := bridge.New(opts...)
+	ts := httptest.NewServer(bridge.NewHTTPServer(srv, nil, bridge.Limits{}).Handler)
+	t.Cleanup(ts.Close)
+	base, err := url.Parse(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, base
 }
 
 type pair struct{ pkg, vuln string }
@@ -91,13 +108,11 @@ func TestScanV4DownloadsAndReports(t *testing.T) {
 		t.Errorf("warnings = %q, want none", res.Report.Warnings)
 	}
 	checkPackages(t, res)
-	if res.Advertised.Hostname() != "127.0.0.1" {
-		t.Errorf("advertised %s for a clair on loopback", res.Advertised)
-	}
 }
 
-// TestScanReportsStagesAndFetches: Stage sees each stage in order, and
-// Fetched each layer request, while Clair is indexing.
+// TestScanReportsStagesAndFetches: Stage sees each stage in order, and the
+// layer server's fetch observer each layer request, while Clair is
+// indexing.
 func TestScanReportsStagesAndFetches(t *testing.T) {
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer clair.Close()
@@ -109,11 +124,12 @@ func TestScanReportsStagesAndFetches(t *testing.T) {
 		defer mu.Unlock()
 		events = append(events, string(s))
 	}
-	cfg.Fetched = func(f bridge.Fetch) {
+	// The layer server's owner observes Clair's downloads.
+	cfg.Server, cfg.Base = serveLayers(t, bridge.WithFetchObserver(func(f bridge.Fetch) {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, fmt.Sprintf("fetched %s %d", f.Digest, f.Status))
-	}
+	}))
 	res, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -226,16 +242,17 @@ func TestScanClairCannotReachTheAdvertisedAddress(t *testing.T) {
 	clair := httptest.NewServer(fake)
 	defer clair.Close()
 	cfg := newConfig(t, clair.URL)
-	// Listen on loopback but tell Clair an address where nothing listens.
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Advertise, _ = url.Parse("http://127.0.0.1:1")
+	// The server listens on loopback, but Clair is told an address where
+	// nothing listens.
+	cfg.Base, _ = url.Parse("http://127.0.0.1:1")
+	cfg.Reason = "it was given with --advertise"
 	_, err := Run(t.Context(), cfg)
 	var fe *LayerFetchError
 	if !errors.As(err, &fe) {
 		t.Fatalf("err = %v, want a LayerFetchError", err)
 	}
-	if !fe.NeverReached() || fe.Advertised != "http://127.0.0.1:1" {
-		t.Errorf("LayerFetchError = %+v, want: never reached, advertised http://127.0.0.1:1", fe)
+	if !fe.NeverReached() || fe.Advertised != "http://127.0.0.1:1" || fe.Reason != cfg.Reason {
+		t.Errorf("LayerFetchError = %+v, want: never reached, advertised http://127.0.0.1:1 because %s", fe, cfg.Reason)
 	}
 }
 
@@ -259,20 +276,6 @@ func TestScanWarnsAboutAnEmptyDatabase(t *testing.T) {
 	}
 	if len(res.Report.Warnings) == 0 {
 		t.Fatal("no warning for a clair whose vulnerability database was never updated")
-	}
-}
-
-func TestLayersAreNotServedAfterTheScan(t *testing.T) {
-	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
-	defer clair.Close()
-	res, err := Run(t.Context(), newConfig(t, clair.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := res.Advertised.JoinPath("/healthz").String()
-	if resp, err := clair.Client().Get(u); err == nil {
-		resp.Body.Close()
-		t.Fatalf("the layer server still answers at %s after the scan", u)
 	}
 }
 
@@ -306,10 +309,6 @@ func TestScanOnASharedLayerServer(t *testing.T) {
 	clair := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer clair.Close()
 	cfg := newConfig(t, clair.URL)
-	cfg.Server = bridge.New()
-	layers := httptest.NewServer(cfg.Server)
-	defer layers.Close()
-	cfg.Base, _ = url.Parse(layers.URL)
 	var stages []Stage
 	cfg.Stage = func(s Stage) { stages = append(stages, s) }
 
@@ -321,12 +320,17 @@ func TestScanOnASharedLayerServer(t *testing.T) {
 		t.Errorf("stages = %v, want %v", stages, want)
 	}
 	// Every request Clair made is in the result, finished, when Run returns.
-	if res.Advertised.String() != layers.URL || len(res.Fetches) != 1 || res.Fetches[0].Status != 200 {
+	if res.Advertised.String() != cfg.Base.String() || len(res.Fetches) != 1 || res.Fetches[0].Status != 200 {
 		t.Fatalf("advertised %s, scan recorded %+v", res.Advertised, res.Fetches)
 	}
 	// The scan's capability ended with the scan; the server lives on.
-	grantURL := layers.URL + res.Fetches[0].Path
-	resp, err := layers.Client().Get(grantURL)
+	grantURL := cfg.Base.String() + res.Fetches[0].Path
+	resp, err := http.Get(cfg.Base.JoinPath("/healthz").String())
+	if err != nil {
+		t.Fatalf("the layer server stopped with the scan: %v", err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(grantURL)
 	if err != nil {
 		t.Fatal(err)
 	}

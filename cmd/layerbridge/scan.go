@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -317,18 +320,35 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 
 	scanCtx, cancel := withTimeout(ctx, o.timeout)
 	defer cancel()
-	res, err := scan.Run(scanCtx, scan.Config{
-		Image:      o.image,
-		Platform:   platform,
-		Loader:     displayLoader{loader, disp},
-		Stage:      onStage,
-		Fetched:    onFetch,
-		Clair:      o.clair.connect(log),
-		Listen:     o.listen,
-		Advertise:  advertise,
-		Containers: d.containers(),
-		Logger:     log,
+	clair := o.clair.connect(log)
+	// The layer server, on the address Clair can reach, for this scan.
+	ep, err := bridge.Listen(scanCtx, clair.URL, bridge.ListenOptions{
+		Advertise: advertise, Listen: o.listen,
+		AdvertiseOptions: bridge.AdvertiseOptions{Containers: d.containers(), Logger: log},
 	})
+	if err != nil {
+		return err
+	}
+	srvOpts := []bridge.Option{bridge.WithLogger(log)}
+	if onFetch != nil {
+		srvOpts = append(srvOpts, bridge.WithFetchObserver(onFetch))
+	}
+	layers := bridge.New(srvOpts...)
+	stop := serveLayers(ep.Listener, layers, log)
+	defer stop()
+
+	res, err := scan.Run(scanCtx, scan.Config{
+		Image:    o.image,
+		Platform: platform,
+		Loader:   displayLoader{loader, disp},
+		Stage:    onStage,
+		Clair:    clair,
+		Server:   layers,
+		Base:     ep.Base,
+		Reason:   ep.Reason,
+		Logger:   log,
+	})
+	stop()
 	if disp != nil {
 		disp.end(err == nil)
 		disp.close()
@@ -347,6 +367,28 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		return err
 	}
 	return o.finish(res.Report, e, stdout, log, failOn, ignore)
+}
+
+// serveLayers runs the layer server h on ln until the returned stop is
+// called (more than once is fine); stop lets the requests in flight finish
+// (for at most 10 seconds) before it closes their connections.
+func serveLayers(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	srv := bridge.NewHTTPServer(h, log, bridge.Limits{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("layer server stopped", "err", err)
+		}
+	}()
+	return sync.OnceFunc(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+		}
+		<-done
+	})
 }
 
 // timeoutError is err after --timeout ran out, with what to do.

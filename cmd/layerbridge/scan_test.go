@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -177,6 +179,38 @@ func TestScanAlsoOutputs(t *testing.T) {
 			code, _, stderr := runCLI(t, testEnv(t, nil), append(args, alpineArchive)...)
 			if code != 2 || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d, want 2 with %q; stderr:\n%s", code, tc.want, stderr)
+			}
+		})
+	}
+}
+
+// The scan command owns its layer server: it serves the layers while Clair
+// fetches them and stops with the scan, whether it succeeded or not.
+func TestScanStopsItsLayerServer(t *testing.T) {
+	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer v4.Close()
+	advertised := regexp.MustCompile(`msg="advertised address" url=(\S+)`)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"a scan that succeeds", []string{"--clair", v4.URL}, 0},
+		{"a scan Clair fails", []string{"--clair", v4.URL, "--clair-api", "v2"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"scan", "--log-level", "debug", "--cache-dir", filepath.Join(t.TempDir(), "cache")}, tc.args...)
+			code, _, stderr := runCLI(t, testEnv(t, nil), append(args, alpineArchive)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", code, tc.code, stderr)
+			}
+			m := advertised.FindStringSubmatch(stderr)
+			if m == nil {
+				t.Fatalf("no advertised address in the log:\n%s", stderr)
+			}
+			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
+				resp.Body.Close()
+				t.Fatalf("the layer server still answers at %s after the scan", m[1])
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
@@ -56,16 +57,34 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 	var mu sync.Mutex
 	var marks = map[scan.Stage]time.Time{}
 	start := time.Now()
+	// The layer server, as the scan command starts it.
+	lep, err := bridge.Listen(ctx, clairURL, bridge.ListenOptions{})
+	if err != nil {
+		return scanTiming{}, err
+	}
+	layers := bridge.New()
+	hs := bridge.NewHTTPServer(layers, nil, bridge.Limits{})
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(lep.Listener) }()
 	res, err := scan.Run(ctx, scan.Config{
 		Image:  ref,
 		Loader: timedLoader{l: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)), d: &t.export},
 		Clair:  scan.NewClair(clairURL, scan.APIv4, scan.ClairOptions{}),
+		Server: layers,
+		Base:   lep.Base,
+		Reason: lep.Reason,
 		Stage: func(s scan.Stage) {
 			mu.Lock()
 			marks[s] = time.Now()
 			mu.Unlock()
 		},
 	})
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if hs.Shutdown(sctx) != nil {
+		hs.Close()
+	}
+	cancel()
+	<-served
 	end := time.Now()
 	if err != nil {
 		return t, fmt.Errorf("scan %s: %w", ref, err)
