@@ -8,7 +8,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -93,7 +92,7 @@ type Config struct {
 	Advertise *url.URL
 	// Containers lists the daemon's running containers, to find Clair's
 	// container and its networks; nil skips the network check.
-	Containers bridge.ContainerLister
+	Containers engine.ContainerLister
 
 	// Wait bounds each group of checks, and how long Clair has to fetch the
 	// canary layer. Default 30s.

@@ -17,7 +17,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
@@ -423,13 +422,13 @@ func TestClairContainerNetworks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clair := bridge.Container{
+	clair := engine.Container{
 		ID:    "0123456789abcdef0123456789abcdef",
 		Names: []string{"clair"},
-		Networks: []bridge.ContainerNetwork{
+		Networks: []engine.ContainerNetwork{
 			{Name: "clair_default", IP: mustAddr("172.20.0.3"), Gateway: mustAddr("172.20.0.1")},
 		},
-		Ports: []bridge.PublishedPort{{HostPort: uint16(p), ContainerPort: 6060}},
+		Ports: []engine.PublishedPort{{HostPort: uint16(p), ContainerPort: 6060}},
 	}
 	cfg := baseConfig(t, u)
 	cfg.Docker = nil
@@ -479,10 +478,10 @@ func TestLayerbridgeOnAnotherNetwork(t *testing.T) {
 	}
 	containers := staticContainers{
 		{ID: "0123456789abcdef0123456789abcdef", Names: []string{"clair"},
-			Networks: []bridge.ContainerNetwork{{Name: "clair_default", IP: mustAddr("172.20.0.3"), Gateway: mustAddr("172.20.0.1")}},
-			Ports:    []bridge.PublishedPort{{HostPort: uint16(p), ContainerPort: 6060}}},
+			Networks: []engine.ContainerNetwork{{Name: "clair_default", IP: mustAddr("172.20.0.3"), Gateway: mustAddr("172.20.0.1")}},
+			Ports:    []engine.PublishedPort{{HostPort: uint16(p), ContainerPort: 6060}}},
 		{ID: "fedcba9876543210fedcba9876543210", Names: []string{"ci-runner"},
-			Networks: []bridge.ContainerNetwork{{Name: "ci_net", IP: self, Gateway: mustAddr("172.30.0.1")}}},
+			Networks: []engine.ContainerNetwork{{Name: "ci_net", IP: self, Gateway: mustAddr("172.30.0.1")}}},
 	}
 	cfg := baseConfig(t, u)
 	cfg.Docker, cfg.Listen, cfg.Containers = nil, "", containers

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -20,6 +19,8 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -37,7 +38,7 @@ func (r *run) reachability(ctx context.Context) {
 		return
 	}
 	// Ask the daemon once for both the address and the network check.
-	var containers []bridge.Container
+	var containers []engine.Container
 	var listErr error
 	if r.cfg.Containers != nil {
 		lctx, cancel := context.WithTimeout(ctx, r.cfg.Wait)
@@ -45,15 +46,15 @@ func (r *run) reachability(ctx context.Context) {
 		cancel()
 	}
 	var (
-		lister bridge.ContainerLister
-		place  bridge.Address
+		lister engine.ContainerLister
+		place  reach.Address
 		perr   error
 	)
 	if r.cfg.Containers != nil && listErr == nil {
 		lister = staticContainers(containers)
 		// Where Clair is, for the network check and for the advice when
 		// Clair cannot reach the advertised address.
-		place, perr = bridge.Advertise(ctx, r.cfg.Clair.URL, bridge.AdvertiseOptions{Containers: lister, Logger: r.log})
+		place, perr = reach.Advertise(ctx, r.cfg.Clair.URL, reach.AdvertiseOptions{Containers: lister, Logger: r.log})
 		r.clairContainer = place.Container
 	}
 	r.canaryScan(ctx, lister)
@@ -67,7 +68,7 @@ func (r *run) reachability(ctx context.Context) {
 	}
 }
 
-func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister) {
+func (r *run) canaryScan(ctx context.Context, containers engine.ContainerLister) {
 	if r.api == "" {
 		r.skip("clair cannot be used", CheckReachAddress, CheckReachFetch)
 		return
@@ -80,9 +81,9 @@ func (r *run) canaryScan(ctx context.Context, containers bridge.ContainerLister)
 	}
 	defer c.close()
 
-	ep, err := bridge.Listen(ctx, r.cfg.Clair.URL, bridge.ListenOptions{
+	ep, err := reach.Listen(ctx, r.cfg.Clair.URL, reach.ListenOptions{
 		Advertise: r.cfg.Advertise, Listen: r.cfg.Listen,
-		AdvertiseOptions: bridge.AdvertiseOptions{Containers: containers, Logger: r.log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: containers, Logger: r.log},
 	})
 	if err != nil {
 		r.add(CheckReachAddress, Failed, fmt.Sprintf("no address to serve layers on: %v", err), addressFix(err))
@@ -319,7 +320,7 @@ func isLoopbackHost(h string) bool {
 
 func addressFix(err error) string {
 	switch {
-	case errors.Is(err, bridge.ErrNoSharedNetwork):
+	case errors.Is(err, reach.ErrNoSharedNetwork):
 		return "connect layerbridge's container to one of Clair's networks (docker network connect NETWORK CONTAINER), or run layerbridge on the host"
 	case err != nil && strings.Contains(err.Error(), "listen"):
 		return "the address cannot be listened on here: choose the local address with --listen IP:PORT (0.0.0.0:PORT for every interface) and what Clair connects to with --advertise URL"
@@ -329,21 +330,21 @@ func addressFix(err error) string {
 
 // staticContainers answers with one listing, so that the daemon is asked
 // once per check.
-type staticContainers []bridge.Container
+type staticContainers []engine.Container
 
-func (s staticContainers) RunningContainers(context.Context) ([]bridge.Container, error) {
+func (s staticContainers) RunningContainers(context.Context) ([]engine.Container, error) {
 	return s, nil
 }
 
 // networks shows where Clair's container and layerbridge sit on Docker's
 // networks, which is what decides the address Clair can reach.
-func (r *run) networks(list []bridge.Container, addr bridge.Address, advErr error) {
-	clairC := findContainer(list, addr.Container)
-	if advErr != nil && !errors.Is(advErr, bridge.ErrNoSharedNetwork) {
+func (r *run) networks(list []engine.Container, addr reach.Address, advErr error) {
+	clairC := addr.Clair
+	if advErr != nil && !errors.Is(advErr, reach.ErrNoSharedNetwork) {
 		r.add(CheckReachNetworks, Skipped, fmt.Sprintf("cannot place clair: %v", advErr), "")
 		return
 	}
-	if errors.Is(advErr, bridge.ErrNoSharedNetwork) {
+	if errors.Is(advErr, reach.ErrNoSharedNetwork) {
 		r.add(CheckReachNetworks, Failed, fmt.Sprintf("layerbridge runs in a container on another network than Clair's: %v", advErr), addressFix(advErr))
 		return
 	}
@@ -364,14 +365,14 @@ func (r *run) networks(list []bridge.Container, addr bridge.Address, advErr erro
 		nets = append(nets, s)
 	}
 	ev := fmt.Sprintf("clair's container %s is on network(s) %s; ", addr.Container, strings.Join(nets, ", "))
-	self := findSelf(list)
+	self := addr.Self
 	switch {
 	case addr.Network == "host":
 		ev += "it uses the host network, so it reaches layerbridge on this host's loopback"
 	case self != nil && self.ID == clairC.ID:
 		ev += "layerbridge runs inside that same container"
 	case self != nil:
-		ev += fmt.Sprintf("layerbridge runs in container %s on the same network %s (%s)", displayName(self), addr.Network, addr.IP)
+		ev += fmt.Sprintf("layerbridge runs in container %s on the same network %s (%s)", self.Name(), addr.Network, addr.IP)
 	default:
 		ev += fmt.Sprintf("layerbridge runs on the host, which clair reaches at network %s's gateway %s", addr.Network, addr.IP)
 	}
@@ -379,49 +380,4 @@ func (r *run) networks(list []bridge.Container, addr bridge.Address, advErr erro
 		ev += fmt.Sprintf("; --advertise %s overrides that address", (&url.URL{Scheme: adv.Scheme, Host: adv.Host}).String())
 	}
 	r.add(CheckReachNetworks, Passed, ev, "")
-}
-
-func findContainer(list []bridge.Container, name string) *bridge.Container {
-	if name == "" {
-		return nil
-	}
-	for i := range list {
-		if displayName(&list[i]) == name || slices.Contains(list[i].Names, name) {
-			return &list[i]
-		}
-	}
-	return nil
-}
-
-// findSelf returns the container this process runs in: the one with a
-// network address that is one of this process's interface addresses.
-func findSelf(list []bridge.Container) *bridge.Container {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var local []netip.Addr
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			local = append(local, p.Addr().Unmap())
-		}
-	}
-	for i := range list {
-		for _, n := range list[i].Networks {
-			if n.IP.IsValid() && !n.IP.IsLoopback() && slices.Contains(local, n.IP) {
-				return &list[i]
-			}
-		}
-	}
-	return nil
-}
-
-func displayName(c *bridge.Container) string {
-	if len(c.Names) > 0 {
-		return c.Names[0]
-	}
-	if len(c.ID) > 12 {
-		return c.ID[:12]
-	}
-	return c.ID
 }

@@ -3,10 +3,12 @@
 // DOCKER_HOST, the current context, TLS files), builds the client, pings
 // and probes the daemon, and turns the client's errors into the typed
 // errors callers branch on (unreachable, permission, API version, no such
-// image). It also adapts the daemon's container list for the layer
-// server's address detection (Containers).
+// image). It also adapts the daemon's container list (Containers: each
+// running container's names, networks and published ports) for address
+// detection, which package reach does.
 //
 // It reads no flags and no environment variables itself: callers pass the
-// flag's value, getenv and the configuration directory. It depends on
-// bridge only for the container types of address detection.
+// flag's value, getenv and the configuration directory. It imports nothing
+// of this module: dockersave, reach, doctor, sidecar and the command
+// depend on it.
 package engine

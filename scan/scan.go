@@ -65,7 +65,7 @@ type Config struct {
 	Server *bridge.Server
 	Base   *url.URL
 	// Reason says why Clair should reach the server at Base (a clause, as
-	// bridge.Endpoint's Reason), for the error when Clair did not.
+	// reach.Endpoint's Reason), for the error when Clair did not.
 	Reason string
 
 	// Stage, when set, is called as the scan enters each stage.

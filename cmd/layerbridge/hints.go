@@ -9,12 +9,12 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -110,7 +110,7 @@ func hintsFor(err error) []string {
 		add(`"layerbridge doctor --clair URL" proves whether Clair can reach an address`)
 	case errors.Is(err, scan.ErrNoVulnerabilityData):
 		add("Clair's vulnerability database is empty: wait for its updaters to finish (its log says when), or raise --timeout")
-	case errors.Is(err, bridge.ErrNoSharedNetwork):
+	case errors.Is(err, reach.ErrNoSharedNetwork):
 		add("connect layerbridge's container to Clair's network: docker network connect NETWORK CONTAINER")
 	case clairv4.IsWrongAPI(err) || clairv2.IsWrongAPI(err):
 		add("this Clair speaks the other API generation: try --clair-api auto")

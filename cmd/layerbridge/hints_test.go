@@ -9,11 +9,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -41,7 +41,7 @@ func TestEveryUserErrorHasAHint(t *testing.T) {
 		"clair auth":        &scan.AuthError{URL: "http://clair"},
 		"layer fetch":       &scan.LayerFetchError{Advertised: "http://x"},
 		"no vuln data":      fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
-		"no shared net":     fmt.Errorf("advertise: %w", bridge.ErrNoSharedNetwork),
+		"no shared net":     fmt.Errorf("advertise: %w", reach.ErrNoSharedNetwork),
 		"clair4 index":      &clairv4.IndexError{Message: "boom"},
 		"clair4 api":        &clairv4.APIError{StatusCode: 500},
 		"clair2 api":        &clairv2.APIError{},

@@ -21,6 +21,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/report"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -322,9 +323,9 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	defer cancel()
 	clair := o.clair.connect(log)
 	// The layer server, on the address Clair can reach, for this scan.
-	ep, err := bridge.Listen(scanCtx, clair.URL, bridge.ListenOptions{
+	ep, err := reach.Listen(scanCtx, clair.URL, reach.ListenOptions{
 		Advertise: advertise, Listen: o.listen,
-		AdvertiseOptions: bridge.AdvertiseOptions{Containers: d.containers(), Logger: log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Logger: log},
 	})
 	if err != nil {
 		return err

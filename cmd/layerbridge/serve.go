@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/sidecar"
 )
 
@@ -207,9 +208,9 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	if o.advertise != "" {
 		advertise, _ = url.Parse(o.advertise)
 	}
-	ep, err := bridge.AdvertiseListener(ctx, clairURL, ln, bridge.ListenOptions{
+	ep, err := reach.AdvertiseListener(ctx, clairURL, ln, reach.ListenOptions{
 		Advertise:        advertise,
-		AdvertiseOptions: bridge.AdvertiseOptions{Containers: d.containers(), Logger: log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Logger: log},
 	})
 	if err != nil {
 		return err

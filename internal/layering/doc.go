@@ -12,10 +12,12 @@
 //     bridge.
 //   - blobs, what opens an image's blobs for serving, is a leaf: the store,
 //     dockersave's sources, bridge, sidecar and doctor share it.
-//   - engine imports only bridge, for the container types of address
-//     detection.
-//   - bridge imports only blobs and internal/mediatype: never the Clair clients,
-//     report, dockersave, store or engine.
+//   - engine imports nothing of the module (it is the Docker Engine API);
+//     reach (address detection: which address Clair and layerbridge reach
+//     each other on) imports only engine; scan never needs either, and
+//     doctor and the command use both.
+//   - bridge imports only blobs and internal/mediatype: never the Clair
+//     clients, report, dockersave, store, engine or reach.
 //   - clairv4 and clairv2 import only report and internal/clairhttp: never
 //     dockersave, store, engine or bridge, nor each other.
 //   - report imports only imageref; imageref, platforms and the internal

@@ -27,13 +27,14 @@ var rules = map[string]rule{
 	"report":              {project: []string{"imageref"}, thirdParty: []string{"go.yaml.in/yaml/v3", "github.com/CycloneDX/cyclonedx-go", "github.com/package-url/packageurl-go", "github.com/distribution/reference"}},
 	"clairv4":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
 	"clairv2":             {project: []string{"internal/clairhttp", "report"}, thirdParty: []string{"github.com/opencontainers/go-digest"}},
-	"engine":              {project: []string{"bridge"}},
+	"engine":              {},
+	"reach":               {project: []string{"engine"}},
 	"dockersave":          {project: []string{"blobs", "engine", "imageref", "internal/directio", "internal/mediatype", "platforms", "store"}},
 	"bridge":              {project: []string{"blobs", "internal/mediatype"}},
 	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
 	"sidecar":             {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan", "store"}},
-	"doctor":              {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "scan"}},
-	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "platforms", "report", "scan", "sidecar", "store"}, env: true},
+	"doctor":              {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "reach", "scan"}},
+	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "doctor", "engine", "imageref", "platforms", "reach", "report", "scan", "sidecar", "store"}, env: true},
 	"internal/clairhttp":  {thirdParty: []string{}},
 	"internal/httprec":    {thirdParty: []string{}},
 	"internal/fakeengine": {thirdParty: []string{}},
@@ -49,14 +50,15 @@ var rules = map[string]rule{
 // never lists, for a package, the packages it must not depend on even
 // indirectly (through any chain of imports).
 var never = map[string][]string{
-	"report":     {"bridge", "clairv2", "clairv4", "dockersave", "engine", "store"},
-	"clairv4":    {"bridge", "clairv2", "dockersave", "engine", "store"},
-	"clairv2":    {"bridge", "clairv4", "dockersave", "engine", "store"},
-	"bridge":     {"clairv2", "clairv4", "dockersave", "engine", "report", "store"},
-	"blobs":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "report", "store"},
-	"store":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "report"},
-	"engine":     {"clairv2", "clairv4", "dockersave", "report", "store"},
-	"dockersave": {"clairv2", "clairv4", "report", "scan", "sidecar", "doctor"},
+	"report":     {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "store"},
+	"clairv4":    {"bridge", "clairv2", "dockersave", "engine", "reach", "store"},
+	"clairv2":    {"bridge", "clairv4", "dockersave", "engine", "reach", "store"},
+	"bridge":     {"clairv2", "clairv4", "dockersave", "engine", "reach", "report", "store"},
+	"blobs":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "report", "store"},
+	"store":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "report"},
+	"engine":     {"bridge", "clairv2", "clairv4", "dockersave", "reach", "report", "store"},
+	"reach":      {"bridge", "clairv2", "clairv4", "dockersave", "report", "store"},
+	"dockersave": {"clairv2", "clairv4", "reach", "report", "scan", "sidecar", "doctor"},
 }
 
 type pkg struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 	"github.com/layerbridge/layerbridge/store"
 )
@@ -58,7 +59,7 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 	var marks = map[scan.Stage]time.Time{}
 	start := time.Now()
 	// The layer server, as the scan command starts it.
-	lep, err := bridge.Listen(ctx, clairURL, bridge.ListenOptions{})
+	lep, err := reach.Listen(ctx, clairURL, reach.ListenOptions{})
 	if err != nil {
 		return scanTiming{}, err
 	}

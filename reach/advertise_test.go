@@ -1,4 +1,4 @@
-package bridge
+package reach
 
 import (
 	"context"
@@ -7,58 +7,62 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/layerbridge/layerbridge/engine"
 )
 
 type fakeContainers struct {
-	list []Container
+	list []engine.Container
 	err  error
 }
 
-func (f fakeContainers) RunningContainers(context.Context) ([]Container, error) { return f.list, f.err }
+func (f fakeContainers) RunningContainers(context.Context) ([]engine.Container, error) {
+	return f.list, f.err
+}
 
 var (
 	hostAddrs = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("172.18.0.1")}
 
-	clairC = Container{
+	clairC = engine.Container{
 		ID:    "c1a1r0000000000000000000000000000000000000000000000000000000000",
 		Names: []string{"clair"},
-		Networks: []ContainerNetwork{{
+		Networks: []engine.ContainerNetwork{{
 			Name: "clair-network", IP: netip.MustParseAddr("172.18.0.3"), Gateway: netip.MustParseAddr("172.18.0.1"), Aliases: []string{"clair-svc"},
 		}},
-		Ports: []PublishedPort{{HostPort: 6060, ContainerPort: 6060}},
+		Ports: []engine.PublishedPort{{HostPort: 6060, ContainerPort: 6060}},
 	}
-	postgresC = Container{
+	postgresC = engine.Container{
 		ID:    "9057000000000000000000000000000000000000000000000000000000000000",
 		Names: []string{"postgres"},
-		Networks: []ContainerNetwork{{
+		Networks: []engine.ContainerNetwork{{
 			Name: "clair-network", IP: netip.MustParseAddr("172.18.0.2"), Gateway: netip.MustParseAddr("172.18.0.1"),
 		}},
 	}
-	bridgeC = Container{
+	bridgeC = engine.Container{
 		ID:    "b41d000000000000000000000000000000000000000000000000000000000000",
 		Names: []string{"layerbridge"},
-		Networks: []ContainerNetwork{{
+		Networks: []engine.ContainerNetwork{{
 			Name: "clair-network", IP: netip.MustParseAddr("172.18.0.4"), Gateway: netip.MustParseAddr("172.18.0.1"),
 		}},
 	}
-	loneC = Container{
+	loneC = engine.Container{
 		ID:    "10e0000000000000000000000000000000000000000000000000000000000000",
 		Names: []string{"lonely"},
-		Networks: []ContainerNetwork{{
+		Networks: []engine.ContainerNetwork{{
 			Name: "other", IP: netip.MustParseAddr("172.19.0.2"), Gateway: netip.MustParseAddr("172.19.0.1"),
 		}},
 	}
-	hostNetC = Container{ID: "4057000000000000000000000000000000000000000000000000000000000000", Names: []string{"clair-host"}, Networks: []ContainerNetwork{{Name: "host"}}}
+	hostNetC = engine.Container{ID: "4057000000000000000000000000000000000000000000000000000000000000", Names: []string{"clair-host"}, Networks: []engine.ContainerNetwork{{Name: "host"}}}
 )
 
 func TestAdvertise(t *testing.T) {
 	inContainer := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("172.18.0.4")}
 	inLonely := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("172.19.0.2")}
-	all := []Container{postgresC, clairC, bridgeC, hostNetC}
+	all := []engine.Container{postgresC, clairC, bridgeC, hostNetC}
 	tests := []struct {
 		name       string
 		clair      string
-		containers ContainerLister
+		containers engine.ContainerLister
 		local      []netip.Addr
 		route      string
 		want       string

@@ -1,4 +1,4 @@
-package bridge
+package reach
 
 import (
 	"context"
@@ -11,42 +11,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/layerbridge/layerbridge/engine"
 )
-
-// Container is what address detection needs to know about one running
-// container.
-type Container struct {
-	ID       string
-	Names    []string // without the leading "/"
-	Networks []ContainerNetwork
-	Ports    []PublishedPort
-}
-
-// ContainerNetwork is a container's endpoint on one Docker network.
-type ContainerNetwork struct {
-	Name    string
-	IP      netip.Addr // the container's address on the network; invalid for "host" and "none"
-	Gateway netip.Addr // the host's address on the network
-	Aliases []string   // DNS names of the container on this network (compose service names)
-}
-
-// PublishedPort is a container port published on the host.
-type PublishedPort struct {
-	HostIP        netip.Addr // unspecified or invalid means every host address
-	HostPort      uint16
-	ContainerPort uint16
-}
-
-// ContainerLister lists the running containers of the Docker daemon.
-type ContainerLister interface {
-	RunningContainers(ctx context.Context) ([]Container, error)
-}
 
 // AdvertiseOptions are the inputs of Advertise besides Clair's URL.
 type AdvertiseOptions struct {
 	// Containers, when set, lets Advertise find Clair's container. When it
 	// fails, Advertise logs why and falls back to the route to Clair's host.
-	Containers ContainerLister
+	Containers engine.ContainerLister
 	// LocalAddrs returns this host's (or this container's) addresses.
 	// The default reads the network interfaces.
 	LocalAddrs func() ([]netip.Addr, error)
@@ -75,6 +48,10 @@ type Address struct {
 	Reason    string // one sentence, for --log-level debug and doctor
 	Container string // Clair's container, when it was found
 	Network   string // the Docker network Clair reaches the bridge on, if any
+
+	// Clair is Clair's container and Self the container layerbridge runs
+	// in, when the daemon's container list showed them; nil otherwise.
+	Clair, Self *engine.Container
 }
 
 // ErrNoSharedNetwork means layerbridge runs in a container that shares no
@@ -157,30 +134,40 @@ func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Addr
 	return Address{IP: ip, Reason: fmt.Sprintf("%s is the local address of the route to clair's host %s", ip, host)}, nil
 }
 
-func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []Container, log *slog.Logger) (Address, bool, error) {
+func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []engine.Container, log *slog.Logger) (Address, bool, error) {
 	clairC, how := findClair(host, hostIP, hostIsIP, port, local, containers)
 	if clairC == nil {
 		log.Debug("advertise: clair's host is not a container of this docker daemon", "host", host, "containers", len(containers))
 		return Address{}, false, nil
 	}
-	name := clairC.displayName()
-	log.Debug("advertise: found clair's container", "container", name, "matched", how)
+	log.Debug("advertise: found clair's container", "container", clairC.Name(), "matched", how)
+	self := findSelf(local, containers)
+	a, err := placeFor(clairC, self, hostIP, hostIsIP)
+	if err == nil {
+		a.Clair, a.Self = clairC, self
+	}
+	return a, true, err
+}
 
-	if slices.ContainsFunc(clairC.Networks, func(n ContainerNetwork) bool { return n.Name == "host" }) {
+// placeFor is the address Clair's container clairC reaches layerbridge
+// at, from self, the container layerbridge runs in (nil: on the host).
+func placeFor(clairC, self *engine.Container, hostIP netip.Addr, hostIsIP bool) (Address, error) {
+	name := clairC.Name()
+
+	if slices.ContainsFunc(clairC.Networks, func(n engine.ContainerNetwork) bool { return n.Name == "host" }) {
 		return Address{
 			IP:        netip.AddrFrom4([4]byte{127, 0, 0, 1}),
 			Reason:    fmt.Sprintf("clair's container %s uses the host network, so it reaches this host on loopback", name),
 			Container: name, Network: "host",
-		}, true, nil
+		}, nil
 	}
 
-	self := findSelf(local, containers)
 	if self != nil && self.ID == clairC.ID {
 		return Address{
 			IP:        netip.AddrFrom4([4]byte{127, 0, 0, 1}),
 			Reason:    fmt.Sprintf("layerbridge runs in clair's own container %s", name),
 			Container: name,
-		}, true, nil
+		}, nil
 	}
 	if self != nil {
 		for _, cn := range clairC.Networks {
@@ -188,19 +175,19 @@ func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port u
 				if sn.Name == cn.Name && sn.IP.IsValid() {
 					return Address{
 						IP:        sn.IP,
-						Reason:    fmt.Sprintf("layerbridge runs in container %s, which shares network %s with clair's container %s", self.displayName(), cn.Name, name),
+						Reason:    fmt.Sprintf("layerbridge runs in container %s, which shares network %s with clair's container %s", self.Name(), cn.Name, name),
 						Container: name, Network: cn.Name,
-					}, true, nil
+					}, nil
 				}
 			}
 		}
-		return Address{}, true, fmt.Errorf("advertise: %w: layerbridge is in %s (networks %s), clair is in %s (networks %s)",
-			ErrNoSharedNetwork, self.displayName(), networkNames(self), name, networkNames(clairC))
+		return Address{}, fmt.Errorf("advertise: %w: layerbridge is in %s (networks %s), clair is in %s (networks %s)",
+			ErrNoSharedNetwork, self.Name(), networkNames(self), name, networkNames(clairC))
 	}
 	// layerbridge runs on the host: Clair reaches the host through the
 	// gateway of one of its networks. Prefer the network Clair's URL named.
 	nets := slices.Clone(clairC.Networks)
-	slices.SortStableFunc(nets, func(a, b ContainerNetwork) int {
+	slices.SortStableFunc(nets, func(a, b engine.ContainerNetwork) int {
 		return boolRank(hostIsIP && a.IP == hostIP) - boolRank(hostIsIP && b.IP == hostIP)
 	})
 	for _, n := range nets {
@@ -209,10 +196,10 @@ func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port u
 				IP:        n.Gateway,
 				Reason:    fmt.Sprintf("clair runs in container %s on network %s and layerbridge on the host, which clair reaches at that network's gateway %s", name, n.Name, n.Gateway),
 				Container: name, Network: n.Name,
-			}, true, nil
+			}, nil
 		}
 	}
-	return Address{}, true, fmt.Errorf("advertise: clair's container %s has no network with a gateway (networks %s); pass --advertise", name, networkNames(clairC))
+	return Address{}, fmt.Errorf("advertise: clair's container %s has no network with a gateway (networks %s); pass --advertise", name, networkNames(clairC))
 }
 
 func boolRank(b bool) int {
@@ -223,7 +210,7 @@ func boolRank(b bool) int {
 }
 
 // findClair returns the container Clair's URL points at and how it matched.
-func findClair(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []Container) (*Container, string) {
+func findClair(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []engine.Container) (*engine.Container, string) {
 	for i := range containers {
 		c := &containers[i]
 		if hostIsIP {
@@ -267,7 +254,7 @@ func findClair(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local
 
 // findSelf returns the container layerbridge runs in: the one whose network
 // address is one of this process's local addresses.
-func findSelf(local []netip.Addr, containers []Container) *Container {
+func findSelf(local []netip.Addr, containers []engine.Container) *engine.Container {
 	for i := range containers {
 		for _, n := range containers[i].Networks {
 			if n.IP.IsValid() && !n.IP.IsLoopback() && slices.Contains(local, n.IP) {
@@ -278,17 +265,7 @@ func findSelf(local []netip.Addr, containers []Container) *Container {
 	return nil
 }
 
-func (c *Container) displayName() string {
-	if len(c.Names) > 0 {
-		return c.Names[0]
-	}
-	if len(c.ID) > 12 {
-		return c.ID[:12]
-	}
-	return c.ID
-}
-
-func networkNames(c *Container) string {
+func networkNames(c *engine.Container) string {
 	names := make([]string, 0, len(c.Networks))
 	for _, n := range c.Networks {
 		names = append(names, n.Name)
