@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -40,10 +43,14 @@ func (r *run) clair(ctx context.Context) {
 	)
 	switch {
 	case err == nil:
-		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered in %s", u, took), "")
+		r.add(CheckClairReachable, Passed, fmt.Sprintf("%s answered in %s%s", u, took, r.route()), "")
 		r.add(CheckClairAPI, Passed, apiEvidence(api, want), "")
 	case errors.As(err, &down):
-		r.add(CheckClairReachable, Failed, down.Error(), clairDownFix(r.cfg.Clair.URL.Hostname()))
+		fix := r.clairNameFix(err)
+		if fix == "" {
+			fix = clairDownFix(r.cfg.Clair.URL.Hostname())
+		}
+		r.add(CheckClairReachable, Failed, down.Error(), fix)
 		r.skip("clair did not answer", clairChecks[1:]...)
 		return
 	case errors.As(err, &auth):
@@ -96,6 +103,61 @@ func (r *run) clair(ctx context.Context) {
 		r.vulnDB(present, err, "no namespace in Clair 2's database holds a vulnerability: its updaters have not run or failed",
 			"wait for Clair 2's updaters to finish (its log says when; they fetch from the internet), or seed the database; every report looks clean until then")
 	}
+}
+
+// route says how Clair's host name was reached when only Docker's DNS
+// knows it: "" otherwise.
+func (r *run) route() string {
+	if r.cfg.ClairDialer == nil {
+		return ""
+	}
+	rt, ok := r.cfg.ClairDialer.Route()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf(" (this host does not resolve %s: %s)", rt.Name, rt)
+}
+
+// clairNameFix is the fix when Clair's host name names no running
+// container, or one this host has no route to; "" for other errors.
+func (r *run) clairNameFix(err error) string {
+	if ne, ok := errors.AsType[*reach.NameError](err); ok {
+		var parts []string
+		for _, s := range ne.Suggestions {
+			parts = append(parts, fmt.Sprintf("did you mean %s? it is the name or a network alias of a running container", s))
+		}
+		if ne.ListErr != nil {
+			parts = append(parts, "the Docker daemon could not be asked for a container of that name: see the docker.* checks, or give Clair's IP address or published port with --clair")
+		} else {
+			parts = append(parts, "start Clair, or give its address with --clair (or CLAIR_ADDR): a name this host resolves, an IP address, or the name or network alias of its running container")
+		}
+		return strings.Join(parts, "; ")
+	}
+	ue, ok := errors.AsType[*reach.UnroutableError](err)
+	if !ok {
+		return ""
+	}
+	port := r.cfg.Clair.URL.Port()
+	if port == "" {
+		port = "6060"
+	}
+	if ue.HostNetwork() {
+		return fmt.Sprintf("Clair's container uses the host network: give the daemon host's address, --clair http://localhost:%s on that host", port)
+	}
+	fix := fmt.Sprintf("publish Clair's port on this host (docker run -p 127.0.0.1:%s:%s …, compose: ports: [\"127.0.0.1:%s:%s\"]) and pass --clair http://localhost:%s", port, port, port, port, port)
+	if network := ue.Network(); network != "" {
+		run := reach.ContainerCommand{Network: network, Args: []string{"doctor", "--clair", r.cfg.Clair.URL.String()}}
+		if r.cfg.Image != "" {
+			run.Args = append(run.Args, r.cfg.Image)
+		}
+		if r.daemon != nil {
+			if sock := statSocket(r.daemon.Endpoint.Socket()); sock.err == nil && sock.path != "" {
+				run.Socket, run.Group = sock.path, strconv.FormatUint(uint64(sock.gid), 10)
+			}
+		}
+		fix += fmt.Sprintf("; or run layerbridge as a container on network %s, where %s resolves: %s", network, ue.Name, run)
+	}
+	return fix
 }
 
 func (r *run) issuer() string { return r.cfg.Clair.V4.Issuer() }

@@ -9,6 +9,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -85,6 +86,11 @@ type Config struct {
 	// clients a scan would use (scan.NewClair); a nil Clair.URL skips the
 	// Clair and reachability checks.
 	Clair scan.Clair
+	// ClairDialer is how Clair's clients dial its host (the command builds
+	// both): clair.reachable shows the route it took to a name only
+	// Docker's DNS knows, and address detection finds Clair's container
+	// where the dials reach it. nil: Clair's host is dialed as it is.
+	ClairDialer *reach.Dialer
 
 	// Listen and Advertise are the scan's --listen and --advertise: the
 	// canary layer is served exactly where a scan would serve layers.

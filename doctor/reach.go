@@ -24,6 +24,15 @@ import (
 	"github.com/layerbridge/layerbridge/scan"
 )
 
+// lookup resolves host names as the Clair clients' dials do, for address
+// detection; nil is the system's resolver.
+func (r *run) lookup() func(ctx context.Context, host string) ([]netip.Addr, error) {
+	if r.cfg.ClairDialer == nil {
+		return nil
+	}
+	return r.cfg.ClairDialer.LookupNetIP
+}
+
 // errIndexed ends the canary's scan once Clair has indexed it: the
 // vulnerability report is not part of the proof.
 var errIndexed = errors.New("canary indexed")
@@ -54,7 +63,7 @@ func (r *run) reachability(ctx context.Context) {
 		lister = staticContainers(containers)
 		// Where Clair is, for the network check and for the advice when
 		// Clair cannot reach the advertised address.
-		place, perr = reach.Advertise(ctx, r.cfg.Clair.URL, reach.AdvertiseOptions{Containers: lister, Logger: r.log})
+		place, perr = reach.Advertise(ctx, r.cfg.Clair.URL, reach.AdvertiseOptions{Containers: lister, Resolve: r.lookup(), Logger: r.log})
 		r.clairContainer = place.Container
 	}
 	r.canaryScan(ctx, lister)
@@ -83,7 +92,7 @@ func (r *run) canaryScan(ctx context.Context, containers engine.ContainerLister)
 
 	ep, err := reach.Listen(ctx, r.cfg.Clair.URL, reach.ListenOptions{
 		Advertise: r.cfg.Advertise, Listen: r.cfg.Listen,
-		AdvertiseOptions: reach.AdvertiseOptions{Containers: containers, Logger: r.log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: containers, Resolve: r.lookup(), Logger: r.log},
 	})
 	if err != nil {
 		r.add(CheckReachAddress, Failed, fmt.Sprintf("no address to serve layers on: %v", err), addressFix(err))

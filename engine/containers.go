@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 )
 
@@ -20,9 +23,13 @@ type Container struct {
 // ContainerNetwork is a container's endpoint on one Docker network.
 type ContainerNetwork struct {
 	Name    string
-	IP      netip.Addr // the container's address on the network; invalid for "host" and "none"
-	Gateway netip.Addr // the host's address on the network
-	Aliases []string   // DNS names of the container on this network (compose service names)
+	IP      netip.Addr   // the container's address on the network; invalid for "host" and "none"
+	Subnet  netip.Prefix // the network's subnet, as the endpoint has it; invalid when IP is
+	Gateway netip.Addr   // the host's address on the network
+	// Aliases are the container's further DNS names on this network
+	// (compose service names, --network-alias). The container list does
+	// not show them: only Containers with Aliases set fills them in.
+	Aliases []string
 }
 
 // PublishedPort is a container port published on the host.
@@ -53,6 +60,7 @@ func (c *Container) Name() string {
 // *client.Client implements it.
 type ContainerListAPI interface {
 	ContainerList(ctx context.Context, options client.ContainerListOptions) (client.ContainerListResult, error)
+	ContainerInspect(ctx context.Context, id string, options client.ContainerInspectOptions) (client.ContainerInspectResult, error)
 }
 
 // Containers adapts the Docker Engine API to ContainerLister, for address
@@ -60,10 +68,14 @@ type ContainerListAPI interface {
 // archive never needs a daemon.
 type Containers struct {
 	Open func() (ContainerListAPI, error)
+	// Aliases, when set, has RunningContainers inspect each container for
+	// its network aliases, which the list does not show: one more Engine
+	// API call per running container.
+	Aliases bool
 }
 
 // RunningContainers lists the daemon's running containers with their
-// network endpoints and published ports.
+// network endpoints (sorted by network name) and published ports.
 func (d Containers) RunningContainers(ctx context.Context) ([]Container, error) {
 	c, err := d.Open()
 	if err != nil {
@@ -84,12 +96,22 @@ func (d Containers) RunningContainers(ctx context.Context) ([]Container, error) 
 				if ep == nil {
 					continue
 				}
-				bc.Networks = append(bc.Networks, ContainerNetwork{
+				cn := ContainerNetwork{
 					Name:    name,
 					IP:      ep.IPAddress,
 					Gateway: ep.Gateway,
-					Aliases: append(append([]string(nil), ep.Aliases...), ep.DNSNames...),
-				})
+					Aliases: slices.Concat(ep.Aliases, ep.DNSNames),
+				}
+				if ep.IPAddress.IsValid() && ep.IPPrefixLen > 0 {
+					cn.Subnet, _ = ep.IPAddress.Prefix(ep.IPPrefixLen)
+				}
+				bc.Networks = append(bc.Networks, cn)
+			}
+			slices.SortFunc(bc.Networks, func(a, b ContainerNetwork) int { return strings.Compare(a.Name, b.Name) })
+		}
+		if d.Aliases && len(bc.Networks) > 0 {
+			if err := addAliases(ctx, c, &bc); err != nil {
+				return nil, err
 			}
 		}
 		if s.HostConfig.NetworkMode == "host" && len(bc.Networks) == 0 {
@@ -104,4 +126,32 @@ func (d Containers) RunningContainers(ctx context.Context) ([]Container, error) 
 		out = append(out, bc)
 	}
 	return out, nil
+}
+
+// addAliases adds the network aliases that inspecting c shows to its
+// networks. A container gone meanwhile keeps the list's view.
+func addAliases(ctx context.Context, api ContainerListAPI, c *Container) error {
+	res, err := api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("inspect container %s: %w", c.Name(), err)
+	}
+	ns := res.Container.NetworkSettings
+	if ns == nil {
+		return nil
+	}
+	for i := range c.Networks {
+		ep := ns.Networks[c.Networks[i].Name]
+		if ep == nil {
+			continue
+		}
+		for _, a := range slices.Concat(ep.Aliases, ep.DNSNames) {
+			if !slices.Contains(c.Networks[i].Aliases, a) {
+				c.Networks[i].Aliases = append(c.Networks[i].Aliases, a)
+			}
+		}
+	}
+	return nil
 }

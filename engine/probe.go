@@ -2,6 +2,10 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -91,4 +95,37 @@ func Ping(ctx context.Context, c Client, ep Endpoint) (client.PingResult, error)
 		return p, &APIVersionError{Host: ep.Host, Daemon: p.APIVersion, Minimum: client.MinAPIVersion}
 	}
 	return p, nil
+}
+
+// Remote reports whether the daemon runs on another host than this
+// process: its endpoint is tcp:// (or ssh://) to an address that is not
+// loopback.
+func (d DaemonInfo) Remote() bool {
+	scheme, rest, ok := strings.Cut(d.Endpoint.Host, "://")
+	if !ok || (scheme != "tcp" && scheme != "ssh" && scheme != "http" && scheme != "https") {
+		return false
+	}
+	host := rest
+	if i := strings.LastIndexByte(host, '@'); i >= 0 {
+		host = host[i+1:]
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
+}
+
+// Where says, as a clause, where the daemon's containers and networks live
+// when this host cannot take part in them, and "" when it can (a daemon
+// on this host).
+func (d DaemonInfo) Where() string {
+	if d.Remote() {
+		return fmt.Sprintf("the docker daemon at %s runs on another host, where its networks are", d.Endpoint.Host)
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
 
@@ -146,9 +148,18 @@ func (c *clairFlags) validate() error {
 }
 
 // connect builds the Clair clients that every request of this command to
-// Clair uses; call validate first.
-func (c *clairFlags) connect(log *slog.Logger) scan.Clair {
-	return scan.NewClair(c.clairURL(), c.api, scan.ClairOptions{PSK: c.psk, PSKIssuer: c.pskIssuer, Logger: log})
+// Clair uses; call validate first. They dial Clair's host with the
+// returned Dialer: a name only Docker's DNS knows (http://clair:6060 seen
+// from the host) goes to the address of the container it names.
+func (c *clairFlags) connect(d *daemon, log *slog.Logger) (scan.Clair, *reach.Dialer) {
+	u := c.clairURL()
+	dialer := reach.NewDialer(u.Hostname(), d.names(log))
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = dialer.DialContext
+	return scan.NewClair(u, c.api, scan.ClairOptions{
+		HTTPClient: &http.Client{Transport: tr},
+		PSK:        c.psk, PSKIssuer: c.pskIssuer, Logger: log,
+	}), dialer
 }
 
 // clairURL is the parsed --clair; call validate first.

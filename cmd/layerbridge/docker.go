@@ -11,6 +11,7 @@ import (
 
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/store"
 )
 
@@ -63,6 +64,23 @@ func (d *daemon) containers() engine.Containers {
 		}
 		return c, nil
 	}}
+}
+
+// names finds the containers that host names only Docker's DNS knows
+// stand for (reach.Names), with the daemon's network aliases.
+func (d *daemon) names(log *slog.Logger) reach.Names {
+	c := d.containers()
+	c.Aliases = true
+	return reach.Names{Containers: c, Daemon: d.info, Logger: log}
+}
+
+// info probes the daemon (engine.Probe).
+func (d *daemon) info(ctx context.Context) (engine.DaemonInfo, error) {
+	c, ep, err := d.engine()
+	if err != nil {
+		return engine.DaemonInfo{Endpoint: ep}, err
+	}
+	return engine.Probe(ctx, c, ep)
 }
 
 // openStore opens the image cache and a loader writing to it; progress,

@@ -46,7 +46,9 @@ Exit status: 0 when no check failed (warnings allowed), 1 otherwise.
 
 Clair:
     --clair URL             Clair's address (default $CLAIR_ADDR, else
-                            http://localhost:6060)
+                            http://localhost:6060); from the host too, the
+                            name or network alias of Clair's container
+                            (http://clair:6060) reaches its address
     --clair-api API         auto, v4 or v2 (default auto: probe Clair)
     --clair-psk KEY         base64 pre-shared key of Clair 4's auth.psk
                             (default $LAYERBRIDGE_CLAIR_PSK)
@@ -165,13 +167,15 @@ func runDoctor(ctx context.Context, name string, args []string, e env, stdout, s
 		advertise, _ = url.Parse(o.advertise)
 	}
 	d := newDaemon(o.store.dockerHost, e, log)
+	clair, dialer := o.clair.connect(d, log)
 	results := doctor.Run(ctx, doctor.Config{
 		Docker:           d.engine,
 		SocketCandidates: dockerSocketCandidates(e),
 		Image:            o.image,
 		Platform:         platform,
 		CacheDir:         o.store.cacheDir,
-		Clair:            o.clair.connect(log),
+		Clair:            clair,
+		ClairDialer:      dialer,
 		Listen:           o.listen,
 		Advertise:        advertise,
 		Containers:       d.containers(),

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -36,6 +38,8 @@ func hintsFor(err error) []string {
 		mismatch    *scan.APIMismatchError
 		noClair     *scan.NoClairError
 		clairDown   *scan.ClairUnreachableError
+		noName      *reach.NameError
+		unroutable  *reach.UnroutableError
 		auth        *scan.AuthError
 		fetch       *scan.LayerFetchError
 		archive     *dockersave.ArchiveError
@@ -93,6 +97,10 @@ func hintsFor(err error) []string {
 		} else {
 			add("Clair has auth.psk configured: pass --clair-psk KEY (or LAYERBRIDGE_CLAIR_PSK) and --clair-psk-issuer ISSUER")
 		}
+	case errors.As(err, &noName), errors.As(err, &unroutable):
+		if own == nil {
+			hints = append(hints, clairNameHints(err, reach.ContainerCommand{})...)
+		}
 	case errors.As(err, &clairDown):
 		add("is Clair running at %s? pass its address with --clair or CLAIR_ADDR", clairDown.URL)
 		if strings.Contains(clairDown.URL, "localhost") || strings.Contains(clairDown.URL, "127.0.0.1") {
@@ -131,6 +139,80 @@ func hintsFor(err error) []string {
 		add("there is nothing at %s: check the path (relative paths start in the current directory)", path.Path)
 	}
 	return hints
+}
+
+// clairNameError is err, from finding the container that Clair's host
+// name names (reach.Names), as Clair being unreachable at u, with its
+// hints: run is the command that would run layerbridge in a container on
+// Clair's network (its Args set), d the daemon whose socket it mounts.
+func clairNameError(err error, u *url.URL, d *daemon, run reach.ContainerCommand) error {
+	_, ep, _ := d.open()
+	if sock := ep.Socket(); sock != "" {
+		run.Socket, run.Group = sock, socketGroup(sock)
+	}
+	err = &scan.ClairUnreachableError{URL: u.Redacted(), Err: err}
+	return &hintedError{err: err, hints: clairNameHints(err, run)}
+}
+
+// clairNameHints says what to do when Clair's host name names no container
+// (*reach.NameError) or one this host cannot reach (*reach.UnroutableError).
+// run, when its Args are set, is the command line that would run
+// layerbridge as a container on Clair's network.
+func clairNameHints(err error, run reach.ContainerCommand) []string {
+	var (
+		noName     *reach.NameError
+		unroutable *reach.UnroutableError
+		hints      []string
+	)
+	add := func(format string, args ...any) { hints = append(hints, fmt.Sprintf(format, args...)) }
+	switch {
+	case errors.As(err, &noName):
+		for _, s := range noName.Suggestions {
+			add("did you mean %s? it is the name or a network alias of a running container", s)
+		}
+		if noName.ListErr != nil {
+			add("layerbridge asks the Docker daemon for a container of that name, and could not: `layerbridge doctor` says why; or give Clair's IP address or published port with --clair")
+		} else {
+			add("is Clair running? give its address with --clair or CLAIR_ADDR: a name this host resolves, an IP address, or the name or network alias of its running container")
+		}
+	case errors.As(err, &unroutable):
+		port := "6060"
+		var clairURL *scan.ClairUnreachableError
+		if errors.As(err, &clairURL) {
+			if u, perr := url.Parse(clairURL.URL); perr == nil && u.Port() != "" {
+				port = u.Port()
+			}
+		}
+		if unroutable.HostNetwork() {
+			add("Clair's container uses the host network: give the daemon host's address, --clair http://localhost:%s on that host", port)
+			break
+		}
+		network := unroutable.Network()
+		add("publish Clair's port on this host (docker run -p 127.0.0.1:%s:%s …, compose: ports: [\"127.0.0.1:%s:%s\"]) and pass --clair http://localhost:%s", port, port, port, port, port)
+		if network == "" {
+			break
+		}
+		if run.Args == nil {
+			add("or run layerbridge as a container on network %s, where %s resolves (README: The container image)", network, unroutable.Name)
+			break
+		}
+		run.Network = network
+		add("or run layerbridge as a container on network %s, where %s resolves: %s", network, unroutable.Name, run)
+	}
+	return hints
+}
+
+// socketGroup is the numeric group of the file at path, or "" when it
+// cannot be read.
+func socketGroup(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return strconv.FormatUint(uint64(st.Gid), 10)
+	}
+	return ""
 }
 
 // acceptedForms lists the image sources, for hints.

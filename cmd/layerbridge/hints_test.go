@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,33 +27,36 @@ func TestEveryUserErrorHasAHint(t *testing.T) {
 	archive := func(ref string, err error) error { return &dockersave.ArchiveError{Image: ref, Err: err} }
 	file := "docker-archive:" + filepath.Join(t.TempDir(), "image.tar")
 	errs := map[string]error{
-		"usage":             &usageError{msg: "bad flag", hints: []string{"do this"}},
-		"docker permission": &engine.PermissionError{Host: "unix:///var/run/docker.sock", Socket: "/var/run/docker.sock"},
-		"docker down":       &engine.UnreachableError{Host: "unix:///var/run/docker.sock"},
-		"docker api":        &engine.APIVersionError{Host: "unix:///var/run/docker.sock"},
-		"no such image":     &engine.NotFoundError{Ref: "nope:1"},
-		"platform":          &dockersave.PlatformError{Ref: "x"},
-		"ambiguous":         &dockersave.AmbiguousError{Ref: "x"},
-		"daemon error":      archive("app:1", fmt.Errorf("%w: %w", dockersave.ErrTruncated, &dockersave.DaemonError{Message: "no space left on device"})),
-		"export mismatch":   archive("app:1", dockersave.ErrExportMismatch),
-		"export broken":     archive("app:1", dockersave.ErrTruncated),
-		"export refused":    archive("app:1", dockersave.ErrUnsafeEntry),
-		"clair mismatch":    &scan.APIMismatchError{URL: "http://clair", Want: "v2", Found: "v4"},
-		"no clair":          &scan.NoClairError{URL: "http://clair"},
-		"clair down":        &scan.ClairUnreachableError{URL: "http://clair"},
-		"clair auth":        &scan.AuthError{URL: "http://clair"},
-		"layer fetch":       &scan.LayerFetchError{Advertised: "http://x"},
-		"no vuln data":      fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
-		"no shared net":     fmt.Errorf("advertise: %w", reach.ErrNoSharedNetwork),
-		"clair4 index":      &clairv4.IndexError{Message: "boom"},
-		"clair4 api":        &clairv4.APIError{StatusCode: 500},
-		"clair2 api":        &clairv2.APIError{},
-		"disk full":         fmt.Errorf("write: %w", syscall.ENOSPC),
-		"permission":        &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission},
-		"missing file":      fmt.Errorf("%s: %w", file, &fs.PathError{Op: "open", Path: "image.tar", Err: syscall.ENOENT}),
-		"port taken":        fmt.Errorf("listen: %w", syscall.EADDRINUSE),
-		"not our address":   fmt.Errorf("listen: %w", syscall.EADDRNOTAVAIL),
-		"timeout":           timeoutError(0, fmt.Errorf("slow")),
+		"usage":              &usageError{msg: "bad flag", hints: []string{"do this"}},
+		"docker permission":  &engine.PermissionError{Host: "unix:///var/run/docker.sock", Socket: "/var/run/docker.sock"},
+		"docker down":        &engine.UnreachableError{Host: "unix:///var/run/docker.sock"},
+		"docker api":         &engine.APIVersionError{Host: "unix:///var/run/docker.sock"},
+		"no such image":      &engine.NotFoundError{Ref: "nope:1"},
+		"platform":           &dockersave.PlatformError{Ref: "x"},
+		"ambiguous":          &dockersave.AmbiguousError{Ref: "x"},
+		"daemon error":       archive("app:1", fmt.Errorf("%w: %w", dockersave.ErrTruncated, &dockersave.DaemonError{Message: "no space left on device"})),
+		"export mismatch":    archive("app:1", dockersave.ErrExportMismatch),
+		"export broken":      archive("app:1", dockersave.ErrTruncated),
+		"export refused":     archive("app:1", dockersave.ErrUnsafeEntry),
+		"clair mismatch":     &scan.APIMismatchError{URL: "http://clair", Want: "v2", Found: "v4"},
+		"no clair":           &scan.NoClairError{URL: "http://clair"},
+		"clair down":         &scan.ClairUnreachableError{URL: "http://clair"},
+		"clair auth":         &scan.AuthError{URL: "http://clair"},
+		"clair name unknown": &scan.ClairUnreachableError{URL: "http://clair:6060", Err: &net.OpError{Op: "dial", Err: &reach.NameError{Name: "clair", Err: errors.New("no such host")}}},
+		"clair name unroutable": &scan.ClairUnreachableError{URL: "http://clair:6060", Err: &net.OpError{Op: "dial", Err: &reach.UnroutableError{Name: "clair", Container: "clair",
+			Networks: []engine.ContainerNetwork{{Name: "n", IP: netip.MustParseAddr("10.98.0.2")}}}}},
+		"layer fetch":     &scan.LayerFetchError{Advertised: "http://x"},
+		"no vuln data":    fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
+		"no shared net":   fmt.Errorf("advertise: %w", reach.ErrNoSharedNetwork),
+		"clair4 index":    &clairv4.IndexError{Message: "boom"},
+		"clair4 api":      &clairv4.APIError{StatusCode: 500},
+		"clair2 api":      &clairv2.APIError{},
+		"disk full":       fmt.Errorf("write: %w", syscall.ENOSPC),
+		"permission":      &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission},
+		"missing file":    fmt.Errorf("%s: %w", file, &fs.PathError{Op: "open", Path: "image.tar", Err: syscall.ENOENT}),
+		"port taken":      fmt.Errorf("listen: %w", syscall.EADDRINUSE),
+		"not our address": fmt.Errorf("listen: %w", syscall.EADDRNOTAVAIL),
+		"timeout":         timeoutError(0, fmt.Errorf("slow")),
 	}
 	for _, sentinel := range []error{
 		dockersave.ErrNotArchive, dockersave.ErrNotLayout, dockersave.ErrTruncated, dockersave.ErrTrailingData,

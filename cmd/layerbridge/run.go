@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/internal/didyoumean"
 )
 
 // Exit codes, the one table that README and --help repeat.
@@ -246,37 +246,12 @@ func (e *findingsError) Error() string {
 
 // nearest returns the command name closest to s, or "" when none is close.
 func nearest(s string) string {
-	type cand struct {
-		name string
-		d    int
-	}
-	var cs []cand
+	var names []string
 	for _, c := range append(commands(), command{name: "help"}) {
-		cs = append(cs, cand{c.name, editDistance(s, c.name)})
+		names = append(names, c.name)
 	}
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].d < cs[j].d })
-	if len(cs) == 0 || cs[0].d > 2 && !strings.HasPrefix(cs[0].name, s) {
-		return ""
+	if near := didyoumean.Closest(s, names); len(near) > 0 {
+		return near[0]
 	}
-	return cs[0].name
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }

@@ -40,7 +40,9 @@ IMAGE is a daemon reference or image ID (alpine:3.11, sha256:…), or
 
 Clair:
     --clair URL             Clair's address (default $CLAIR_ADDR, else
-                            http://localhost:6060)
+                            http://localhost:6060); from the host too, the
+                            name or network alias of Clair's container
+                            (http://clair:6060) reaches its address
     --clair-api API         auto, v4 or v2 (default auto: probe Clair)
     --clair-psk KEY         base64 pre-shared key of Clair 4's auth.psk
                             (default $LAYERBRIDGE_CLAIR_PSK)
@@ -321,11 +323,18 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 
 	scanCtx, cancel := withTimeout(ctx, o.timeout)
 	defer cancel()
-	clair := o.clair.connect(log)
+	clair, dialer := o.clair.connect(d, log)
+	if _, _, err := dialer.Resolve(scanCtx); err != nil {
+		args := []string{"scan", "--clair", o.clair.url}
+		if o.clair.api != scan.APIAuto {
+			args = append(args, "--clair-api", o.clair.api)
+		}
+		return clairNameError(err, clair.URL, d, reach.ContainerCommand{Args: append(args, o.image)})
+	}
 	// The layer server, on the address Clair can reach, for this scan.
 	ep, err := reach.Listen(scanCtx, clair.URL, reach.ListenOptions{
 		Advertise: advertise, Listen: o.listen,
-		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Logger: log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Resolve: dialer.LookupNetIP, Logger: log},
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -56,7 +58,9 @@ Listener:
 
 Clair:
     --clair URL             Clair's address (default $CLAIR_ADDR, else
-                            http://localhost:6060)
+                            http://localhost:6060); from the host too, the
+                            name or network alias of Clair's container
+                            (http://clair:6060) reaches its address
     --clair-api API         auto, v4 or v2 (default auto: probe Clair)
     --clair-psk KEY         base64 pre-shared key of Clair 4's auth.psk
                             (default $LAYERBRIDGE_CLAIR_PSK)
@@ -208,9 +212,18 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	if o.advertise != "" {
 		advertise, _ = url.Parse(o.advertise)
 	}
+	clair, dialer := o.clair.connect(d, log)
+	if advertise == nil {
+		// Detecting the address needs to know where Clair is now. (With
+		// --advertise, Clair's name is resolved on each new connection,
+		// so Clair may start later.)
+		if _, _, err := dialer.Resolve(ctx); err != nil {
+			return clairNameError(err, clairURL, d, o.containerCommand(ln))
+		}
+	}
 	ep, err := reach.AdvertiseListener(ctx, clairURL, ln, reach.ListenOptions{
 		Advertise:        advertise,
-		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Logger: log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Resolve: dialer.LookupNetIP, Logger: log},
 	})
 	if err != nil {
 		return err
@@ -223,7 +236,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 		Store:         store,
 		Token:         tok,
 		Base:          base,
-		Clair:         o.clair.connect(log),
+		Clair:         clair,
 		Engine:        d.engine,
 		MaxConcurrent: o.maxScans,
 		Version:       version,
@@ -274,6 +287,29 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 	log.Info("stopped: every running scan finished")
 	return nil
+}
+
+// containerCommand is serve run as a container on Clair's network instead,
+// publishing the port of ln on this host's loopback (the network's
+// containers reach it directly), with the same token.
+func (o *serveOptions) containerCommand(ln net.Listener) reach.ContainerCommand {
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	c := reach.ContainerCommand{
+		Flags: []string{"-d", "--name", "layerbridge", "-p", "127.0.0.1:" + port + ":" + port},
+		Args:  []string{"serve", "--clair", o.clair.url, "--listen", "0.0.0.0:" + port},
+	}
+	if o.clair.api != "auto" {
+		c.Args = append(c.Args, "--clair-api", o.clair.api)
+	}
+	if o.tokenFile != "" {
+		abs, err := filepath.Abs(o.tokenFile)
+		if err != nil {
+			abs = o.tokenFile
+		}
+		c.Flags = append(c.Flags, "-v", abs+":/run/secrets/layerbridge_token:ro")
+		c.Args = append(c.Args, "--token-file", "/run/secrets/layerbridge_token")
+	}
+	return c
 }
 
 // hintedError is an error with the hints that say what to do about it.

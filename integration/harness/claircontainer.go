@@ -45,6 +45,10 @@ type ClairContainerOptions struct {
 	// Aliases are further DNS names on Network, such as "clair", the name
 	// a compose service gets. Docker's container list does not show them.
 	Aliases []string
+	// Unpublished publishes no port: Clair.URL and IntrospectionURL are
+	// then at the container's address on Network, which a Linux host
+	// reaches directly.
+	Unpublished bool
 }
 
 // StartClairContainer is StartClair in a container: it builds a FROM
@@ -52,8 +56,8 @@ type ClairContainerOptions struct {
 // labelled as this process's), runs it on opts.Network with the same offline
 // configuration as StartClair, and returns once Clair's readiness endpoint
 // answers through the ports published on 127.0.0.1 (Clair.URL,
-// Clair.IntrospectionURL). Containers on the network reach it at
-// Clair.NetworkURL.
+// Clair.IntrospectionURL), or at its address on the network with
+// Unpublished. Containers on the network reach it at Clair.NetworkURL.
 //
 // Offline holds as for StartClair: airgap (private addresses, such as the
 // network's, stay allowed), only the alpine updater, and HTTP(S)_PROXY
@@ -142,6 +146,10 @@ func (c *Clair) startContainer(ctx context.Context, cli DockerAPI, opts ClairCon
 	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
 		env = append(env, k+"="+proxy)
 	}
+	publish := []uint16{clairContainerAPIPort, clairContainerIntroPort}
+	if opts.Unpublished {
+		publish = nil
+	}
 	c.ctr, err = RunContainer(ctx, cli, ContainerSpec{
 		Name:    opts.Name,
 		Image:   tag,
@@ -150,7 +158,7 @@ func (c *Clair) startContainer(ctx context.Context, cli DockerAPI, opts ClairCon
 		Tmpfs:   map[string]string{"/tmp": "mode=1777"},
 		Network: opts.Network,
 		Aliases: opts.Aliases,
-		Publish: []uint16{clairContainerAPIPort, clairContainerIntroPort},
+		Publish: publish,
 		// Clair shuts down in order on SIGTERM too.
 		StopTimeout: 15 * time.Second,
 	})
@@ -159,8 +167,13 @@ func (c *Clair) startContainer(ctx context.Context, cli DockerAPI, opts ClairCon
 	}
 	c.LogPath = c.ctr.LogPath
 	c.ContainerIP = c.ctr.IP
-	c.URL = c.ctr.HostURL(clairContainerAPIPort)
-	c.IntrospectionURL = c.ctr.HostURL(clairContainerIntroPort)
+	if opts.Unpublished {
+		c.URL = fmt.Sprintf("http://%s:%d", c.ctr.IP, clairContainerAPIPort)
+		c.IntrospectionURL = fmt.Sprintf("http://%s:%d", c.ctr.IP, clairContainerIntroPort)
+	} else {
+		c.URL = c.ctr.HostURL(clairContainerAPIPort)
+		c.IntrospectionURL = c.ctr.HostURL(clairContainerIntroPort)
+	}
 	c.NetworkURL = fmt.Sprintf("http://%s:%d", opts.Name, clairContainerAPIPort)
 	log.DebugContext(ctx, "clair container started", slog.String("name", opts.Name), slog.String("ip", c.ctr.IP.String()),
 		slog.String("url", c.URL), slog.String("network_url", c.NetworkURL))

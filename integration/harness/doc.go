@@ -11,8 +11,11 @@
 // a static Clair (BuildStaticClair) in a FROM scratch image on a
 // user-defined Docker network made for the run (Network), PostgreSQL and the
 // feed server listening on that network's gateway as well, trusting only
-// its subnet. Containers under test join the network (RunContainer,
-// BuildOwnedImage). Everything it creates in Docker is labelled with the
+// its subnet; with Options.Unpublished Clair publishes no port and the
+// host reaches it at its address on the network, as Clair setups run it.
+// Containers under test join the network (RunContainer, BuildOwnedImage);
+// CreateNetworkWith makes the other kinds tests need (--internal, or a
+// bridge without an address on this host). Everything it creates in Docker is labelled with the
 // creating process, removed on Close, and removed by the next StartDocker
 // (RemoveOrphans) if that process died first.
 //

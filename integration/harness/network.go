@@ -45,11 +45,33 @@ type Network struct {
 // gateway. Close removes it; containers still attached make Close fail, so
 // close them first.
 func CreateNetwork(ctx context.Context, cli NetworkAPI, prefix string) (*Network, error) {
+	return CreateNetworkWith(ctx, cli, prefix, NetworkOptions{})
+}
+
+// NetworkOptions are the bridge network variants CreateNetworkWith makes.
+type NetworkOptions struct {
+	// Internal is `docker network create --internal`: no route out of
+	// the network for its containers. (This host keeps its address on
+	// the network, so it still reaches them.)
+	Internal bool
+	// NoHostAddress gives this host no address on the network (the bridge
+	// driver's com.docker.network.bridge.inhibit_ipv4): this host has no
+	// route to its containers, as with Docker Desktop's VM or a remote
+	// daemon. Gateway is then invalid.
+	NoHostAddress bool
+}
+
+// CreateNetworkWith is CreateNetwork for the variants of opts.
+func CreateNetworkWith(ctx context.Context, cli NetworkAPI, prefix string, opts NetworkOptions) (*Network, error) {
 	if prefix == "" {
 		prefix = "layerbridge-test-"
 	}
 	name := prefix + randomHex(6)
-	res, err := cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: ownerLabels()})
+	co := client.NetworkCreateOptions{Driver: "bridge", Labels: ownerLabels(), Internal: opts.Internal}
+	if opts.NoHostAddress {
+		co.Options = map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}
+	}
+	res, err := cli.NetworkCreate(ctx, name, co)
 	if err != nil {
 		return nil, fmt.Errorf("create network %s: %w", name, err)
 	}
@@ -59,10 +81,17 @@ func CreateNetwork(ctx context.Context, cli NetworkAPI, prefix string) (*Network
 		return nil, errors.Join(fmt.Errorf("inspect network %s: %w", name, err), n.Close())
 	}
 	for _, c := range info.Network.IPAM.Config {
-		if c.Subnet.Addr().Is4() && c.Gateway.IsValid() {
+		if c.Subnet.Addr().Is4() && (c.Gateway.IsValid() || opts.NoHostAddress) {
 			n.Subnet, n.Gateway = c.Subnet, c.Gateway
 			break
 		}
+	}
+	if opts.NoHostAddress {
+		if !n.Subnet.IsValid() {
+			return nil, errors.Join(fmt.Errorf("network %s: docker reports no IPv4 subnet: %+v", name, info.Network.IPAM.Config), n.Close())
+		}
+		n.Gateway = netip.Addr{}
+		return n, nil
 	}
 	if !n.Gateway.IsValid() {
 		return nil, errors.Join(fmt.Errorf("network %s: docker reports no IPv4 subnet with a gateway: %+v", name, info.Network.IPAM.Config), n.Close())

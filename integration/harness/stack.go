@@ -24,6 +24,11 @@ type Options struct {
 	ClairBinary string
 	// PSK, if set, makes Clair require PSK-signed requests.
 	PSK *PSK
+	// Unpublished, for StartDocker, publishes none of Clair's ports: the
+	// host reaches Clair at its container's address on the network, as a
+	// Linux host reaches its user-defined bridge networks (Clair.URL is
+	// http://<ContainerIP>:6060), and other clients by its name there.
+	Unpublished bool
 	// ReadyTimeout bounds the wait for Clair's first vulnerability update;
 	// 0 means 3 minutes. PostgreSQL and Clair have their own startup limits
 	// (1 and 2 minutes), and the build has none but ctx.
@@ -147,7 +152,7 @@ func (s *Stack) start(ctx context.Context, updateTimeout time.Duration, opts Opt
 	}
 	if d != nil {
 		co.ConnString = s.Postgres.GatewayConnString(s.Postgres.Database)
-		s.Clair, err = StartClairContainer(ctx, d.cli, ClairContainerOptions{ClairOptions: co, Network: d.network, Aliases: []string{ClairAlias}})
+		s.Clair, err = StartClairContainer(ctx, d.cli, ClairContainerOptions{ClairOptions: co, Network: d.network, Aliases: []string{ClairAlias}, Unpublished: opts.Unpublished})
 	} else {
 		s.Clair, err = StartClair(ctx, co)
 	}

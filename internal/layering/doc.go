@@ -13,9 +13,10 @@
 //   - blobs, what opens an image's blobs for serving, is a leaf: the store,
 //     dockersave's sources, bridge, sidecar and doctor share it.
 //   - engine imports nothing of the module (it is the Docker Engine API);
-//     reach (address detection: which address Clair and layerbridge reach
-//     each other on) imports only engine; scan never needs either, and
-//     doctor and the command use both.
+//     reach (how Clair and layerbridge reach each other: the address to
+//     advertise, Clair's container behind a name only Docker's DNS knows)
+//     imports only engine and internal/didyoumean; scan never needs either,
+//     and doctor and the command use both.
 //   - bridge imports only blobs and internal/mediatype: never the Clair
 //     clients, report, dockersave, store, engine or reach.
 //   - clairv4 and clairv2 import only report and internal/clairhttp: never
