@@ -145,17 +145,25 @@ func (r *run) clairNameFix(err error) string {
 		return fmt.Sprintf("Clair's container uses the host network: give the daemon host's address, --clair http://localhost:%s on that host", port)
 	}
 	fix := fmt.Sprintf("publish Clair's port on this host (docker run -p 127.0.0.1:%s:%s …, compose: ports: [\"127.0.0.1:%s:%s\"]) and pass --clair http://localhost:%s", port, port, port, port, port)
-	if network := ue.Network(); network != "" {
-		run := reach.ContainerCommand{Network: network, Args: []string{"doctor", "--clair", r.cfg.Clair.URL.String()}}
-		if r.cfg.Image != "" {
-			run.Args = append(run.Args, r.cfg.Image)
+	run := reach.ContainerCommand{Args: []string{"doctor", "--clair", r.cfg.Clair.URL.String()}}
+	if r.cfg.Image != "" {
+		run.Args = append(run.Args, r.cfg.Image)
+	}
+	var socket, group string
+	if r.daemon != nil {
+		if sock := statSocket(r.daemon.Endpoint.Socket()); sock.err == nil && sock.path != "" {
+			socket, group = sock.path, strconv.FormatUint(uint64(sock.gid), 10)
 		}
-		if r.daemon != nil {
-			if sock := statSocket(r.daemon.Endpoint.Socket()); sock.err == nil && sock.path != "" {
-				run.Socket, run.Group = sock.path, strconv.FormatUint(uint64(sock.gid), 10)
-			}
-		}
-		fix += fmt.Sprintf("; or run layerbridge as a container on network %s, where %s resolves: %s", network, ue.Name, run)
+	}
+	line, ok := ue.Command(run, socket, group)
+	switch {
+	case !ok:
+	case ue.DefaultBridge():
+		// Docker's default bridge resolves no names.
+		line.Network = "clair-network"
+		fix += fmt.Sprintf("; or put Clair's container on a network of its own and run layerbridge as a container there: docker network create clair-network && docker network connect clair-network %s && %s", ue.Container, line)
+	default:
+		fix += fmt.Sprintf("; or run layerbridge as a container on network %s, where %s resolves: %s", line.Network, ue.Name, line)
 	}
 	return fix
 }

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
@@ -88,4 +90,48 @@ func TestClairNameUnroutable(t *testing.T) {
 	cfg.Clair, cfg.ClairDialer = clairByName(t, u, containers)
 	expect(t, Run(t.Context(), cfg), CheckClairReachable, Failed, []string{"(did you mean clair?)"},
 		[]string{"did you mean clair? it is the name or a network alias of a running container"})
+}
+
+// On Docker Desktop and rootless Docker, Clair's container does not reach
+// this host at its network's gateway: doctor serves the canary where it
+// does (host.docker.internal; this host's own address) and says why. (Here,
+// not on Desktop, the fake Clair cannot resolve host.docker.internal: the
+// canary proves that too.)
+func TestDesktopAndRootlessAddresses(t *testing.T) {
+	u := startV4(t, &fakeclair.V4{})
+	p, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	containers := staticContainers{{
+		ID: "0123456789abcdef0123456789abcdef", Names: []string{"clair"},
+		Networks: []engine.ContainerNetwork{{Name: "clair_default", IP: mustAddr("172.20.0.3"), Gateway: mustAddr("172.20.0.1")}},
+		Ports:    []engine.PublishedPort{{HostPort: uint16(p), ContainerPort: 6060}},
+	}}
+	for _, tc := range []struct {
+		name, info string
+		address    []string
+		networks   []string
+	}{
+		{"Docker Desktop", `"OperatingSystem":"Docker Desktop","SecurityOptions":["name=seccomp,profile=unconfined","name=cgroupns"]`,
+			[]string{"layer URLs start with http://host.docker.internal:", "of Docker Desktop, whose containers reach this host as host.docker.internal"},
+			[]string{"clair's container clair is on network(s) clair_default", "layerbridge runs on the host: clair runs in container clair of Docker Desktop"}},
+		{"rootless", `"OperatingSystem":"Debian GNU/Linux 12 (bookworm)","SecurityOptions":["name=seccomp,profile=default","name=rootless"]`,
+			[]string{"of a rootless docker daemon, whose containers reach this host only at its own addresses"},
+			[]string{"layerbridge runs on the host: clair runs in container clair of a rootless docker daemon"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := healthyDaemon()
+			d.info = tc.info
+			cfg := baseConfig(t, u)
+			cfg.Docker, cfg.Containers, cfg.Listen = startDaemon(t, d), containers, ""
+			cfg.Wait = 5 * time.Second
+			results := Run(t.Context(), cfg)
+			if r := result(t, results, CheckReachAddress); r.Status == Failed && strings.Contains(r.Evidence, "no address but loopback") {
+				t.Skipf("this machine has no address but loopback: %s", r.Evidence)
+			}
+			expect(t, results, CheckReachAddress, Passed, tc.address, nil)
+			expect(t, results, CheckReachNetworks, Passed, tc.networks, nil)
+		})
+	}
 }

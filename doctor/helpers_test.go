@@ -43,6 +43,10 @@ type fakeDaemon struct {
 	driver     string
 	containerd bool
 	images     map[string]string // name -> inspect JSON
+	// info, when set, is the rest of /info: what Docker Desktop or a
+	// rootless daemon say of themselves (OperatingSystem,
+	// SecurityOptions).
+	info string
 }
 
 func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -59,7 +63,11 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.containerd {
 			status = `[["driver-type","io.containerd.snapshotter.v1"]]`
 		}
-		w.Write([]byte(`{"ServerVersion":"28.5.1","Driver":"` + f.driver + `","DriverStatus":` + status + `}`))
+		extra := ""
+		if f.info != "" {
+			extra = "," + f.info
+		}
+		w.Write([]byte(`{"ServerVersion":"28.5.1","Driver":"` + f.driver + `","DriverStatus":` + status + extra + `}`))
 	case strings.Contains(r.URL.Path, "/images/") && strings.HasSuffix(r.URL.Path, "/json"):
 		_, name, _ := strings.Cut(r.URL.Path, "/images/")
 		name = strings.TrimSuffix(name, "/json")

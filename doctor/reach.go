@@ -33,6 +33,15 @@ func (r *run) lookup() func(ctx context.Context, host string) ([]netip.Addr, err
 	return r.cfg.ClairDialer.LookupNetIP
 }
 
+// daemonInfo is what the Docker checks learned of the daemon, for address
+// detection (Docker Desktop, rootless, remote).
+func (r *run) daemonInfo(context.Context) (engine.DaemonInfo, error) {
+	if r.daemon == nil {
+		return engine.DaemonInfo{}, errors.New("the docker daemon was not reached")
+	}
+	return *r.daemon, nil
+}
+
 // errIndexed ends the canary's scan once Clair has indexed it: the
 // vulnerability report is not part of the proof.
 var errIndexed = errors.New("canary indexed")
@@ -63,7 +72,7 @@ func (r *run) reachability(ctx context.Context) {
 		lister = staticContainers(containers)
 		// Where Clair is, for the network check and for the advice when
 		// Clair cannot reach the advertised address.
-		place, perr = reach.Advertise(ctx, r.cfg.Clair.URL, reach.AdvertiseOptions{Containers: lister, Resolve: r.lookup(), Logger: r.log})
+		place, perr = reach.Advertise(ctx, r.cfg.Clair.URL, reach.AdvertiseOptions{Containers: lister, Resolve: r.lookup(), Daemon: r.daemonInfo, Logger: r.log})
 		r.clairContainer = place.Container
 	}
 	r.canaryScan(ctx, lister)
@@ -92,7 +101,7 @@ func (r *run) canaryScan(ctx context.Context, containers engine.ContainerLister)
 
 	ep, err := reach.Listen(ctx, r.cfg.Clair.URL, reach.ListenOptions{
 		Advertise: r.cfg.Advertise, Listen: r.cfg.Listen,
-		AdvertiseOptions: reach.AdvertiseOptions{Containers: containers, Resolve: r.lookup(), Logger: r.log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: containers, Resolve: r.lookup(), Daemon: r.daemonInfo, Logger: r.log},
 	})
 	if err != nil {
 		r.add(CheckReachAddress, Failed, fmt.Sprintf("no address to serve layers on: %v", err), addressFix(err))
@@ -331,6 +340,8 @@ func addressFix(err error) string {
 	switch {
 	case errors.Is(err, reach.ErrNoSharedNetwork):
 		return "connect layerbridge's container to one of Clair's networks (docker network connect NETWORK CONTAINER), or run layerbridge on the host"
+	case errors.Is(err, reach.ErrNoHostAddress):
+		return "give an address of this host that the rootless daemon's containers reach (through rootlesskit, any address of this host but loopback): --advertise http://HOST:PORT --listen 0.0.0.0:PORT; or run layerbridge as a container on Clair's network"
 	case err != nil && strings.Contains(err.Error(), "listen"):
 		return "the address cannot be listened on here: choose the local address with --listen IP:PORT (0.0.0.0:PORT for every interface) and what Clair connects to with --advertise URL"
 	}
@@ -376,6 +387,8 @@ func (r *run) networks(list []engine.Container, addr reach.Address, advErr error
 	ev := fmt.Sprintf("clair's container %s is on network(s) %s; ", addr.Container, strings.Join(nets, ", "))
 	self := addr.Self
 	switch {
+	case addr.Daemon != "":
+		ev += "layerbridge runs on the host: " + addr.Reason
 	case addr.Network == "host":
 		ev += "it uses the host network, so it reaches layerbridge on this host's loopback"
 	case self != nil && self.ID == clairC.ID:

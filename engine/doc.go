@@ -1,7 +1,8 @@
 // Package engine is layerbridge's access to the Docker Engine API: it
 // chooses the daemon's endpoint as the docker CLI does (--docker-host,
 // DOCKER_HOST, the current context, TLS files), builds the client, pings
-// and probes the daemon, and turns the client's errors into the typed
+// and probes the daemon (DaemonInfo: its version and image store, and
+// whether it is Docker Desktop's, rootless or on another host), and turns the client's errors into the typed
 // errors callers branch on (unreachable, permission, API version, no such
 // image). It also adapts the daemon's container list (Containers: each
 // running container's names, networks and published ports) for address

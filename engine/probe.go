@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +53,27 @@ type DaemonInfo struct {
 	// ContainerdStore is true when the daemon uses the containerd image store
 	// (exports keep compressed blobs and image IDs are manifest digests).
 	ContainerdStore bool
+	// OperatingSystem is what the daemon says it runs on: "Docker Desktop"
+	// for Docker Desktop's VM, else the host's distribution.
+	OperatingSystem string
+	// SecurityOptions are the daemon's ("name=seccomp,profile=default",
+	// "name=rootless", …).
+	SecurityOptions []string
+}
+
+// Desktop reports whether the daemon is Docker Desktop's: it runs in a VM,
+// whose networks this host does not route to, and its containers reach
+// this host as host.docker.internal.
+func (d DaemonInfo) Desktop() bool { return d.OperatingSystem == "Docker Desktop" }
+
+// Rootless reports whether the daemon runs rootless (rootlesskit): its
+// networks live in rootlesskit's network namespace, which this host does
+// not route to, and its containers reach this host only at this host's own
+// addresses (not at their network's gateway, nor at loopback).
+func (d DaemonInfo) Rootless() bool {
+	return slices.ContainsFunc(d.SecurityOptions, func(o string) bool {
+		return slices.Contains(strings.Split(o, ","), "name=rootless")
+	})
 }
 
 // Probe pings the daemon (negotiating the API version) and reads /info.
@@ -72,6 +94,9 @@ func Probe(ctx context.Context, c Client, ep Endpoint) (DaemonInfo, error) {
 		OSType:        ping.OSType,
 		ServerVersion: info.Info.ServerVersion,
 		Driver:        info.Info.Driver,
+
+		OperatingSystem: info.Info.OperatingSystem,
+		SecurityOptions: info.Info.SecurityOptions,
 	}
 	for _, kv := range info.Info.DriverStatus {
 		if len(kv) == 2 && kv[0] == "driver-type" && kv[1] == "io.containerd.snapshotter.v1" {
@@ -124,7 +149,12 @@ func (d DaemonInfo) Remote() bool {
 // when this host cannot take part in them, and "" when it can (a daemon
 // on this host).
 func (d DaemonInfo) Where() string {
-	if d.Remote() {
+	switch {
+	case d.Desktop():
+		return "the docker daemon is Docker Desktop's, whose networks are inside its VM"
+	case d.Rootless():
+		return "the docker daemon is rootless, and its networks are inside rootlesskit's network namespace"
+	case d.Remote():
 		return fmt.Sprintf("the docker daemon at %s runs on another host, where its networks are", d.Endpoint.Host)
 	}
 	return ""

@@ -30,6 +30,11 @@ type AdvertiseOptions struct {
 	// name or alias, such as a compose service name seen from another
 	// container). The default uses the system resolver.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Daemon, when set, says which daemon runs Clair's container (its
+	// info: Docker Desktop, rootless, or on another host), asked when
+	// layerbridge runs on the host: there Clair reaches this host
+	// elsewhere than at its network's gateway.
+	Daemon func(ctx context.Context) (engine.DaemonInfo, error)
 	// Logger receives one debug line per decision.
 	Logger *slog.Logger
 }
@@ -42,12 +47,21 @@ func (o AdvertiseOptions) logger() *slog.Logger {
 }
 
 // Address is the decision of Advertise: the IP to listen on and to put in the
-// layer URLs handed to Clair, and why.
+// layer URLs handed to Clair (or, with Host, the name to put there), and
+// why.
 type Address struct {
-	IP        netip.Addr
+	IP netip.Addr
+	// Host, when set, is the name the layer URLs carry instead of IP
+	// (host.docker.internal for Docker Desktop); IP is then only where to
+	// listen.
+	Host      string
 	Reason    string // one sentence, for --log-level debug and doctor
 	Container string // Clair's container, when it was found
 	Network   string // the Docker network Clair reaches the bridge on, if any
+	// Daemon says which kind of daemon decided the address when it is not
+	// a network's gateway or a shared network: DaemonDesktop,
+	// DaemonRootless or DaemonRemote; "" otherwise.
+	Daemon string
 
 	// Clair is Clair's container and Self the container layerbridge runs
 	// in, when the daemon's container list showed them; nil otherwise.
@@ -57,6 +71,22 @@ type Address struct {
 // ErrNoSharedNetwork means layerbridge runs in a container that shares no
 // Docker network with Clair's container, so Clair cannot reach it.
 var ErrNoSharedNetwork = errors.New("layerbridge's container shares no docker network with clair's container")
+
+// ErrNoHostAddress means Clair's container can reach this host only at one
+// of this host's own addresses (a rootless daemon), and this host has none
+// but loopback.
+var ErrNoHostAddress = errors.New("this host has no address but loopback, and the containers of a rootless docker daemon reach this host only at its own addresses")
+
+// The kinds of daemon Address.Daemon names.
+const (
+	DaemonDesktop  = "Docker Desktop"
+	DaemonRootless = "rootless"
+	DaemonRemote   = "remote"
+)
+
+// DesktopHostName is the name Docker Desktop's containers reach the host
+// by.
+const DesktopHostName = "host.docker.internal"
 
 // Advertise picks the address Clair can reach the bridge on.
 //
@@ -99,7 +129,7 @@ func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Addr
 		if err != nil {
 			log.Debug("advertise: cannot list docker containers; using the route to clair's host", "err", err)
 		} else {
-			addr, found, err := advertiseForContainer(host, hostIP, hostIsIP, port, local, containers, log)
+			addr, found, err := advertiseForContainer(ctx, opts, host, hostIP, hostIsIP, port, local, containers)
 			if !found && err == nil && !hostIsIP && host != "localhost" {
 				// A name Docker's container list does not show (a compose
 				// service alias): match the addresses it resolves to.
@@ -107,7 +137,7 @@ func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Addr
 				log.Debug("advertise: resolved clair's host name", "host", host, "addrs", ips, "err", rerr)
 				for _, ip := range ips {
 					if ip = ip.Unmap(); ip.IsValid() {
-						addr, found, err = advertiseForContainer(ip.String(), ip, true, port, local, containers, log)
+						addr, found, err = advertiseForContainer(ctx, opts, ip.String(), ip, true, port, local, containers)
 						if found || err != nil {
 							break
 						}
@@ -134,7 +164,8 @@ func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Addr
 	return Address{IP: ip, Reason: fmt.Sprintf("%s is the local address of the route to clair's host %s", ip, host)}, nil
 }
 
-func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []engine.Container, log *slog.Logger) (Address, bool, error) {
+func advertiseForContainer(ctx context.Context, opts AdvertiseOptions, host string, hostIP netip.Addr, hostIsIP bool, port uint16, local []netip.Addr, containers []engine.Container) (Address, bool, error) {
+	log := opts.logger()
 	clairC, how := findClair(host, hostIP, hostIsIP, port, local, containers)
 	if clairC == nil {
 		log.Debug("advertise: clair's host is not a container of this docker daemon", "host", host, "containers", len(containers))
@@ -142,11 +173,109 @@ func advertiseForContainer(host string, hostIP netip.Addr, hostIsIP bool, port u
 	}
 	log.Debug("advertise: found clair's container", "container", clairC.Name(), "matched", how)
 	self := findSelf(local, containers)
-	a, err := placeFor(clairC, self, hostIP, hostIsIP)
+	var (
+		a       Address
+		decided bool
+		err     error
+	)
+	if self == nil {
+		a, decided, err = forDaemon(ctx, opts, clairC, local)
+	}
+	if !decided && err == nil {
+		a, err = placeFor(clairC, self, hostIP, hostIsIP)
+	}
 	if err == nil {
 		a.Clair, a.Self = clairC, self
 	}
 	return a, true, err
+}
+
+// forDaemon is the address of this host for Clair's container clairC when
+// layerbridge runs on the host and the daemon is one whose containers do
+// not reach this host at their network's gateway: Docker Desktop's (its
+// gateways are inside its VM), a rootless daemon's (inside rootlesskit's
+// network namespace) or one on another host. decided is false for the
+// others, or when the daemon could not be asked.
+func forDaemon(ctx context.Context, opts AdvertiseOptions, clairC *engine.Container, local []netip.Addr) (a Address, decided bool, err error) {
+	if opts.Daemon == nil {
+		return Address{}, false, nil
+	}
+	log := opts.logger()
+	info, err := opts.Daemon(ctx)
+	if err != nil {
+		log.Debug("advertise: cannot ask the docker daemon what it is; assuming it runs on this host", "err", err)
+		return Address{}, false, nil
+	}
+	name := clairC.Name()
+	switch {
+	case info.Desktop():
+		return Address{
+			IP:   netip.IPv4Unspecified(),
+			Host: DesktopHostName,
+			Reason: fmt.Sprintf("clair runs in container %s of Docker Desktop, whose containers reach this host as %s (their networks' gateways are inside Desktop's VM); listening on every interface",
+				name, DesktopHostName),
+			Container: name, Daemon: DaemonDesktop,
+		}, true, nil
+	case info.Rootless():
+		ip, ok := hostAddress(local)
+		if !ok {
+			return Address{}, true, fmt.Errorf("advertise: clair runs in container %s of a rootless docker daemon: %w", name, ErrNoHostAddress)
+		}
+		return Address{
+			IP: ip,
+			Reason: fmt.Sprintf("clair runs in container %s of a rootless docker daemon, whose containers reach this host only at its own addresses (their networks' gateways are inside rootlesskit's network namespace, and this host's loopback is closed to them); %s is this host's first",
+				name, ip),
+			Container: name, Daemon: DaemonRootless,
+		}, true, nil
+	case info.Remote():
+		daemonHost, err := endpointHostPort(info.Endpoint.Host)
+		if err != nil {
+			log.Debug("advertise: cannot tell the remote daemon's address", "host", info.Endpoint.Host, "err", err)
+			return Address{}, false, nil
+		}
+		ip, err := opts.RouteAddr(ctx, daemonHost)
+		if err != nil {
+			return Address{}, true, fmt.Errorf("advertise: find the route to the docker daemon's host %s: %w", daemonHost, err)
+		}
+		return Address{
+			IP: ip,
+			Reason: fmt.Sprintf("clair runs in container %s of the docker daemon at %s, on another host, which clair's container reaches this host from: %s is the local address of the route to it",
+				name, info.Endpoint.Host, ip),
+			Container: name, Daemon: DaemonRemote,
+		}, true, nil
+	}
+	return Address{}, false, nil
+}
+
+// hostAddress is the first IPv4 address of this host that is neither
+// loopback nor link-local.
+func hostAddress(local []netip.Addr) (netip.Addr, bool) {
+	for _, ip := range local {
+		if ip.Is4() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// endpointHostPort is the host:port of a tcp://, http(s):// or ssh://
+// daemon endpoint.
+func endpointHostPort(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", err
+	}
+	if u.Hostname() == "" {
+		return "", fmt.Errorf("no host in %q", endpoint)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"ssh": "22", "https": "2376"}[u.Scheme]
+		if port == "" {
+			port = "2375"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
 }
 
 // placeFor is the address Clair's container clairC reaches layerbridge

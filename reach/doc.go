@@ -9,9 +9,11 @@
 //     and ContainerCommand say what to do when that fails).
 //   - Clair to layerbridge: which address Clair can download layers from
 //     (Advertise: Clair's container found by name, network alias, IP or
-//     published port in the daemon's container list, and where layerbridge
-//     runs relative to it), and the listener for it (Listen,
-//     AdvertiseListener).
+//     published port in the daemon's container list, where layerbridge
+//     runs relative to it, and which daemon runs it: Docker Desktop's
+//     containers reach the host as host.docker.internal, a rootless
+//     daemon's at the host's own addresses, not at their gateway), and the
+//     listener for it (Listen, AdvertiseListener).
 //
 // Inputs: Clair's URL and the daemon's running containers (an
 // engine.ContainerLister); this host's interfaces, routes and resolver by

@@ -16,6 +16,12 @@ type ContainerCommand struct {
 	Socket string
 	// Group is the socket's group ID; "" has the shell read it with stat.
 	Group string
+	// User, when set, runs the container as that user instead of adding
+	// the socket's group: "0" where the container's root is no more than
+	// the daemon's user and owns its socket (a rootless daemon), or where
+	// the socket's group on the daemon's host cannot be known from here
+	// (Docker Desktop's VM).
+	User string
 	// Flags are more docker run flags (-d, --name, -p …); nil runs the
 	// container once (--rm).
 	Flags []string
@@ -40,8 +46,13 @@ func (c ContainerCommand) String() string {
 	for _, f := range flags {
 		words = append(words, shellQuote(f))
 	}
-	words = append(words, "--network", shellQuote(c.Network),
-		"-v", shellQuote(sock+":/var/run/docker.sock"), "--group-add", group, "layerbridge")
+	words = append(words, "--network", shellQuote(c.Network), "-v", shellQuote(sock+":/var/run/docker.sock"))
+	if c.User != "" {
+		words = append(words, "--user", shellQuote(c.User))
+	} else {
+		words = append(words, "--group-add", group)
+	}
+	words = append(words, "layerbridge")
 	for _, a := range c.Args {
 		words = append(words, shellQuote(a))
 	}

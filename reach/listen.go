@@ -92,7 +92,9 @@ func AdvertiseListener(ctx context.Context, clair *url.URL, ln net.Listener, opt
 // chose it with --listen, and nothing else would reach the listener.
 func preferListenHost(a Address, host string) Address {
 	lip, err := netip.ParseAddr(host)
-	if err != nil || lip.Unmap().IsUnspecified() || lip.Unmap() == a.IP {
+	if err != nil || lip.Unmap().IsUnspecified() || lip.Unmap() == a.IP || a.Host != "" {
+		// A name (host.docker.internal) reaches this host whatever
+		// address it listens on.
 		return a
 	}
 	lip = lip.Unmap()
@@ -111,9 +113,13 @@ func given(ctx context.Context, log *slog.Logger, ln net.Listener, adv *url.URL)
 // endpoint is ln advertised at a's IP, logged.
 func endpoint(ctx context.Context, log *slog.Logger, ln net.Listener, a Address) Endpoint {
 	port := ln.Addr().(*net.TCPAddr).Port
-	base := &url.URL{Scheme: "http", Host: net.JoinHostPort(a.IP.String(), strconv.Itoa(port))}
+	host := a.Host
+	if host == "" {
+		host = a.IP.String()
+	}
+	base := &url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(port))}
 	log.DebugContext(ctx, "advertised address", "url", base.String(), "listen", ln.Addr().String(), "why", a.Reason,
-		"clair_container", a.Container, "network", a.Network)
+		"clair_container", a.Container, "network", a.Network, "daemon", a.Daemon)
 	return Endpoint{Listener: ln, Base: base, Reason: a.Reason}
 }
 

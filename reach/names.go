@@ -272,6 +272,33 @@ func (e *UnroutableError) Network() string {
 	return ""
 }
 
+// Command completes run (its Args set) into the docker run line of
+// layerbridge on the container's network: the network (Network), and how
+// to open the daemon's socket there. socket and group are the daemon's
+// socket and its group ID as this host sees them, for a daemon on this
+// host; Docker Desktop's and a rootless daemon's containers run as root,
+// which there is no more than the user and owns the socket. It returns
+// false when there is no network to run on.
+func (e *UnroutableError) Command(run ContainerCommand, socket, group string) (ContainerCommand, bool) {
+	run.Network = e.Network()
+	if run.Network == "" {
+		return run, false
+	}
+	switch {
+	case e.Daemon.Desktop():
+		run.Socket, run.User = "/var/run/docker.sock", "0"
+	case e.Daemon.Rootless():
+		run.Socket, run.User = socket, "0"
+	case !e.Daemon.Remote():
+		run.Socket, run.Group = socket, group
+	}
+	return run, true
+}
+
+// DefaultBridge reports whether Network is Docker's default bridge, where
+// containers do not resolve each other's names.
+func (e *UnroutableError) DefaultBridge() bool { return e.Network() == "bridge" }
+
 // HostNetwork reports whether the container uses the host network: it
 // listens on the daemon host's own addresses.
 func (e *UnroutableError) HostNetwork() bool {

@@ -120,6 +120,9 @@ func hintsFor(err error) []string {
 		add("Clair's vulnerability database is empty: wait for its updaters to finish (its log says when), or raise --timeout")
 	case errors.Is(err, reach.ErrNoSharedNetwork):
 		add("connect layerbridge's container to Clair's network: docker network connect NETWORK CONTAINER")
+	case errors.Is(err, reach.ErrNoHostAddress):
+		add("give an address of this host that the rootless daemon's containers reach (any but loopback, through rootlesskit): --advertise http://HOST:PORT --listen 0.0.0.0:PORT")
+		add("or run layerbridge as a container on Clair's network (README: The container image)")
 	case clairv4.IsWrongAPI(err) || clairv2.IsWrongAPI(err):
 		add("this Clair speaks the other API generation: try --clair-api auto")
 	case errors.As(err, &clairIndex):
@@ -187,17 +190,24 @@ func clairNameHints(err error, run reach.ContainerCommand) []string {
 			add("Clair's container uses the host network: give the daemon host's address, --clair http://localhost:%s on that host", port)
 			break
 		}
-		network := unroutable.Network()
 		add("publish Clair's port on this host (docker run -p 127.0.0.1:%s:%s …, compose: ports: [\"127.0.0.1:%s:%s\"]) and pass --clair http://localhost:%s", port, port, port, port, port)
-		if network == "" {
-			break
+		line, ok := unroutable.Command(run, run.Socket, run.Group)
+		switch {
+		case !ok:
+		case unroutable.DefaultBridge():
+			// Docker's default bridge resolves no names: a network of
+			// Clair's own first.
+			line.Network = "clair-network"
+			if line.Args == nil {
+				add("or put Clair's container on a network of its own (docker network create clair-network && docker network connect clair-network %s) and run layerbridge as a container there (README: The container image)", unroutable.Container)
+				break
+			}
+			add("or put Clair's container on a network of its own and run layerbridge as a container there: docker network create clair-network && docker network connect clair-network %s && %s", unroutable.Container, line)
+		case line.Args == nil:
+			add("or run layerbridge as a container on network %s, where %s resolves (README: The container image)", line.Network, unroutable.Name)
+		default:
+			add("or run layerbridge as a container on network %s, where %s resolves: %s", line.Network, unroutable.Name, line)
 		}
-		if run.Args == nil {
-			add("or run layerbridge as a container on network %s, where %s resolves (README: The container image)", network, unroutable.Name)
-			break
-		}
-		run.Network = network
-		add("or run layerbridge as a container on network %s, where %s resolves: %s", network, unroutable.Name, run)
 	}
 	return hints
 }

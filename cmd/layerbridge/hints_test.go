@@ -48,6 +48,7 @@ func TestEveryUserErrorHasAHint(t *testing.T) {
 		"layer fetch":     &scan.LayerFetchError{Advertised: "http://x"},
 		"no vuln data":    fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
 		"no shared net":   fmt.Errorf("advertise: %w", reach.ErrNoSharedNetwork),
+		"no host address": fmt.Errorf("advertise: %w", reach.ErrNoHostAddress),
 		"clair4 index":    &clairv4.IndexError{Message: "boom"},
 		"clair4 api":      &clairv4.APIError{StatusCode: 500},
 		"clair2 api":      &clairv2.APIError{},

@@ -334,7 +334,7 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 	// The layer server, on the address Clair can reach, for this scan.
 	ep, err := reach.Listen(scanCtx, clair.URL, reach.ListenOptions{
 		Advertise: advertise, Listen: o.listen,
-		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Resolve: dialer.LookupNetIP, Logger: log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Resolve: dialer.LookupNetIP, Daemon: d.info, Logger: log},
 	})
 	if err != nil {
 		return err

@@ -223,7 +223,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 	ep, err := reach.AdvertiseListener(ctx, clairURL, ln, reach.ListenOptions{
 		Advertise:        advertise,
-		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Resolve: dialer.LookupNetIP, Logger: log},
+		AdvertiseOptions: reach.AdvertiseOptions{Containers: d.containers(), Resolve: dialer.LookupNetIP, Daemon: d.info, Logger: log},
 	})
 	if err != nil {
 		return err
