@@ -94,7 +94,10 @@ const DesktopHostName = "host.docker.internal"
 //     Docker network), or a port that a container publishes on this host:
 //     the bridge's own address on a network it shares with that container
 //     when layerbridge runs in a container too, otherwise the gateway (the
-//     host's address) of Clair's network.
+//     host's address) of Clair's network; but where the daemon's networks
+//     are not this host's (AdvertiseOptions.Daemon), host.docker.internal for Docker
+//     Desktop, this host's own address for a rootless daemon, and the
+//     local address of the route to a daemon on another host.
 //   - Otherwise the local address of the route to Clair's host: loopback
 //     for a Clair on loopback.
 func Advertise(ctx context.Context, clair *url.URL, opts AdvertiseOptions) (Address, error) {
