@@ -3,10 +3,11 @@
 // ignore file.
 //
 // A reference is a transport prefix (docker-daemon:, docker-archive:,
-// oci-archive:, oci:; none means the Docker daemon) and what follows it: a
-// file or directory path for the file transports, and for the daemon a
-// reference in the grammar of github.com/distribution/reference (a
-// normalized name with an optional tag and digest) or an image ID. Parse
+// oci-archive:, oci:, containerd:; none means the Docker daemon) and what
+// follows it: a file or directory path for the file transports, and for the
+// daemon and containerd a reference in the grammar of
+// github.com/distribution/reference (a normalized name with an optional tag
+// and digest) or an image ID. Parse
 // refuses anything else, naming the rule it breaks, so that no daemon
 // reference that could leave its place in an Engine API path ("..", "/",
 // "?", "#", "%") reaches a Docker client. Ref.ImageName gives the

@@ -20,11 +20,15 @@ const (
 	DockerArchive Kind = "docker-archive" // docker-archive:PATH, the output of docker save
 	OCIArchive    Kind = "oci-archive"    // oci-archive:PATH, a tar of an OCI image layout
 	OCILayout     Kind = "oci"            // oci:DIR, an OCI image layout directory
+	Containerd    Kind = "containerd"     // containerd:NAME, an image in containerd's image store
 )
 
 // daemonPrefix names the daemon transport explicitly, for a daemon image
 // whose name would otherwise read as another transport ("oci:latest").
 const daemonPrefix = "docker-daemon:"
+
+// containerdPrefix names an image of containerd's image store.
+const containerdPrefix = string(Containerd) + ":"
 
 // MaxDaemonRef bounds a daemon reference, in bytes. The grammar allows a
 // repository path of 255 characters, a tag of 128 and a sha512 digest; a
@@ -37,12 +41,13 @@ type Ref struct {
 	Kind Kind
 	// Name is what follows the transport prefix. For Daemon it is the
 	// reference as given, which is what the daemon resolves: a
-	// name[:tag][@digest], an image ID or a prefix of one. For the other
-	// kinds it is a file or directory path, used as given (relative to the
-	// working directory).
+	// name[:tag][@digest], an image ID or a prefix of one. For Containerd
+	// it is a name[:tag][@digest] or a whole image ID, as given. For the
+	// other kinds it is a file or directory path, used as given (relative
+	// to the working directory).
 	Name string
-	// Named is the normalized repository reference of a Daemon reference
-	// that is a name, as given: "alpine:3.10" is
+	// Named is the normalized repository reference of a Daemon or
+	// Containerd reference that is a name, as given: "alpine:3.10" is
 	// docker.io/library/alpine:3.10, "alpine" is docker.io/library/alpine
 	// (ImageName adds the default tag). nil for image IDs and files.
 	//
@@ -52,7 +57,8 @@ type Ref struct {
 	Named reference.Named
 	// ID is "sha256:" and the hex digits of a Daemon reference that is an
 	// image ID ("sha256:<64 hex>", or the 64 hex digits alone) or a prefix
-	// of one given with its algorithm ("sha256:a187dde4"); "" otherwise.
+	// of one given with its algorithm ("sha256:a187dde4"), or of a
+	// Containerd reference that is a whole image ID; "" otherwise.
 	ID string
 }
 
@@ -62,15 +68,18 @@ func (r Ref) String() string {
 	if r.Kind != Daemon {
 		return string(r.Kind) + ":" + r.Name
 	}
-	if _, err := parseFile(r.Name); err == nil {
+	if _, err := parseFile(r.Name); err == nil || strings.HasPrefix(r.Name, containerdPrefix) {
 		return daemonPrefix + r.Name
 	}
 	return r.Name
 }
 
 // Parse parses an image reference: docker-archive:PATH, oci-archive:PATH
-// and oci:DIR name local files; anything else, optionally prefixed with
-// docker-daemon:, is an image of the Docker daemon and must be
+// and oci:DIR name local files; containerd:NAME names an image of
+// containerd's image store, NAME following the daemon's rules below but
+// for image IDs, which must be whole (sha256:<64 hex digits>, or the 64
+// digits alone); anything else, optionally prefixed with docker-daemon:, is
+// an image of the Docker daemon and must be
 //
 //   - NAME[:TAG][@DIGEST] in the grammar of github.com/distribution/reference
 //     (alpine, alpine:3.10, docker.io/library/alpine:3.10,
@@ -81,14 +90,17 @@ func (r Ref) String() string {
 //     prefix of them (sha256:a187dde4, or a187dde4, which is also a name).
 //
 // and at most MaxDaemonRef bytes. A daemon image literally named "oci:tag"
-// must be written "docker-daemon:oci:tag". Refused references are *Error,
-// naming the rule they break.
+// (or "containerd:tag") must be written "docker-daemon:oci:tag". Refused
+// references are *Error, naming the rule they break.
 func Parse(s string) (Ref, error) {
 	if strings.TrimSpace(s) == "" {
 		return Ref{}, &Error{Ref: s, Rule: "it is empty"}
 	}
 	if r, err := parseFile(s); err == nil || !errors.Is(err, errNoFileTransport) {
 		return r, err
+	}
+	if name, ok := strings.CutPrefix(s, containerdPrefix); ok {
+		return parseContainerd(s, name)
 	}
 	name, prefixed := strings.CutPrefix(s, daemonPrefix)
 	if prefixed && name == "" {
@@ -108,6 +120,32 @@ func Parse(s string) (Ref, error) {
 		return Ref{}, &Error{Ref: s, Rule: grammarRule(name, err)}
 	}
 	return Ref{Kind: Daemon, Name: name, Named: named}, nil
+}
+
+// parseContainerd parses the name of a containerd: reference s. containerd
+// resolves names exactly (it has no short IDs), so an ID is whole.
+func parseContainerd(s, name string) (Ref, error) {
+	if name == "" {
+		return Ref{}, &Error{Ref: s, Rule: "nothing follows " + containerdPrefix}
+	}
+	if rule := checkDaemonRef(name); rule != "" {
+		return Ref{}, &Error{Ref: s, Rule: strings.Replace(rule, "a daemon reference", "a containerd reference", 1)}
+	}
+	hex, isID := strings.CutPrefix(name, "sha256:")
+	if !isID && len(name) == 64 && isHex(name) {
+		hex, isID = name, true
+	}
+	if isID {
+		if len(hex) != 64 || !isHex(hex) {
+			return Ref{}, &Error{Ref: s, Rule: "a containerd image ID is sha256: and all 64 lowercase hex digits of the digest (containerd has no short IDs)"}
+		}
+		return Ref{Kind: Containerd, Name: name, ID: "sha256:" + hex}, nil
+	}
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return Ref{}, &Error{Ref: s, Rule: grammarRule(name, err)}
+	}
+	return Ref{Kind: Containerd, Name: name, Named: named}, nil
 }
 
 var errNoFileTransport = errors.New("no file transport")
@@ -215,32 +253,40 @@ var probeName, _ = reference.WithName("probe")
 // Daemon name is normalized, with the default tag when it has neither tag
 // nor digest (alpine, alpine:latest, docker-daemon:alpine and
 // docker.io/library/alpine:latest are docker.io/library/alpine:latest); an
-// image ID or a prefix of one is sha256:<hex>; files are String().
+// image ID or a prefix of one is sha256:<hex>; a Containerd reference is
+// the same after "containerd:" (containerd:alpine is
+// containerd:docker.io/library/alpine:latest); files are String().
 func (r Ref) Normalized() string {
+	var n string
 	switch {
 	case r.Named != nil:
-		return reference.TagNameOnly(r.Named).String()
-	case r.Kind == Daemon && r.ID != "":
-		return r.ID
+		n = reference.TagNameOnly(r.Named).String()
+	case r.ID != "":
+		n = r.ID
+	default:
+		return r.String()
 	}
-	return r.String()
+	if r.Kind == Containerd {
+		return containerdPrefix + n
+	}
+	return n
 }
 
 // ImageName returns the normalized name of the image r refers to, as
 // reports carry it, given the image's RepoTags (docker inspect's, or those
 // of a docker save archive's manifest.json):
 //
-//   - a Daemon reference that is a name: that name, with the default tag
-//     "latest" when it has neither tag nor digest ("alpine" is
-//     docker.io/library/alpine:latest);
+//   - a Daemon or Containerd reference that is a name: that name, with
+//     the default tag "latest" when it has neither tag nor digest ("alpine"
+//     and "containerd:alpine" are docker.io/library/alpine:latest);
 //   - anything else (an image ID, a file, or hex digits the daemon resolved
 //     as an image ID, not as a name): the image's tag when it has exactly
 //     one, else "" (an image with no tag, or several, has no name).
 func (r Ref) ImageName(repoTags []string) string {
 	tags := normalizedTags(repoTags)
 	if r.Named != nil {
-		n := r.Normalized()
-		if !looksLikeShortID(r.Named) || slices.Contains(tags, n) {
+		n := reference.TagNameOnly(r.Named).String()
+		if r.Kind == Containerd || !looksLikeShortID(r.Named) || slices.Contains(tags, n) {
 			return n
 		}
 	}

@@ -41,6 +41,14 @@ func TestParse(t *testing.T) {
 		{in: "docker-archive:../up/a b.tar", kind: imageref.DockerArchive, name: "../up/a b.tar"},
 		{in: "oci-archive:x.tar", kind: imageref.OCIArchive, name: "x.tar"},
 		{in: "oci:./layout", kind: imageref.OCILayout, name: "./layout"},
+		{in: "containerd:alpine:3.11", kind: imageref.Containerd, name: "alpine:3.11", named: "docker.io/library/alpine:3.11"},
+		{in: "containerd:docker.io/library/alpine", kind: imageref.Containerd, name: "docker.io/library/alpine", named: "docker.io/library/alpine"},
+		{in: "containerd:registry.k8s.io/pause:3.10@" + digest64, kind: imageref.Containerd, name: "registry.k8s.io/pause:3.10@" + digest64, named: "registry.k8s.io/pause:3.10@" + digest64},
+		{in: "containerd:" + digest64, kind: imageref.Containerd, name: digest64, id: digest64},
+		{in: "containerd:" + hex64, kind: imageref.Containerd, name: hex64, id: digest64},
+		{in: "containerd:a187dde48cd2", kind: imageref.Containerd, name: "a187dde48cd2", named: "docker.io/library/a187dde48cd2"},
+		// A daemon image whose name reads as the containerd transport.
+		{in: "docker-daemon:containerd:1.7", kind: imageref.Daemon, name: "containerd:1.7", named: "docker.io/library/containerd:1.7"},
 	}
 	for _, tt := range tests {
 		got, err := imageref.Parse(tt.in)
@@ -99,6 +107,11 @@ func TestParseRefuses(t *testing.T) {
 		{"alpine@", `the digest "" after "@"`},
 		{"a..b", `"a..b" is not a valid name`},
 		{"-alpine", `"-alpine" is not a valid name`},
+		{"containerd:", "nothing follows containerd:"},
+		{"containerd:../x", `path component ".."`},
+		{"containerd:alpine?x", `character '?' at byte 6`},
+		{"containerd:sha256:a187dde4", "a containerd image ID is sha256: and all 64"},
+		{"containerd:Alpine", `the name "Alpine" has capitals`},
 	}
 	for _, tt := range tests {
 		got, err := imageref.Parse(tt.in)
@@ -145,6 +158,9 @@ func TestImageName(t *testing.T) {
 		{"a187dde48cd2", []string{"alpine:3.10"}, "docker.io/library/alpine:3.10"},
 		{"a187dde48cd2", nil, ""},
 		{"cafe:1", nil, "docker.io/library/cafe:1"},
+		{"containerd:alpine:3.10", []string{"docker.io/library/alpine:latest"}, "docker.io/library/alpine:3.10"},
+		{"containerd:a187dde48cd2", nil, "docker.io/library/a187dde48cd2:latest"},
+		{"containerd:" + digest64, []string{"docker.io/library/alpine:3.10"}, "docker.io/library/alpine:3.10"},
 	}
 	for _, tt := range tests {
 		r, err := imageref.Parse(tt.in)
@@ -172,6 +188,9 @@ func TestNormalized(t *testing.T) {
 		{"alpine:3.10", "docker-daemon:alpine:3.10", "docker.io/library/alpine:3.10"},
 		{digest64, hex64, "docker-daemon:" + digest64},
 		{"user/app:1", "docker.io/user/app:1"},
+		// The same names in containerd are other images.
+		{"containerd:alpine", "containerd:docker.io/library/alpine:latest"},
+		{"containerd:" + digest64, "containerd:" + hex64},
 	}
 	seen := map[string]int{}
 	for i, group := range same {
