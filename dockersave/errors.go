@@ -64,6 +64,11 @@ var (
 	ErrNotLayout = errors.New("not an OCI image layout")
 )
 
+// ErrNoSource is returned (wrapped) by Loader.Load for a reference of a
+// kind imageref.Parse knows but no Source was registered for (containerd:
+// without WithSource).
+var ErrNoSource = errors.New("no source registered for references of kind")
+
 // ArchiveError is every failure to read or verify an archive, an OCI layout or
 // a daemon export. Image is the reference being loaded; Entry is the archive
 // entry (or blob path) concerned, empty when the problem is not tied to one.

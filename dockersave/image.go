@@ -275,13 +275,6 @@ func sameLayers(a, b []layerRef) bool {
 	return slices.EqualFunc(a, b, func(x, y layerRef) bool { return x.digest == y.digest })
 }
 
-func isAttestation(d ocispec.Descriptor) bool {
-	if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
-		return true
-	}
-	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"
-}
-
 // sniffMediaType recovers a missing descriptor media type from the blob.
 func sniffMediaType(data []byte) string {
 	var probe struct {
@@ -320,7 +313,7 @@ func candidatesFromIndex(src blobSource, raw []byte) ([]*candidate, error) {
 			if err := d.Digest.Validate(); err != nil {
 				return archiveErr(src.imageName(), entry, fmt.Errorf("%w: descriptor digest: %v", ErrMalformedJSON, err))
 			}
-			if seen[d.Digest] || isAttestation(d) || !src.has(d.Digest) {
+			if seen[d.Digest] || mediatype.IsAttestation(d) || !src.has(d.Digest) {
 				continue
 			}
 			seen[d.Digest] = true

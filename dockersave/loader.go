@@ -183,7 +183,11 @@ func (l *Loader) Load(ctx context.Context, ref string, platform *ocispec.Platfor
 	for _, o := range opts {
 		o(&req)
 	}
-	img, release, err = l.sources[r.Kind].Load(ctx, req)
+	src := l.sources[r.Kind]
+	if src == nil {
+		return Image{}, nil, fmt.Errorf("%s: %w: %s", ref, ErrNoSource, r.Kind)
+	}
+	img, release, err = src.Load(ctx, req)
 	if err == nil && (img.Blobs == nil || release == nil) {
 		if release != nil {
 			release()

@@ -149,6 +149,17 @@ func TestLoadRefusesAnImageWithoutBlobs(t *testing.T) {
 	}
 }
 
+// TestLoadWithoutASourceOfTheKind: a kind imageref.Parse knows that no
+// source reads (containerd: in a Loader without WithSource) is an error,
+// not a crash, and its image is parsed all the same.
+func TestLoadWithoutASourceOfTheKind(t *testing.T) {
+	l := dockersave.NewLoader(openStore(t))
+	_, _, err := l.Load(t.Context(), "containerd:alpine:3.11", nil)
+	if !errors.Is(err, dockersave.ErrNoSource) || !strings.Contains(err.Error(), "containerd") {
+		t.Errorf("got %v, want ErrNoSource naming containerd", err)
+	}
+}
+
 // TestMeasureAndVerify: the rules a source that keeps its blobs elsewhere
 // applies (Measure each blob, Verify the image) accept a sound image and
 // refuse each kind of lie, as the built-in sources do.

@@ -34,3 +34,20 @@ func IsLayer(mt string) bool {
 	return strings.HasPrefix(mt, "application/vnd.oci.image.layer.") ||
 		strings.HasPrefix(mt, "application/vnd.docker.image.rootfs.")
 }
+
+// IsUncompressedLayer reports whether mt, a layer type (IsLayer), names an
+// uncompressed tar: its digest is then its diff ID.
+func IsUncompressedLayer(mt string) bool {
+	return IsLayer(mt) && strings.HasSuffix(mt, ".tar")
+}
+
+// IsAttestation reports whether the index entry d is an attestation
+// manifest (BuildKit's provenance or SBOM: annotated
+// vnd.docker.reference.type attestation-manifest, platform unknown/unknown),
+// which is never an image to scan.
+func IsAttestation(d ocispec.Descriptor) bool {
+	if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+		return true
+	}
+	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"
+}
