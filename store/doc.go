@@ -4,7 +4,9 @@
 // atomically (staging files renamed under a store-wide lock, index.json
 // rewritten atomically), records each image under its (image ID, platform),
 // and bounds its size: pins keep the images of running scans, Prune evicts
-// the least recently used others.
+// the least recently used others. Beside the images it keeps notes, small
+// records of other packages (notes.go): what a source learned about blobs
+// the store does not hold.
 //
 // What fails or dies leaves nothing visible for long: a Commit that fails
 // removes the blobs it published before it releases the lock; the staging
