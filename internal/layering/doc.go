@@ -8,6 +8,12 @@
 //   - dockersave turns an image source into a verified image with imageref
 //     (references), store (the cache), engine (the Docker Engine API),
 //     platforms, internal/directio and internal/mediatype.
+//   - containerdsource, the containerd: source (a containerd image as a
+//     verified dockersave.Image, its blobs read in place), imports
+//     dockersave (Source, Image, Measure, Verify), store (notes), blobs,
+//     imageref, platforms, internal/mediatype and containerd's Go client;
+//     dockersave never imports it: the command registers it with
+//     dockersave.WithSource.
 //   - store imports only platforms and blobs: never dockersave, engine or
 //     bridge.
 //   - blobs, what opens an image's blobs for serving, is a leaf: the store,

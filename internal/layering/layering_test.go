@@ -31,6 +31,7 @@ var rules = map[string]rule{
 	"reach":               {project: []string{"engine", "internal/didyoumean"}},
 	"dockersave":          {project: []string{"blobs", "engine", "imageref", "internal/directio", "internal/mediatype", "platforms", "store"}},
 	"bridge":              {project: []string{"blobs", "internal/mediatype"}},
+	"containerdsource":    {project: []string{"blobs", "dockersave", "imageref", "internal/mediatype", "platforms", "store"}, thirdParty: []string{"github.com/containerd/", "github.com/distribution/reference", "github.com/opencontainers/"}},
 	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
 	"sidecar":             {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "report", "scan", "store"}},
 	"doctor":              {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "engine", "imageref", "platforms", "reach", "scan"}},
@@ -51,15 +52,16 @@ var rules = map[string]rule{
 // never lists, for a package, the packages it must not depend on even
 // indirectly (through any chain of imports).
 var never = map[string][]string{
-	"report":     {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "store"},
-	"clairv4":    {"bridge", "clairv2", "dockersave", "engine", "reach", "store"},
-	"clairv2":    {"bridge", "clairv4", "dockersave", "engine", "reach", "store"},
-	"bridge":     {"clairv2", "clairv4", "dockersave", "engine", "reach", "report", "store"},
-	"blobs":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "report", "store"},
-	"store":      {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "report"},
-	"engine":     {"bridge", "clairv2", "clairv4", "dockersave", "reach", "report", "store"},
-	"reach":      {"bridge", "clairv2", "clairv4", "dockersave", "report", "store"},
-	"dockersave": {"clairv2", "clairv4", "reach", "report", "scan", "sidecar", "doctor"},
+	"report":           {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "store"},
+	"clairv4":          {"bridge", "clairv2", "dockersave", "engine", "reach", "store"},
+	"clairv2":          {"bridge", "clairv4", "dockersave", "engine", "reach", "store"},
+	"bridge":           {"clairv2", "clairv4", "dockersave", "engine", "reach", "report", "store"},
+	"blobs":            {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "report", "store"},
+	"store":            {"bridge", "clairv2", "clairv4", "dockersave", "engine", "reach", "report"},
+	"engine":           {"bridge", "clairv2", "clairv4", "dockersave", "reach", "report", "store"},
+	"reach":            {"bridge", "clairv2", "clairv4", "dockersave", "report", "store"},
+	"dockersave":       {"clairv2", "clairv4", "containerdsource", "reach", "report", "scan", "sidecar", "doctor"},
+	"containerdsource": {"bridge", "clairv2", "clairv4", "reach", "report", "scan", "sidecar", "doctor"},
 }
 
 type pkg struct {
