@@ -2,7 +2,6 @@ package containerdsource
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -261,7 +260,3 @@ func (s *Source) repoTags(ctx context.Context, b backend, name string, target di
 	}
 	return tags
 }
-
-// errNotImage marks a target that is neither an image manifest nor an
-// index of them.
-var errNotImage = errors.New("not an image")

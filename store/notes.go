@@ -22,7 +22,7 @@ import (
 // nor removes them: their owner bounds how many it keeps.
 const (
 	notesDir    = "notes"
-	MaxNoteSize = 64 << 10
+	MaxNoteSize = 1 << 20
 )
 
 // Note is one note of a kind, as Notes lists it.
