@@ -237,6 +237,9 @@ func (r *run) image(ctx context.Context, eng engine.Client, ref imageref.Ref, re
 	case refErr != nil:
 		r.add(CheckDockerImage, Failed, refErr.Error(), "give a daemon image (name:tag, name@digest, image ID) or docker-archive:PATH, oci-archive:PATH, oci:DIR")
 		return
+	case ref.Kind == imageref.Containerd:
+		r.add(CheckDockerImage, Skipped, "a containerd: image is read from containerd, not Docker (see "+CheckContainerdImage+")", "")
+		return
 	case ref.Kind != imageref.Daemon:
 		r.localImage(ref)
 		return

@@ -8,6 +8,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
@@ -44,6 +45,10 @@ const (
 	CheckDockerStorage    = "docker.storage"
 	CheckDockerImage      = "docker.image"
 
+	CheckContainerdReachable = "containerd.reachable"
+	CheckContainerdNamespace = "containerd.namespace"
+	CheckContainerdImage     = "containerd.image"
+
 	CheckStoreWritable = "store.writable"
 	CheckStoreSpace    = "store.space"
 
@@ -73,9 +78,18 @@ type Config struct {
 	// the ones that exist are offered as the fix.
 	SocketCandidates []string
 
+	// Containerd is the source of containerd: images a scan would use;
+	// nil skips the containerd checks. They run when Image is a
+	// containerd: image, or when ContainerdNamed says the user named a
+	// containerd (--containerd-address, CONTAINERD_ADDRESS), and then only
+	// warn.
+	Containerd      *containerdsource.Source
+	ContainerdNamed bool
+
 	// Image is the reference a scan would be given (see imageref.Parse).
-	// "" skips the image check. For an archive or layout the Docker checks
-	// only warn: the scan would not need the daemon.
+	// "" skips the image check. For an archive, a layout or a containerd:
+	// image the Docker checks only warn: the scan would not need the
+	// daemon.
 	Image string
 	// Platform is the --platform a scan would be given; nil for any.
 	Platform *ocispec.Platform
@@ -126,6 +140,7 @@ func Run(ctx context.Context, cfg Config) []Result {
 	}
 	r := &run{cfg: cfg, log: cfg.Logger}
 	r.docker(ctx)
+	r.containerd(ctx)
 	r.store()
 	r.clair(ctx)
 	r.reachability(ctx)

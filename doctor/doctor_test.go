@@ -60,6 +60,7 @@ func TestEveryCheckReportedOnceInOrder(t *testing.T) {
 	results := Run(t.Context(), Config{})
 	want := []string{
 		CheckDockerEndpoint, CheckDockerReachable, CheckDockerPermission, CheckDockerAPI, CheckDockerStorage, CheckDockerImage,
+		CheckContainerdReachable, CheckContainerdNamespace, CheckContainerdImage,
 		CheckStoreWritable, CheckStoreSpace,
 		CheckClairReachable, CheckClairAPI, CheckClairVersion, CheckClairAuth, CheckClairVulnDB,
 		CheckReachAddress, CheckReachFetch, CheckReachNetworks,

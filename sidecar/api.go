@@ -260,8 +260,9 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Ready runs the readiness checks: not draining; the store can be written
 // (when Config.Store is set); the Docker daemon answers engine.Probe
-// (when Config.Engine is set); Clair answers scan.DetectAPI with the
-// configured API (which scans then use without probing again). All but the first are probes, run concurrently, bounded
+// (when Config.Engine is set); containerd answers (when Config.Containerd
+// is set); Clair answers scan.DetectAPI with the configured API (which
+// scans then use without probing again). All but the first are probes, run concurrently, bounded
 // by ten seconds, and their result is reused for five seconds: callers
 // asking meanwhile, or while they run, share one probe of each.
 func (s *Service) Ready(ctx context.Context) Readiness {
@@ -333,7 +334,7 @@ func (s *Service) probe(ctx context.Context) []Check {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	var store, docker, clair Check
+	var store, docker, ctr, clair Check
 	if s.cfg.Store != nil {
 		wg.Go(func() {
 			store = Check{Name: "store", OK: true, Detail: "the image store is writable"}
@@ -357,6 +358,17 @@ func (s *Service) probe(ctx context.Context) []Check {
 			docker.OK, docker.Detail = true, fmt.Sprintf("docker %s at %s", info.ServerVersion, info.Endpoint.Host)
 		})
 	}
+	if s.cfg.Containerd != nil {
+		wg.Go(func() {
+			ctr = Check{Name: "containerd"}
+			info, err := s.cfg.Containerd.Probe(ctx)
+			if err != nil {
+				ctr.Detail = err.Error()
+				return
+			}
+			ctr.OK, ctr.Detail = true, fmt.Sprintf("containerd %s at %s", info.Version, info.Address)
+		})
+	}
 	wg.Go(func() {
 		clair = Check{Name: "clair"}
 		api, err := scan.DetectAPI(ctx, s.cfg.Clair)
@@ -374,6 +386,9 @@ func (s *Service) probe(ctx context.Context) []Check {
 	}
 	if s.cfg.Engine != nil {
 		checks = append(checks, docker)
+	}
+	if s.cfg.Containerd != nil {
+		checks = append(checks, ctr)
 	}
 	return append(checks, clair)
 }

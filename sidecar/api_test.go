@@ -183,8 +183,8 @@ func TestBadRequests(t *testing.T) {
 		{"no image", `{"platform": "linux/amd64"}`, `\"image\" is required`},
 		{"unknown field", `{"image": "alpine:3.11", "platfrom": "linux/amd64"}`, `unknown field \"platfrom\"`},
 		{"two values", `{"image": "alpine:3.11"} {}`, "more than one JSON value"},
-		{"archive", `{"image": "docker-archive:/etc/passwd"}`, "scans images of its Docker daemon only"},
-		{"layout", `{"image": "oci:/var/lib"}`, "scans images of its Docker daemon only"},
+		{"archive", `{"image": "docker-archive:/etc/passwd"}`, "scans images of its Docker daemon and of its containerd only"},
+		{"layout", `{"image": "oci:/var/lib"}`, "scans images of its Docker daemon and of its containerd only"},
 		{"bad platform", `{"image": "alpine:3.11", "platform": "linux"}`, "want os/arch"},
 		// Too large: 413, see TestOversizedScanRequest.
 	}
@@ -250,13 +250,20 @@ func TestIdenticalRequestsShareOneScan(t *testing.T) {
 			t.Errorf("request %d got scan %s, want the running %s", i, id, first.ID)
 		}
 	}
+	// The same name in containerd is another image.
+	ctr, err := e.client.Submit(t.Context(), sidecar.Request{Image: "containerd:alpine:3.11"})
+	if err != nil || ctr.ID == first.ID {
+		t.Errorf("request for containerd:alpine:3.11: %+v, %v; want a scan of its own", ctr, err)
+	}
+	if ref := e.exporting(t); ref != "containerd:alpine:3.11" {
+		t.Errorf("the loader was asked for %q, want containerd:alpine:3.11", ref)
+	}
 	// Another platform is another scan.
 	other, err := e.client.Submit(t.Context(), sidecar.Request{Image: "alpine:3.11", Platform: "linux/arm64"})
 	if err != nil || other.ID == first.ID || other.Platform != "linux/arm64" {
 		t.Errorf("request for linux/arm64: %+v, %v; want a scan of its own", other, err)
 	}
-	e.exporting(t)
-	close(e.loader.gate)
+	close(e.loader.gate) // the arm64 scan waits for a slot meanwhile
 
 	if st := e.wait(t, first.ID); st.State != sidecar.StateDone {
 		t.Fatalf("shared scan: %s %s", st.State, st.Error)
@@ -264,8 +271,8 @@ func TestIdenticalRequestsShareOneScan(t *testing.T) {
 	if st := e.wait(t, other.ID); st.State != sidecar.StateFailed || !strings.Contains(st.Error, "linux/arm64") {
 		t.Errorf("arm64 scan of an amd64 image: %s %q, want failed naming the platform", st.State, st.Error)
 	}
-	if loads, posts := e.loader.loads.Load(), e.clair.fake.IndexPosts(); loads != 2 || posts != 1 {
-		t.Errorf("%d exports and %d clair index requests, want 2 (amd64 shared, arm64) and 1", loads, posts)
+	if loads, posts := e.loader.loads.Load(), e.clair.fake.IndexPosts(); loads != 3 || posts != 1 {
+		t.Errorf("%d exports and %d clair index requests, want 3 (amd64 shared, containerd's, arm64) and 1", loads, posts)
 	}
 
 	// Once finished, the same request starts a new scan.

@@ -2,7 +2,9 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 
@@ -17,8 +19,10 @@ import (
 )
 
 // ImageLister lists the images of a store and opens their blobs;
-// *store.Store is one. Images must list only images whose blobs are all
-// present, in the order they were stored.
+// *store.Store is one, and so is *containerdsource.Source (the images read
+// from containerd, whose blobs stay there). Images must list, in the order
+// they were stored, only images whose blobs Blob can open (or reports
+// missing: an image removed since).
 type ImageLister interface {
 	Images() ([]store.Record, error)
 	blobs.Opener
@@ -29,10 +33,12 @@ type ImageLister interface {
 // can be pulled by manifest digest only: UntaggedRepository@sha256:…
 const UntaggedRepository = "layerbridge/untagged"
 
-// Catalog is the bridge.Catalog of a store: the registry view serves the
-// images in it, and nothing else. An image is in the store because someone
+// Catalog is the bridge.Catalog of a store (and of the images read from
+// containerd, which the store does not hold): the registry view serves the
+// images they list, and nothing else. An image is listed because someone
 // scanned (or inspected) it; the registry view never exports anything from
-// the Docker daemon, so it offers no image that was not asked for.
+// the Docker daemon nor reads containerd's image list, so it offers no
+// image that was not asked for.
 //
 // Repository names come from each image's RepoTags, as Docker names them:
 //
@@ -49,20 +55,23 @@ const UntaggedRepository = "layerbridge/untagged"
 //
 // Every image is also reachable by its manifest digest in each of its
 // repositories. When a tag names several stored images (the same tag
-// stored for two platforms, or re-tagged), the most recently stored wins.
+// stored for two platforms, or re-tagged), the most recently stored wins,
+// and an image of a later lister wins over one of an earlier.
 //
 // When the lister can mark an image used (Touch, as *store.Store
 // does), resolving an image's manifest marks it, so that images pulled
 // through the registry view are evicted last. A pull is not pinned: an
 // image evicted between its manifest and its blobs answers BLOB_UNKNOWN.
 type Catalog struct {
-	images ImageLister
+	listers []ImageLister
 }
 
-// NewCatalog returns the catalog of the images images lists. It reads the
-// list on every request, so images stored or evicted later appear or
-// disappear at once.
-func NewCatalog(images ImageLister) *Catalog { return &Catalog{images: images} }
+// NewCatalog returns the catalog of the images images (and more, each
+// after the last) list. It reads the lists on every request, so images
+// stored or evicted later appear or disappear at once.
+func NewCatalog(images ImageLister, more ...ImageLister) *Catalog {
+	return &Catalog{listers: append([]ImageLister{images}, more...)}
+}
 
 var _ bridge.Catalog = (*Catalog)(nil)
 
@@ -120,37 +129,51 @@ func requestedName(name string) string {
 	return n
 }
 
-// member is a stored image in a repository, under tag ("" for none).
+// member is a stored image in a repository, under tag ("" for none), and
+// the lister that listed it.
 type member struct {
-	img store.Record
-	tag string
+	img  store.Record
+	tag  string
+	from ImageLister
+}
+
+// listed is an image and its lister.
+type listed struct {
+	img  store.Record
+	from ImageLister
 }
 
 // repository returns the images of repository name, oldest first.
 func (c *Catalog) repository(name string) ([]member, error) {
-	imgs, err := c.images.Images()
-	if err != nil {
-		return nil, fmt.Errorf("list stored images: %w", err)
+	var imgs []listed
+	for _, l := range c.listers {
+		recs, err := l.Images()
+		if err != nil {
+			return nil, fmt.Errorf("list stored images: %w", err)
+		}
+		for _, r := range recs {
+			imgs = append(imgs, listed{r, l})
+		}
 	}
 	want := requestedName(name)
 	var out []member
 	if want == "" {
 		return nil, fmt.Errorf("repository %s: %w", name, bridge.ErrRepositoryUnknown)
 	}
-	for _, img := range imgs {
+	for _, li := range imgs {
 		tagged := false
-		for _, rt := range img.RepoTags {
+		for _, rt := range li.img.RepoTags {
 			n, tag, ok := RepositoryOf(rt)
 			if !ok {
 				continue
 			}
 			tagged = true
 			if n == want {
-				out = append(out, member{img, tag})
+				out = append(out, member{li.img, tag, li.from})
 			}
 		}
 		if !tagged && want == UntaggedRepository {
-			out = append(out, member{img, ""})
+			out = append(out, member{li.img, "", li.from})
 		}
 	}
 	if len(out) == 0 {
@@ -164,11 +187,11 @@ type toucher interface {
 	Touch(img store.Record) error
 }
 
-// touch marks img used, if the lister can. The mark only orders eviction,
-// so failing to set it changes nothing else and is not reported.
-func (c *Catalog) touch(img store.Record) {
-	if t, ok := c.images.(toucher); ok {
-		_ = t.Touch(img)
+// touch marks m's image used, if its lister can. The mark only orders
+// eviction, so failing to set it changes nothing else and is not reported.
+func (c *Catalog) touch(m member) {
+	if t, ok := m.from.(toucher); ok {
+		_ = t.Touch(m.img)
 	}
 }
 
@@ -181,7 +204,7 @@ func (c *Catalog) ResolveTag(_ context.Context, name, tag string) (ocispec.Descr
 	}
 	for _, m := range slices.Backward(members) {
 		if m.tag != "" && m.tag == tag {
-			c.touch(m.img)
+			c.touch(m)
 			return manifestDescriptor(m.img), nil
 		}
 	}
@@ -197,7 +220,7 @@ func (c *Catalog) Lookup(_ context.Context, name string, d digest.Digest) (ocisp
 	}
 	for _, m := range slices.Backward(members) {
 		if m.img.ManifestDigest == d {
-			c.touch(m.img)
+			c.touch(m)
 			return manifestDescriptor(m.img), nil
 		}
 		if m.img.Manifest.Config.Digest == d {
@@ -212,9 +235,27 @@ func (c *Catalog) Lookup(_ context.Context, name string, d digest.Digest) (ocisp
 	return ocispec.Descriptor{}, fmt.Errorf("%s@%s: %w", name, d, bridge.ErrNotInRepository)
 }
 
-// Blob opens a blob of the store (bridge.Catalog).
+// Blob opens blob d (bridge.Catalog) with the first lister that has it:
+// blobs are named by their content, so any that has d has the same bytes.
+// When none has it, the error wraps fs.ErrNotExist, unless a lister failed
+// otherwise (containerd does not answer), which is that error.
 func (c *Catalog) Blob(ctx context.Context, d digest.Digest) (blobs.Blob, error) {
-	return c.images.Blob(ctx, d)
+	var notFound, failed error
+	for _, l := range c.listers {
+		b, err := l.Blob(ctx, d)
+		switch {
+		case err == nil:
+			return b, nil
+		case errors.Is(err, fs.ErrNotExist):
+			notFound = err
+		case failed == nil:
+			failed = err
+		}
+	}
+	if failed != nil {
+		return nil, failed
+	}
+	return nil, notFound
 }
 
 // Tags returns the tags of repository name.

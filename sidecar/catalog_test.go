@@ -216,3 +216,64 @@ func TestPullScannedImage(t *testing.T) {
 		t.Error("pulled without the token")
 	}
 }
+
+// blobImages are images whose blobs it opens from memory, or fails to
+// open with err.
+type blobImages struct {
+	images
+	blobs map[digest.Digest]string
+	err   error
+}
+
+func (l blobImages) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
+	if l.err != nil {
+		return nil, l.err
+	}
+	data, ok := l.blobs[d]
+	if !ok {
+		return nil, fmt.Errorf("open blob %s: %w", d, fs.ErrNotExist)
+	}
+	return stringBlob{strings.NewReader(data)}, nil
+}
+
+type stringBlob struct{ *strings.Reader }
+
+func (stringBlob) Close() error { return nil }
+
+// TestCatalogOfSeveralListers: the store's images and those another
+// lister (containerd's) has are one registry view: each repository gathers
+// both, a tag of the later lister wins, and a blob is opened by whichever
+// lister has it. A lister that fails otherwise than "absent" is the error.
+func TestCatalogOfSeveralListers(t *testing.T) {
+	stored, fromContainerd := image("stored", "alpine:3.11", "alpine:3.10"), image("containerd", "docker.io/library/alpine:3.11", "app:1")
+	layer := fromContainerd.Manifest.Layers[0].Digest
+	cat := sidecar.NewCatalog(images{stored}, blobImages{images: images{fromContainerd}, blobs: map[digest.Digest]string{layer: "layer bytes"}})
+	ctx := t.Context()
+	if d, err := cat.ResolveTag(ctx, "alpine", "3.11"); err != nil || d.Digest != fromContainerd.ManifestDigest {
+		t.Errorf("alpine:3.11 = %v, %v; want containerd's image", d.Digest, err)
+	}
+	if d, err := cat.ResolveTag(ctx, "alpine", "3.10"); err != nil || d.Digest != stored.ManifestDigest {
+		t.Errorf("alpine:3.10 = %v, %v; want the stored image", d.Digest, err)
+	}
+	tags, err := cat.Tags(ctx, "alpine")
+	slices.Sort(tags)
+	if err != nil || !slices.Equal(tags, []string{"3.10", "3.11"}) {
+		t.Errorf("tags %v, %v", tags, err)
+	}
+	if _, err := cat.Lookup(ctx, "app", layer); err != nil {
+		t.Errorf("containerd's layer is not in its repository: %v", err)
+	}
+	b, err := cat.Blob(ctx, layer)
+	if err != nil {
+		t.Fatalf("containerd's layer: %v", err)
+	}
+	b.Close()
+	if _, err := cat.Blob(ctx, digest.FromString("nowhere")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a blob no lister has: %v", err)
+	}
+	down := errors.New("containerd does not answer")
+	cat = sidecar.NewCatalog(images{stored}, blobImages{images: images{fromContainerd}, err: down})
+	if _, err := cat.Blob(ctx, layer); !errors.Is(err, down) {
+		t.Errorf("with containerd down: %v, want its error", err)
+	}
+}

@@ -2,7 +2,9 @@ package sidecar_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
 	"github.com/layerbridge/layerbridge/internal/testwait"
@@ -408,5 +412,36 @@ func TestClairAPIDetectedAgainAfterAWrongAPI(t *testing.T) {
 	}
 	if rep, err := report.Decode(bytes.NewReader(st.Report)); err != nil || rep.Clair.API != "v2" {
 		t.Fatalf("third scan's report: %v, clair %+v; want it from the v2 API", err, rep.Clair)
+	}
+}
+
+// fakeContainerd answers Probe.
+type fakeContainerd struct{ err error }
+
+func (f fakeContainerd) Probe(context.Context) (containerdsource.ServerInfo, error) {
+	return containerdsource.ServerInfo{Address: "/run/containerd/containerd.sock", Version: "v2.4.2"}, f.err
+}
+
+// TestReadyzContainerd: a configured containerd is one more readiness
+// check, which fails with its reason while containerd does not answer.
+func TestReadyzContainerd(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		want   int
+		detail string
+	}{
+		{nil, 200, "containerd v2.4.2 at /run/containerd/containerd.sock"},
+		{errors.New("permission denied on containerd socket"), 503, "permission denied"},
+	} {
+		e := newEnv(t, withConfig(func(c *sidecar.Config) { c.Containerd = fakeContainerd{tc.err} }))
+		resp, body := e.do(t, "GET", "/readyz", "")
+		var r sidecar.Readiness
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(r.Checks, func(c sidecar.Check) bool { return c.Name == "containerd" })
+		if resp.StatusCode != tc.want || i < 0 || !strings.Contains(r.Checks[i].Detail, tc.detail) {
+			t.Errorf("/readyz with containerd error %v: %d %s, want %d with %q", tc.err, resp.StatusCode, body, tc.want, tc.detail)
+		}
 	}
 }

@@ -124,12 +124,13 @@ func (e *errBadRequest) Error() string { return e.msg }
 // scanRequest is a checked Request.
 type scanRequest struct {
 	image    string       // as asked for, trimmed
-	ref      imageref.Ref // image, parsed: a daemon reference
+	ref      imageref.Ref // image, parsed: a daemon or containerd: reference
 	platform *ocispec.Platform
 }
 
-// parseRequest checks a request. The image must be a daemon reference
-// that imageref.Parse accepts: nothing else reaches the Docker daemon.
+// parseRequest checks a request. The image must be a daemon or
+// containerd: reference that imageref.Parse accepts: nothing else reaches
+// the Docker daemon or containerd, and no file of the sidecar's is read.
 func parseRequest(req Request) (scanRequest, error) {
 	image := strings.TrimSpace(req.Image)
 	if image == "" {
@@ -139,8 +140,8 @@ func parseRequest(req Request) (scanRequest, error) {
 	if err != nil {
 		return scanRequest{}, &errBadRequest{err.Error()}
 	}
-	if ref.Kind != imageref.Daemon {
-		return scanRequest{}, &errBadRequest{fmt.Sprintf("%q names a %s on the sidecar's file system: the sidecar scans images of its Docker daemon only; scan archives with `layerbridge scan` where they are", image, ref.Kind)}
+	if ref.Kind != imageref.Daemon && ref.Kind != imageref.Containerd {
+		return scanRequest{}, &errBadRequest{fmt.Sprintf("%q names a file or directory on the sidecar's file system: the sidecar scans images of its Docker daemon and of its containerd only; scan archives with `layerbridge scan` where they are", image)}
 	}
 	sr := scanRequest{image: image, ref: ref}
 	if req.Platform == "" {

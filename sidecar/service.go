@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/layerbridge/layerbridge/bridge"
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -28,9 +29,10 @@ const (
 // required; every limit left at zero takes its Default.
 type Config struct {
 	// Loader loads images; the layer server serves each scan's layers
-	// with its image's Blobs. Only Docker daemon references reach it: the
-	// API refuses docker-archive:, oci-archive: and oci: references, which
-	// would name files on the sidecar's own file system.
+	// with its image's Blobs. Only Docker daemon and containerd:
+	// references reach it: the API refuses docker-archive:, oci-archive:
+	// and oci: references, which would name files on the sidecar's own
+	// file system.
 	Loader scan.ImageLoader
 	// Catalog, when set, enables the registry view (read-only /v2/) over
 	// its images, guarded by Token. NewCatalog adapts the store.
@@ -55,6 +57,10 @@ type Config struct {
 	// engine.Probe; it should be the one the Loader uses. nil leaves
 	// Docker out of readiness.
 	Engine func() (engine.Client, engine.Endpoint, error)
+	// Containerd, when set, is probed by /readyz too: the containerd of
+	// containerd: images answers (it should be the source the Loader
+	// reads them with).
+	Containerd ContainerdProber
 	// Store, when set, is probed by /readyz: while it cannot be written (a
 	// read-only file system, say), no scan of a new image can succeed, so
 	// the service is not ready. It should be the store the Loader writes;
@@ -86,6 +92,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of timestamps and retention; nil is time.Now.
 	Now func() time.Time
+}
+
+// ContainerdProber is a containerd /readyz can probe;
+// *containerdsource.Source is one.
+type ContainerdProber interface {
+	Probe(ctx context.Context) (containerdsource.ServerInfo, error)
 }
 
 // WritableStore is an image store /readyz can probe.

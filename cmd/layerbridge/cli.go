@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -74,15 +75,27 @@ func (l *logFlags) logger(stderr io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), nil
 }
 
-// storeFlags locate the image cache and the Docker daemon.
+// storeFlags locate the image cache and the image sources: the Docker
+// daemon, and containerd (named as containerd's own tools name it).
 type storeFlags struct {
-	cacheDir   string
-	dockerHost string
+	cacheDir            string
+	dockerHost          string
+	containerdAddress   string
+	containerdNamespace string
 }
 
 func (s *storeFlags) register(fs *pflag.FlagSet, e env) {
 	fs.StringVar(&s.cacheDir, "cache-dir", defaultCacheDir(e), "")
 	fs.StringVar(&s.dockerHost, "docker-host", "", "")
+	fs.StringVar(&s.containerdAddress, "containerd-address", envOr(e, "CONTAINERD_ADDRESS", containerdsource.DefaultAddress), "")
+	fs.StringVar(&s.containerdNamespace, "containerd-namespace", envOr(e, "CONTAINERD_NAMESPACE", containerdsource.DefaultNamespace), "")
+}
+
+// containerdNamed reports whether the user named a containerd
+// (--containerd-address or CONTAINERD_ADDRESS), rather than leaving the
+// default.
+func (s *storeFlags) containerdNamed(fs *pflag.FlagSet, e env) bool {
+	return fs.Changed("containerd-address") || e.getenv("CONTAINERD_ADDRESS") != ""
 }
 
 // defaultCacheDir is $LAYERBRIDGE_CACHE_DIR, else $XDG_CACHE_HOME/layerbridge,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/reach"
@@ -83,19 +84,26 @@ func (d *daemon) info(ctx context.Context) (engine.DaemonInfo, error) {
 	return engine.Probe(ctx, c, ep)
 }
 
-// openStore opens the image cache and a loader writing to it; progress,
-// when set, is told how far each load is.
-func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockersave.Progress)) (*store.Store, *dockersave.Loader, error) {
+// openStore opens the image cache and a loader writing to it, which reads
+// containerd: images with the containerd source it returns too (it
+// connects on first use); progress, when set, is told how far each load is.
+func openStore(sf storeFlags, d *daemon, log *slog.Logger, progress func(dockersave.Progress)) (*store.Store, *dockersave.Loader, *containerdsource.Source, error) {
 	cache, err := store.Open(sf.cacheDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open image cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("open image cache: %w", err)
 	}
 	log.Debug("image cache", "dir", sf.cacheDir)
-	opts := []dockersave.LoaderOption{dockersave.WithEngineFunc(d.engine), dockersave.WithLogger(log)}
+	ctr := containerdsource.New(containerdsource.Config{
+		Address: sf.containerdAddress, Namespace: sf.containerdNamespace, Store: cache, Logger: log,
+	})
+	opts := []dockersave.LoaderOption{
+		dockersave.WithEngineFunc(d.engine), dockersave.WithLogger(log),
+		dockersave.WithSource(containerdsource.Kind, ctr),
+	}
 	if progress != nil {
 		opts = append(opts, dockersave.WithLoadProgress(progress))
 	}
-	return cache, dockersave.NewLoader(cache, opts...), nil
+	return cache, dockersave.NewLoader(cache, opts...), ctr, nil
 }
 
 // withTimeout bounds ctx by d when d > 0.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/doctor"
 	"github.com/layerbridge/layerbridge/imageref"
 )
@@ -27,6 +28,10 @@ passed, warning, failed or skipped, with what it saw and the fix:
                     against the socket's owner, group and mode), its API
                     version and image store; with IMAGE: the image and its
                     platforms
+    containerd.*    for a containerd: IMAGE (or a containerd named with
+                    --containerd-address or CONTAINERD_ADDRESS): containerd
+                    answers, its version, the namespace, and the image with
+                    all its content, verified as a scan would
     store.*         the cache directory is writable and has room for IMAGE
     clair.*         Clair answers; which API (v4 or v2) and version; a
                     client of the other API is the classic "404"; the
@@ -38,8 +43,8 @@ passed, warning, failed or skipped, with what it saw and the fix:
                     layerbridge sit on Docker's networks
 
 IMAGE is what you would scan: a daemon reference or image ID, or
-docker-archive:PATH, oci-archive:PATH or oci:DIR (then Docker problems are
-only warnings). The checks change nothing, except that Clair keeps the
+docker-archive:PATH, oci-archive:PATH, oci:DIR or containerd:NAME (then
+Docker problems are only warnings). The checks change nothing, except that Clair keeps the
 index of the canary (a few kilobytes under a random digest).
 
 Exit status: 0 when no check failed (warnings allowed), 1 otherwise.
@@ -67,6 +72,11 @@ Image:
     --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
                             current docker context, then
                             unix:///var/run/docker.sock)
+    --containerd-address PATH   containerd's socket, for containerd: images
+                            (default $CONTAINERD_ADDRESS, else
+                            /run/containerd/containerd.sock)
+    --containerd-namespace NS   containerd namespace (default
+                            $CONTAINERD_NAMESPACE, else k8s.io)
     --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
 
 Output:
@@ -168,8 +178,12 @@ func runDoctor(ctx context.Context, name string, args []string, e env, stdout, s
 	}
 	d := newDaemon(o.store.dockerHost, e, log)
 	clair, dialer := o.clair.connect(d, log)
+	ctr := containerdsource.New(containerdsource.Config{Address: o.store.containerdAddress, Namespace: o.store.containerdNamespace, Logger: log})
+	defer ctr.Close()
 	results := doctor.Run(ctx, doctor.Config{
 		Docker:           d.engine,
+		Containerd:       ctr,
+		ContainerdNamed:  o.store.containerdNamed(fs, e),
 		SocketCandidates: dockerSocketCandidates(e),
 		Image:            o.image,
 		Platform:         platform,

@@ -11,11 +11,15 @@ import (
 	"strings"
 	"syscall"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/imageref"
+	"github.com/layerbridge/layerbridge/platforms"
 	"github.com/layerbridge/layerbridge/reach"
 	"github.com/layerbridge/layerbridge/scan"
 )
@@ -47,6 +51,10 @@ func hintsFor(err error) []string {
 		clairIndex  *clairv4.IndexError
 		clair2API   *clairv2.APIError
 		path        *fs.PathError
+		ctrDown     *containerdsource.UnreachableError
+		ctrPerm     *containerdsource.PermissionError
+		ctrNotFound *containerdsource.NotFoundError
+		ctrMissing  *containerdsource.MissingContentError
 	)
 	// An error that carries its own hints (see hintedError) adds them.
 	var own interface{ Hints() []string }
@@ -57,7 +65,7 @@ func hintsFor(err error) []string {
 	case errors.As(err, &ue):
 		hints = append(hints, ue.hints...)
 	case errors.As(err, &badRef):
-		add("IMAGE is an image of the Docker daemon (alpine:3.11, ghcr.io/org/app@sha256:..., sha256:...), or %s", acceptedForms)
+		add("IMAGE is an image of the Docker daemon (alpine:3.11, ghcr.io/org/app@sha256:..., sha256:...), or %s; or containerd:NAME, an image of containerd named as a daemon image (a containerd image ID is whole: sha256:<64 hex digits>)", acceptedForms)
 	case errors.As(err, &perm):
 		sock := perm.Socket
 		if sock == "" {
@@ -66,6 +74,28 @@ func hintsFor(err error) []string {
 		add("your user may not open %s: add it to the socket's group (usually: sudo usermod -aG docker $USER, then log in again)", sock)
 		add("or point at a daemon you may use: --docker-host or DOCKER_HOST (a rootless daemon: unix://$XDG_RUNTIME_DIR/docker.sock)")
 		add("in a container, give its user the socket's group: docker run --group-add \"$(stat -c %%g %s)\" (compose: group_add)", sock)
+	case errors.As(err, &ctrPerm):
+		add("containerd's socket is root-only by default (root:root, mode 0660): run layerbridge as root (sudo), or let a group in: set gid = GID under [grpc] in containerd's config.toml (/etc/containerd/config.toml), restart containerd, and add your user to that group")
+		add("in a container or pod, give the process the socket's group: docker run --group-add GID, or Kubernetes securityContext.supplementalGroups: [GID] (deploy/kubernetes/ does)")
+	case errors.As(err, &ctrDown):
+		if ctrDown.Missing {
+			add("is containerd running, and is %s its socket? name it with --containerd-address or CONTAINERD_ADDRESS (k3s: /run/k3s/containerd/containerd.sock; in a container, mount the host's socket)", ctrDown.Address)
+		} else {
+			add("the socket %s exists but containerd does not answer there: is it running? (systemctl status containerd)", ctrDown.Address)
+		}
+		add(`"layerbridge doctor containerd:IMAGE" checks containerd, its namespace and the image`)
+	case errors.As(err, &ctrNotFound):
+		if len(ctrNotFound.Elsewhere) > 0 {
+			add("the image is in namespace %q: pass --containerd-namespace %s (or set CONTAINERD_NAMESPACE)", ctrNotFound.Elsewhere[0], ctrNotFound.Elsewhere[0])
+		} else {
+			add("`ctr -n %s images list` (on a Kubernetes node: crictl images) lists what the namespace has; the namespace is chosen with --containerd-namespace or CONTAINERD_NAMESPACE: k8s.io for Kubernetes, default for ctr and nerdctl, moby for Docker's containerd image store", ctrNotFound.Namespace)
+		}
+	case errors.As(err, &ctrMissing):
+		if len(ctrMissing.Present) > 0 {
+			add("containerd holds this image for other platforms only (pulled for %s): scan one of those with --platform, or fetch this one: ctr -n %s images pull --platform %s NAME", platformList(ctrMissing.Present), ctrMissing.Namespace, platforms.Format(ctrMissing.Platform))
+		} else {
+			add("containerd lists this image but lacks its content (removed, or a pull that did not finish): pull it again (ctr -n %s images pull --platform %s NAME, or crictl pull NAME)", ctrMissing.Namespace, platforms.Format(ctrMissing.Platform))
+		}
 	case errors.As(err, &unreachable):
 		add("is the Docker daemon running? (docker info)")
 		add("layerbridge used %s; choose another daemon with --docker-host, DOCKER_HOST or DOCKER_CONTEXT", unreachable.Host)
@@ -228,6 +258,15 @@ func socketGroup(path string) string {
 // acceptedForms lists the image sources, for hints.
 const acceptedForms = "docker-archive:PATH (docker save output, optionally gzip- or zstd-compressed), oci-archive:PATH (a tar of an OCI image layout) or oci:DIR (an OCI image layout directory)"
 
+// platformList formats platforms for a hint.
+func platformList(ps []ocispec.Platform) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = platforms.Format(p)
+	}
+	return strings.Join(s, ", ")
+}
+
 // archiveHints says what to do about an archive, layout or export that
 // could not be read: the reference says which kind of source it was.
 func archiveHints(ae *dockersave.ArchiveError) []string {
@@ -237,6 +276,12 @@ func archiveHints(ae *dockersave.ArchiveError) []string {
 	add := func(format string, args ...any) { hints = append(hints, fmt.Sprintf(format, args...)) }
 	var de *dockersave.DaemonError
 	switch {
+	case ref.Kind == imageref.Containerd && errors.Is(ae, dockersave.ErrTooLarge):
+		add("the image exceeds one of layerbridge's safety limits (named above): 4 MiB of metadata, 500 layers, or a layer inflating over 1100 times its size; such an image is refused")
+	case ref.Kind == imageref.Containerd && errors.Is(ae, dockersave.ErrNoImage):
+		add("this containerd image is no container image layerbridge can scan (an artifact, or no manifest for a platform); check it with: ctr images list and ctr content get DIGEST")
+	case ref.Kind == imageref.Containerd:
+		add("containerd's content for this image does not match its own manifest or config (named above): it was altered in containerd's content store, or the image was built wrongly; remove it and pull it again (ctr -n NAMESPACE images rm NAME; ctr -n NAMESPACE images pull NAME)")
 	case errors.As(ae, &de):
 		add("the Docker daemon stopped the export and said why (above): fix that (often its disk space: docker system df), then scan again")
 	case daemon && errors.Is(ae, dockersave.ErrExportMismatch):

@@ -12,8 +12,11 @@ import (
 	"syscall"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/layerbridge/layerbridge/clairv2"
 	"github.com/layerbridge/layerbridge/clairv4"
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/engine"
 	"github.com/layerbridge/layerbridge/reach"
@@ -45,19 +48,25 @@ func TestEveryUserErrorHasAHint(t *testing.T) {
 		"clair name unknown": &scan.ClairUnreachableError{URL: "http://clair:6060", Err: &net.OpError{Op: "dial", Err: &reach.NameError{Name: "clair", Err: errors.New("no such host")}}},
 		"clair name unroutable": &scan.ClairUnreachableError{URL: "http://clair:6060", Err: &net.OpError{Op: "dial", Err: &reach.UnroutableError{Name: "clair", Container: "clair",
 			Networks: []engine.ContainerNetwork{{Name: "n", IP: netip.MustParseAddr("10.98.0.2")}}}}},
-		"layer fetch":     &scan.LayerFetchError{Advertised: "http://x"},
-		"no vuln data":    fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
-		"no shared net":   fmt.Errorf("advertise: %w", reach.ErrNoSharedNetwork),
-		"no host address": fmt.Errorf("advertise: %w", reach.ErrNoHostAddress),
-		"clair4 index":    &clairv4.IndexError{Message: "boom"},
-		"clair4 api":      &clairv4.APIError{StatusCode: 500},
-		"clair2 api":      &clairv2.APIError{},
-		"disk full":       fmt.Errorf("write: %w", syscall.ENOSPC),
-		"permission":      &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission},
-		"missing file":    fmt.Errorf("%s: %w", file, &fs.PathError{Op: "open", Path: "image.tar", Err: syscall.ENOENT}),
-		"port taken":      fmt.Errorf("listen: %w", syscall.EADDRINUSE),
-		"not our address": fmt.Errorf("listen: %w", syscall.EADDRNOTAVAIL),
-		"timeout":         timeoutError(0, fmt.Errorf("slow")),
+		"layer fetch":       &scan.LayerFetchError{Advertised: "http://x"},
+		"no vuln data":      fmt.Errorf("scan: %w", scan.ErrNoVulnerabilityData),
+		"no shared net":     fmt.Errorf("advertise: %w", reach.ErrNoSharedNetwork),
+		"no host address":   fmt.Errorf("advertise: %w", reach.ErrNoHostAddress),
+		"clair4 index":      &clairv4.IndexError{Message: "boom"},
+		"clair4 api":        &clairv4.APIError{StatusCode: 500},
+		"clair2 api":        &clairv2.APIError{},
+		"disk full":         fmt.Errorf("write: %w", syscall.ENOSPC),
+		"permission":        &fs.PathError{Op: "open", Path: "/x", Err: fs.ErrPermission},
+		"missing file":      fmt.Errorf("%s: %w", file, &fs.PathError{Op: "open", Path: "image.tar", Err: syscall.ENOENT}),
+		"port taken":        fmt.Errorf("listen: %w", syscall.EADDRINUSE),
+		"not our address":   fmt.Errorf("listen: %w", syscall.EADDRNOTAVAIL),
+		"timeout":           timeoutError(0, fmt.Errorf("slow")),
+		"containerd gone":   &containerdsource.UnreachableError{Address: "/run/containerd/containerd.sock", Missing: true},
+		"containerd down":   &containerdsource.UnreachableError{Address: "/run/containerd/containerd.sock"},
+		"containerd perm":   &containerdsource.PermissionError{Address: "/run/containerd/containerd.sock"},
+		"containerd nf":     &containerdsource.NotFoundError{Ref: "containerd:x", Namespace: "k8s.io"},
+		"containerd absent": &containerdsource.MissingContentError{Ref: "containerd:x", Namespace: "k8s.io"},
+		"containerd lie":    archive("containerd:x", dockersave.ErrDiffIDMismatch),
 	}
 	for _, sentinel := range []error{
 		dockersave.ErrNotArchive, dockersave.ErrNotLayout, dockersave.ErrTruncated, dockersave.ErrTrailingData,
@@ -90,6 +99,32 @@ func TestHintNamesTheArchiveForAFileGivenAsADaemonImage(t *testing.T) {
 		hints := strings.Join(hintsFor(&engine.NotFoundError{Ref: ref}), "\n")
 		if !strings.Contains(hints, want) {
 			t.Errorf("%s: hints lack %q:\n%s", ref, want, hints)
+		}
+	}
+}
+
+// TestContainerdHints: each containerd failure says what to do about
+// that failure: the socket's default permissions, the namespace that has
+// the image, the platforms containerd has content for.
+func TestContainerdHints(t *testing.T) {
+	arm := ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	amd := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	for _, tc := range []struct {
+		err  error
+		want []string
+	}{
+		{&containerdsource.PermissionError{Address: "/run/containerd/containerd.sock"}, []string{"root-only by default", "[grpc]", "supplementalGroups"}},
+		{&containerdsource.UnreachableError{Address: "/x.sock", Missing: true}, []string{"is /x.sock its socket", "--containerd-address"}},
+		{&containerdsource.NotFoundError{Ref: "containerd:x", Namespace: "k8s.io", Elsewhere: []string{"default", "moby"}}, []string{"--containerd-namespace default"}},
+		{&containerdsource.NotFoundError{Ref: "containerd:x", Namespace: "k8s.io"}, []string{"ctr -n k8s.io images list", "crictl images"}},
+		{&containerdsource.MissingContentError{Ref: "containerd:x", Namespace: "k8s.io", Platform: arm, Present: []ocispec.Platform{amd}},
+			[]string{"other platforms only (pulled for linux/amd64)", "--platform linux/arm64"}},
+	} {
+		hints := strings.Join(hintsFor(fmt.Errorf("context: %w", tc.err)), "\n")
+		for _, w := range tc.want {
+			if !strings.Contains(hints, w) {
+				t.Errorf("%v: hints lack %q:\n%s", tc.err, w, hints)
+			}
 		}
 	}
 }

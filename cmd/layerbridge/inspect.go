@@ -10,6 +10,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/layerbridge/layerbridge/containerdsource"
 	"github.com/layerbridge/layerbridge/dockersave"
 	"github.com/layerbridge/layerbridge/imageref"
 	"github.com/layerbridge/layerbridge/platforms"
@@ -22,10 +23,11 @@ const inspectHelp = `Usage:
 Stores IMAGE in the image cache (exporting it from the Docker daemon only if
 the cache does not already hold that image ID and platform) and prints what
 was stored: reference, image ID, platform, manifest digest, and per layer
-the digest, size, media type and diff ID.
+the digest, size, media type and diff ID. A containerd: image is verified
+where it is, in containerd's content store, and not copied.
 
 IMAGE is a daemon reference or image ID, or docker-archive:PATH,
-oci-archive:PATH or oci:DIR (see "layerbridge scan --help").
+oci-archive:PATH, oci:DIR or containerd:NAME (see "layerbridge scan --help").
 
 Flags:
     --format FORMAT         table or json (default table)
@@ -33,6 +35,11 @@ Flags:
     --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
                             current docker context, then
                             unix:///var/run/docker.sock)
+    --containerd-address PATH   containerd's socket, for containerd: images
+                            (default $CONTAINERD_ADDRESS, else
+                            /run/containerd/containerd.sock)
+    --containerd-namespace NS   containerd namespace (default
+                            $CONTAINERD_NAMESPACE, else k8s.io)
     --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
     --log-level LEVEL       debug, info, warn or error (default info)
     -q, --quiet             no progress display and no info messages
@@ -104,11 +111,12 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 	if err != nil {
 		return err
 	}
-	store, loader, err := openStore(o.store, newDaemon(o.store.dockerHost, e, log), log, onProgress)
+	store, loader, ctr, err := openStore(o.store, newDaemon(o.store.dockerHost, e, log), log, onProgress)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	defer ctr.Close()
 	if disp != nil {
 		disp.begin(scan.StageExporting, ref)
 	}
@@ -141,8 +149,11 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 		fmt.Fprintf(tw, "Tags:\t%s\n", strings.Join(img.RepoTags, ", "))
 	}
 	cached := "exported"
-	if img.CacheHit {
+	switch {
+	case img.CacheHit:
 		cached = "cache hit, not exported again"
+	case img.Source == containerdsource.Kind:
+		cached = "read in place from namespace " + ctr.Namespace() + " at " + ctr.Address() + ", nothing copied"
 	}
 	fmt.Fprintf(tw, "Source:\t%s (%s)\n", img.Source, cached)
 	tw.Flush()

@@ -120,7 +120,8 @@ func commands() []command {
 	}
 }
 
-const usageHeader = `layerbridge lets Clair scan images that exist only in a local Docker daemon.
+const usageHeader = `layerbridge lets Clair scan images that exist only in a local Docker daemon or in
+containerd.
 
 Usage:
     layerbridge <command> [flags] [arguments]

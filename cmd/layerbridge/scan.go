@@ -29,14 +29,18 @@ import (
 const scanHelp = `Usage:
     layerbridge scan [flags] IMAGE
 
-Exports IMAGE from the local Docker daemon (or reads it from an archive),
-serves its layers over HTTP on an address Clair can reach, asks Clair to
-index and match them, and prints the vulnerability report.
+Exports IMAGE from the local Docker daemon (or reads it from an archive
+or from containerd), serves its layers over HTTP on an address Clair can
+reach, asks Clair to index and match them, and prints the vulnerability
+report.
 
 IMAGE is a daemon reference or image ID (alpine:3.11, sha256:…), or
     docker-archive:PATH   a "docker save" tar, optionally gzip-compressed
     oci-archive:PATH      a tar of an OCI image layout
     oci:DIR               an OCI image layout directory
+    containerd:NAME       an image of containerd (Kubernetes nodes, nerdctl),
+                          served from its content store: nothing is
+                          exported or copied
 
 Clair:
     --clair URL             Clair's address (default $CLAIR_ADDR, else
@@ -70,10 +74,11 @@ Report:
 
 Sidecar:
     --server URL            ask the layerbridge sidecar at URL (see "layerbridge
-                            serve") to scan IMAGE from its own Docker daemon,
-                            instead of serving the layers from here; it has its
-                            own Clair and cache, so the Clair, layer server,
-                            --docker-host and --cache-dir flags do not apply
+                            serve") to scan IMAGE from its own Docker daemon or
+                            containerd, instead of serving the layers from
+                            here; it has its own Clair and cache, so the Clair,
+                            layer server, --docker-host, --containerd-* and
+                            --cache-dir flags do not apply
     --token-file FILE       file holding the sidecar's token (default: the
                             token in $LAYERBRIDGE_TOKEN, if set)
 
@@ -82,6 +87,11 @@ Image:
     --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
                             current docker context, then
                             unix:///var/run/docker.sock)
+    --containerd-address PATH   containerd's socket, for containerd: images
+                            (default $CONTAINERD_ADDRESS, else
+                            /run/containerd/containerd.sock)
+    --containerd-namespace NS   containerd namespace (default
+                            $CONTAINERD_NAMESPACE, else k8s.io)
     --cache-dir DIR         image cache (default $XDG_CACHE_HOME/layerbridge)
 
 Other:
@@ -99,6 +109,7 @@ Examples:
     layerbridge scan alpine:3.11
     layerbridge scan --clair http://clair:6060 --fail-on High myapp:latest
     layerbridge scan -f json -o report.json docker-archive:image.tar
+    layerbridge scan --containerd-namespace default containerd:myapp:latest
     layerbridge scan -f sarif -o scan.sarif --also junit=junit.xml myapp:latest
     layerbridge scan -f cyclonedx -o bom.json --ignore ignore.yaml myapp:latest
     layerbridge scan --server http://layerbridge:8080 --token-file token alpine:3.11
@@ -315,11 +326,12 @@ func runScan(ctx context.Context, name string, args []string, e env, stdout, std
 		onFetch = disp.fetch
 	}
 	d := newDaemon(o.store.dockerHost, e, log)
-	store, loader, err := openStore(o.store, d, log, onProgress)
+	store, loader, ctr, err := openStore(o.store, d, log, onProgress)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	defer ctr.Close()
 
 	scanCtx, cancel := withTimeout(ctx, o.timeout)
 	defer cancel()

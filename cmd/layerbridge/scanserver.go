@@ -24,7 +24,7 @@ import (
 
 // localOnlyScanFlags are the scan flags that configure what a sidecar has
 // of its own: they make no sense with --server.
-var localOnlyScanFlags = []string{"clair", "clair-api", "clair-psk", "clair-psk-issuer", "listen", "advertise", "docker-host", "cache-dir"}
+var localOnlyScanFlags = []string{"clair", "clair-api", "clair-psk", "clair-psk-issuer", "listen", "advertise", "docker-host", "cache-dir", "containerd-address", "containerd-namespace"}
 
 // validateServer checks the flags of "scan --server" before any I/O.
 func (o *scanOptions) validateServer(fs *pflag.FlagSet) error {
@@ -48,8 +48,8 @@ func (o *scanOptions) validateServer(fs *pflag.FlagSet) error {
 			return ue
 		}
 	}
-	if o.ref.Kind != imageref.Daemon {
-		ue := usageErrorf("--server scans images of the sidecar's Docker daemon, and %s names a file on this machine", o.image)
+	if o.ref.Kind != imageref.Daemon && o.ref.Kind != imageref.Containerd {
+		ue := usageErrorf("--server scans images of the sidecar's Docker daemon or containerd, and %s names a file on this machine", o.image)
 		ue.hints = append(ue.hints, "drop --server to scan the archive from here, or docker load it into the sidecar's daemon and name the image")
 		return ue
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -23,17 +24,18 @@ const serveHelp = `Usage:
     layerbridge serve [flags]
 
 Runs layerbridge as a long-running scan service: a sidecar next to Clair,
-for example on the Docker network of a compose setup. Clients ask it to scan
-images of its Docker daemon; it serves their layers to Clair and keeps the
-reports. One listener serves:
+for example on the Docker network of a compose setup, or on each node of a
+Kubernetes cluster. Clients ask it to scan images of its Docker daemon or of
+its containerd (containerd:NAME); it serves their layers to Clair and keeps
+the reports. One listener serves:
 
     POST /api/v1/scans              {"image": "alpine:3.11", "platform": "linux/amd64"}
     GET  /api/v1/scans/ID           state, and the json report once done
     GET  /api/v1/scans/ID/report    ?format=table, json, clair, html, sarif,
                                     junit or cyclonedx
     GET  /v2/...                    read-only registry view of the scanned images
-    GET  /healthz, /readyz          alive; ready (store writable, Docker and
-                                    Clair answer)
+    GET  /healthz, /readyz          alive; ready (store writable, Docker,
+                                    containerd if named, and Clair answer)
     GET  /metrics                   Prometheus metrics
     GET  /layers/...                the layers of running scans, for Clair
 
@@ -84,7 +86,14 @@ Image cache:
                             0 never evicts)
     --docker-host HOST      Docker daemon (default: $DOCKER_HOST, then the
                             current docker context, then
-                            unix:///var/run/docker.sock)
+                            unix:///var/run/docker.sock); /readyz leaves
+                            Docker out when only containerd is named and no
+                            Docker socket is at the default path
+    --containerd-address PATH   containerd's socket, for containerd: images
+                            (default $CONTAINERD_ADDRESS, else
+                            /run/containerd/containerd.sock)
+    --containerd-namespace NS   containerd namespace (default
+                            $CONTAINERD_NAMESPACE, else k8s.io)
 
 Other:
     --log-level LEVEL       debug, info, warn or error (default info);
@@ -192,11 +201,12 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 
 	d := newDaemon(o.store.dockerHost, e, log)
-	store, loader, err := openStore(o.store, d, log, nil)
+	store, loader, ctr, err := openStore(o.store, d, log, nil)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	defer ctr.Close()
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", o.listen)
@@ -232,7 +242,7 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 
 	cfg := sidecar.Config{
 		Loader:        loader,
-		Catalog:       sidecar.NewCatalog(store),
+		Catalog:       sidecar.NewCatalog(store, ctr),
 		Store:         store,
 		Token:         tok,
 		Base:          base,
@@ -244,6 +254,16 @@ func runServe(ctx context.Context, name string, args []string, e env, stdout, st
 	}
 	if o.cacheSize > 0 {
 		cfg.Cache, cfg.CacheMaxSize = store, o.cacheSize
+	}
+	// /readyz probes the image sources serve was set up for: containerd
+	// when it was named; Docker unless only containerd was, with no Docker
+	// daemon chosen and none at the default socket (a Kubernetes node).
+	if o.store.containerdNamed(fs, e) {
+		cfg.Containerd = ctr
+		if _, ep, _ := d.engine(); ep.Source == "default" && !socketExists(ep.Socket()) {
+			cfg.Engine = nil
+			log.Debug("readiness: containerd only: no docker daemon was named and none listens at the default socket", "docker", ep.Host, "containerd", ctr.Address())
+		}
 	}
 	svc, err := sidecar.New(cfg)
 	if err != nil {
@@ -310,6 +330,15 @@ func (o *serveOptions) containerCommand(ln net.Listener) reach.ContainerCommand 
 		c.Args = append(c.Args, "--token-file", "/run/secrets/layerbridge_token")
 	}
 	return c
+}
+
+// socketExists reports whether a file is at path ("" is none).
+func socketExists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // hintedError is an error with the hints that say what to do about it.
