@@ -247,6 +247,10 @@ func dockerfileCacheDir(t *testing.T) string {
 // configuration deploy/compose.yaml mounts.
 func TestClairConfigOfComposeIsValid(t *testing.T) {
 	t.Parallel()
+	clairDir, err := harness.ClairModuleDir(t.Context(), ".")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, config string
 		valid        bool
@@ -254,14 +258,18 @@ func TestClairConfigOfComposeIsValid(t *testing.T) {
 		{"deploy/clair4/config.yaml", filepath.Join(deployDir, "clair4", "config.yaml"), true},
 		{"a misspelt key", "", false},
 	} {
-		config := tc.config
-		if config == "" {
+		config, err := filepath.Abs(tc.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.config == "" {
 			config = filepath.Join(t.TempDir(), "config.yaml")
 			if err := os.WriteFile(config, []byte("http_listen_addr: :6060\nindexer:\n  connstrin: host=postgres\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 		cmd := exec.CommandContext(withTimeout(t, 3*time.Minute), "go", "tool", "clairctl", "check-config", config)
+		cmd.Dir = clairDir // the module that has Clair's tools
 		out, err := cmd.CombinedOutput()
 		if (err == nil) != tc.valid {
 			t.Errorf("%s: clairctl check-config: %v, want valid=%v\n%s", tc.name, err, tc.valid, out)

@@ -48,10 +48,13 @@ func DefaultCacheDir() (string, error) {
 }
 
 // BuildClair builds Clair's server (github.com/quay/clair/v4/cmd/clair, the
-// version the integration module requires as a tool) with `go build` run in
-// moduleDir, which must lie inside the integration module ("" means the
-// current directory). The binary is named after the Clair version and a
-// hash of the module's go.mod, go.sum and the Go version, and kept in
+// version the module integration/engines/clair requires as a tool, with the
+// whole dependency graph that module pins: the integration module's own
+// dependencies, which follow layerbridge's, never change what Clair is built
+// from) with `go build` run in that module; moduleDir is a directory inside
+// the integration module ("" means the current directory). The binary is
+// named after the Clair version and a hash of the Clair module's go.mod,
+// go.sum and the Go version, and kept in
 // cacheDir ("" means DefaultCacheDir): a later call with the same inputs
 // returns it without compiling; builds for other inputs are removed once
 // unused for a week (staleBuild). A first build with a cold Go build cache
@@ -85,10 +88,14 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 			return ClairBuild{}, fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	goCmd := func(args ...string) ([]byte, error) { return runGo(ctx, moduleDir, goEnv, args...) }
+	dir, err := clairModuleDir(ctx, moduleDir)
+	if err != nil {
+		return ClairBuild{}, fmt.Errorf("%s: %w", what, err)
+	}
+	goCmd := func(args ...string) ([]byte, error) { return runGo(ctx, dir, goEnv, args...) }
 	out, err := goCmd("list", "-m", "-f", "{{.Version}}", clairModule)
 	if err != nil {
-		return ClairBuild{}, fmt.Errorf("%s: is %q inside the integration module? %w", what, moduleDir, err)
+		return ClairBuild{}, fmt.Errorf("%s: %w", what, err)
 	}
 	version := strings.TrimSpace(string(out))
 	out, err = goCmd("env", "GOMOD", "GOVERSION")
@@ -140,6 +147,30 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 	b.Built = true
 	b.Duration = time.Since(start)
 	return b, nil
+}
+
+// ClairModuleDir is the directory of the module Clair is built from
+// (integration/engines/clair), found from moduleDir, a directory inside the
+// integration module ("" means the current directory). Run its tools (go
+// tool clairctl) there.
+func ClairModuleDir(ctx context.Context, moduleDir string) (string, error) {
+	return clairModuleDir(ctx, moduleDir)
+}
+
+func clairModuleDir(ctx context.Context, moduleDir string) (string, error) {
+	out, err := runGo(ctx, moduleDir, nil, "env", "GOMOD")
+	if err != nil {
+		return "", err
+	}
+	integration := strings.TrimSpace(string(out))
+	if integration == "" || integration == os.DevNull {
+		return "", fmt.Errorf("%q is not inside the integration module", moduleDir)
+	}
+	dir := filepath.Join(filepath.Dir(integration), "engines", "clair")
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return "", fmt.Errorf("is %q inside the integration module? %w", moduleDir, err)
+	}
+	return dir, nil
 }
 
 // runGo runs the go command in dir ("" means the current directory) with

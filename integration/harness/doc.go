@@ -24,11 +24,11 @@
 // socket, as root: a Docker Engine 29 with the containerd image store and
 // BuildKit (StartDockerd: dockerd on its own containerd, the docker CLI's
 // buildx plugin), a containerd alone (StartContainerd, ImportImage) and
-// Podman's Docker API service (StartPodman). dockerd, containerd and buildx
-// are built, as Clair is, from the Go module proxy: each from a small module
-// of its own under integration/engines/ that names its commands as tools
-// (BuildDockerd, BuildContainerd, BuildBuildx), cached under a key of that
-// module's go.mod and go.sum and the Go version. SharedEngine lets the tests
+// Podman's Docker API service (StartPodman). Clair, dockerd, containerd and
+// buildx are built from the Go module proxy: each from a small module of its
+// own under integration/engines/ that names its commands as tools
+// (BuildClair, BuildDockerd, BuildContainerd, BuildBuildx), cached under a
+// key of that module's go.mod and go.sum and the Go version. SharedEngine lets the tests
 // of one process share an engine. A directory left by a killed process is
 // removed by the next start, with the mounts below it and the processes
 // (containerd's shims) that name it.
