@@ -61,7 +61,11 @@ func (r *run) containerd(ctx context.Context) {
 		r.skip("containerd did not answer", CheckContainerdNamespace, CheckContainerdImage)
 		return
 	}
-	r.add(CheckContainerdReachable, Passed, fmt.Sprintf("containerd %s (revision %s) answered at %s", info.Version, info.Revision, info.Address), "")
+	version := info.Version
+	if info.Revision != "" {
+		version += " (revision " + info.Revision + ")"
+	}
+	r.add(CheckContainerdReachable, Passed, fmt.Sprintf("containerd %s answered at %s", version, info.Address), "")
 	if info.HasNamespace {
 		r.add(CheckContainerdNamespace, Passed, fmt.Sprintf("namespace %q exists (namespaces: %s)", src.Namespace(), strings.Join(info.Namespaces, ", ")), "")
 	} else {
