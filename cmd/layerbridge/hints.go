@@ -91,9 +91,12 @@ func hintsFor(err error) []string {
 			add("`ctr -n %s images list` (on a Kubernetes node: crictl images) lists what the namespace has; the namespace is chosen with --containerd-namespace or CONTAINERD_NAMESPACE: k8s.io for Kubernetes, default for ctr and nerdctl, moby for Docker's containerd image store", ctrNotFound.Namespace)
 		}
 	case errors.As(err, &ctrMissing):
-		if len(ctrMissing.Present) > 0 {
+		switch {
+		case strings.HasPrefix(ctrMissing.What, "layer"):
+			add("containerd has the image's manifest but not this layer: it discards compressed layers after unpacking them when configured to (the CRI plugin's discard_unpacked_layers = true, ctr images import --discard-unpacked-layers), and layerbridge reads layers from the content store; turn that off and pull the image again (crictl rmi, crictl pull)")
+		case len(ctrMissing.Present) > 0:
 			add("containerd holds this image for other platforms only (pulled for %s): scan one of those with --platform, or fetch this one: ctr -n %s images pull --platform %s NAME", platformList(ctrMissing.Present), ctrMissing.Namespace, platforms.Format(ctrMissing.Platform))
-		} else {
+		default:
 			add("containerd lists this image but lacks its content (removed, or a pull that did not finish): pull it again (ctr -n %s images pull --platform %s NAME, or crictl pull NAME)", ctrMissing.Namespace, platforms.Format(ctrMissing.Platform))
 		}
 	case errors.As(err, &unreachable):

@@ -119,6 +119,7 @@ func TestContainerdHints(t *testing.T) {
 		{&containerdsource.NotFoundError{Ref: "containerd:x", Namespace: "k8s.io"}, []string{"ctr -n k8s.io images list", "crictl images"}},
 		{&containerdsource.MissingContentError{Ref: "containerd:x", Namespace: "k8s.io", Platform: arm, Present: []ocispec.Platform{amd}},
 			[]string{"other platforms only (pulled for linux/amd64)", "--platform linux/arm64"}},
+		{&containerdsource.MissingContentError{Ref: "containerd:x", Namespace: "k8s.io", Platform: amd, What: "layer 0"}, []string{"discard_unpacked_layers"}},
 	} {
 		hints := strings.Join(hintsFor(fmt.Errorf("context: %w", tc.err)), "\n")
 		for _, w := range tc.want {
