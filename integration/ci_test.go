@@ -509,7 +509,10 @@ func TestCIExamples(t *testing.T) {
 			if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.CommandContext(withTimeout(t, 3*time.Minute), "go", "tool", "clairctl", "check-config", file)
+			cmd, err := harness.ClairctlCommand(withTimeout(t, 3*time.Minute), ".", "check-config", file)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("clairctl check-config of %s: %v\n%s", name, err, out)
 			}

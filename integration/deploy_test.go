@@ -247,10 +247,6 @@ func dockerfileCacheDir(t *testing.T) string {
 // configuration deploy/compose.yaml mounts.
 func TestClairConfigOfComposeIsValid(t *testing.T) {
 	t.Parallel()
-	clairDir, err := harness.ClairModuleDir(t.Context(), ".")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name, config string
 		valid        bool
@@ -268,8 +264,10 @@ func TestClairConfigOfComposeIsValid(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cmd := exec.CommandContext(withTimeout(t, 3*time.Minute), "go", "tool", "clairctl", "check-config", config)
-		cmd.Dir = clairDir // the module that has Clair's tools
+		cmd, err := harness.ClairctlCommand(withTimeout(t, 3*time.Minute), ".", "check-config", config)
+		if err != nil {
+			t.Fatal(err)
+		}
 		out, err := cmd.CombinedOutput()
 		if (err == nil) != tc.valid {
 			t.Errorf("%s: clairctl check-config: %v, want valid=%v\n%s", tc.name, err, tc.valid, out)

@@ -366,12 +366,14 @@ func clairctlReport(t *testing.T, clairURL, registry, ref, token string) []byte 
 	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(withTimeout(t, 3*time.Minute), "go", "tool", "clairctl", "report",
-		"--host", clairURL, "--out", "json", registry+"/"+ref)
+	cmd, err := harness.ClairctlCommand(withTimeout(t, 3*time.Minute), ".", "report", "--host", clairURL, "--out", "json", registry+"/"+ref)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfgDir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	t.Logf("clairctl report %s/%s: %v\n%s", registry, ref, err, stderr.String())
 	if err != nil {
 		t.Fatal(err)

@@ -149,12 +149,18 @@ func buildClair(ctx context.Context, moduleDir, cacheDir string, static bool) (C
 	return b, nil
 }
 
-// ClairModuleDir is the directory of the module Clair is built from
-// (integration/engines/clair), found from moduleDir, a directory inside the
-// integration module ("" means the current directory). Run its tools (go
-// tool clairctl) there.
-func ClairModuleDir(ctx context.Context, moduleDir string) (string, error) {
-	return clairModuleDir(ctx, moduleDir)
+// ClairctlCommand is `go tool clairctl args...`, run in the module Clair is
+// built from (integration/engines/clair, found from moduleDir, a directory
+// inside the integration module; "" means the current directory): the
+// clairctl of the Clair the tests run. Paths in args must be absolute.
+func ClairctlCommand(ctx context.Context, moduleDir string, args ...string) (*exec.Cmd, error) {
+	dir, err := clairModuleDir(ctx, moduleDir)
+	if err != nil {
+		return nil, fmt.Errorf("clairctl: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "clairctl"}, args...)...)
+	cmd.Dir = dir
+	return cmd, nil
 }
 
 func clairModuleDir(ctx context.Context, moduleDir string) (string, error) {
