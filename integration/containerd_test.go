@@ -12,7 +12,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -341,7 +340,7 @@ func TestContainerdSource(t *testing.T) {
 	})
 
 	t.Run("serve: scan API and registry view", func(t *testing.T) {
-		base := startServe(t, append([]string{"--clair", stack.Clair.URL, "--cache-dir", t.TempDir()}, at...)...)
+		base := startServe(t, append([]string{"--clair", stack.Clair.URL}, at...)...)
 		rep := decodeReport(t, layerbridge(t, withTimeout(t, 3*time.Minute), nil, "scan", "--server", base, "-f", "json", "containerd:alpine:3.11"))
 		checkFindings(t, "containerd:alpine:3.11 through the sidecar", rep.findings(), alpine311V4, 17, 9)
 		// The registry view serves it: its blobs come from containerd.
@@ -373,52 +372,4 @@ func TestContainerdSource(t *testing.T) {
 			t.Errorf("pulled manifest %s, want containerd's %s", d, alpineManifest)
 		}
 	})
-}
-
-// startServe runs `layerbridge serve` on a free loopback port with args
-// until the test ends, and returns its base URL once /readyz answers 200.
-func startServe(t *testing.T, args ...string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, layerbridgeBin(t), append([]string{"serve", "--listen", addr}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-		t.Logf("serve's log:\n%s", stderr.String())
-	})
-	base := "http://" + addr
-	wait := withTimeout(t, time.Minute)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(wait, http.MethodGet, base+"/readyz", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-			t.Logf("/readyz: %d %s", resp.StatusCode, body)
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("serve exited: %v\n%s", err, stderr.String())
-		case <-wait.Done():
-			t.Fatalf("serve not ready within a minute\n%s", stderr.String())
-		case <-tick.C:
-		}
-	}
 }
