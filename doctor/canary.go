@@ -108,6 +108,7 @@ func (c *canary) Load(context.Context, string, *ocispec.Platform, ...dockersave.
 		ID:             c.manifest,
 		Platform:       ocispec.Platform{OS: "linux", Architecture: "amd64"},
 		ManifestDigest: c.manifest,
+		IndexDigest:    c.manifest,
 		Manifest: ocispec.Manifest{
 			MediaType: ocispec.MediaTypeImageManifest,
 			Layers:    []ocispec.Descriptor{c.layer},

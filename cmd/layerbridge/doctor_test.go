@@ -137,7 +137,25 @@ func TestScanDebugLogExplainsEveryDecision(t *testing.T) {
 		`msg="layer requests from clair" count=\d+ layers=1 advertised=http://127.0.0.1:\d+`,
 		`msg="clair matched vulnerabilities" findings=17`,
 	)
-	has(scanLog(0, "--clair", v4.URL, "alpine:3.11"),
+	has(first,
+		// Clair asked first whether it knows the image
+		`msg="clair request" method=GET url=http://127.0.0.1:\d+/indexer/api/v1/index_report/sha256:a187dde48cd2\w+ status=404`,
+		`msg="clair has not indexed this image: exporting it" ref=alpine:3.11 manifest=sha256:a187dde48cd2`,
+	)
+	// The same image again: Clair has indexed it, so nothing is exported,
+	// nor even looked up in the cache.
+	again := scanLog(0, "--clair", v4.URL, "alpine:3.11")
+	has(again,
+		`msg="clair has indexed this image already: not exported" ref=alpine:3.11 manifest=sha256:a187dde48cd2`,
+		`msg="clair matched vulnerabilities" findings=17`,
+	)
+	if strings.Contains(again, "msg=export") || strings.Contains(again, `msg="cache hit"`) {
+		t.Errorf("a scan of an image Clair knows loaded it:\n%s", again)
+	}
+	// Another Clair, which never saw it: the image comes from the cache.
+	other := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer other.Close()
+	has(scanLog(0, "--clair", other.URL, "alpine:3.11"),
 		`msg="cache hit" ref=alpine:3.11 id=sha256:a187dde48cd2`,
 		`msg="image loaded" .*cache_hit=true`,
 	)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -115,9 +116,8 @@ func (d *display) begin(s scan.Stage, image string) {
 		d.source = ref.Kind
 	}
 	if s == scan.StageExporting {
+		// Clair may fetch layers while the export goes on.
 		d.read, d.expected, d.lastPct = 0, 0, -1
-	}
-	if s == scan.StageIndexing {
 		d.fetched = map[digest.Digest]bool{}
 	}
 	d.draw()
@@ -147,6 +147,11 @@ func (d *display) progress(p dockersave.Progress) {
 func (d *display) loaded(img dockersave.Image, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if errors.Is(err, scan.ErrAlreadyIndexed) {
+		d.writeLine(fmt.Sprintf("%s: Clair has indexed it already, not exported", d.label))
+		d.stage = ""
+		return
+	}
 	if err != nil {
 		d.finish(false)
 		return

@@ -115,8 +115,15 @@ func TestProgressOnATerminal(t *testing.T) {
 		t.Errorf("the screen lacks the summary %s; it shows:\n%s", want[next], strings.Join(lines, "\n"))
 	}
 
-	// The same image again is a cache hit: one line says so.
+	// The same image again: Clair has indexed it, and one line says so.
 	_, _, out = onTerminal(t, e, "scan", "--cache-dir", cache, "--clair", v4.URL, "alpine:3.11")
+	if lines := screenLines(out); lines[0] != "alpine:3.11: Clair has indexed it already, not exported" {
+		t.Errorf("image clair knows: screen starts %q", lines[0])
+	}
+	// Another Clair, which never saw it: a cache hit, and one line says so.
+	other := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer other.Close()
+	_, _, out = onTerminal(t, e, "scan", "--cache-dir", cache, "--clair", other.URL, "alpine:3.11")
 	if lines := screenLines(out); lines[0] != "alpine:3.11: in the cache, not exported again" {
 		t.Errorf("cache hit: screen starts %q", lines[0])
 	}

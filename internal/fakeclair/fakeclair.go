@@ -88,6 +88,7 @@ type V4 struct {
 
 	mu          sync.Mutex
 	downloads   int
+	completed   []digest.Digest
 	indexPosts  int
 	reportCalls int
 	reports     map[digest.Digest]string // index reports by manifest: "" finished, else the error
@@ -95,6 +96,14 @@ type V4 struct {
 
 // Downloads is the number of layer downloads attempted so far.
 func (f *V4) Downloads() int { f.mu.Lock(); defer f.mu.Unlock(); return f.downloads }
+
+// Completed lists the layers downloaded whole with the right digest, in
+// the order their downloads ended.
+func (f *V4) Completed() []digest.Digest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]digest.Digest(nil), f.completed...)
+}
 
 // IndexPosts is the number of index requests that passed authentication.
 func (f *V4) IndexPosts() int { f.mu.Lock(); defer f.mu.Unlock(); return f.indexPosts }
@@ -166,6 +175,10 @@ func (f *V4) index(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		if e := download(l.URI, l.Headers, l.Hash, true); e != "" {
 			errs = append(errs, e)
+		} else {
+			f.mu.Lock()
+			f.completed = append(f.completed, l.Hash)
+			f.mu.Unlock()
 		}
 	}
 	fail := ""

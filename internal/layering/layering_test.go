@@ -32,7 +32,7 @@ var rules = map[string]rule{
 	"dockersave":          {project: []string{"blobs", "engine", "imageref", "internal/directio", "internal/mediatype", "platforms", "store"}},
 	"bridge":              {project: []string{"blobs", "internal/mediatype"}},
 	"containerdsource":    {project: []string{"blobs", "dockersave", "imageref", "internal/mediatype", "platforms", "store"}, thirdParty: []string{"github.com/containerd/", "github.com/distribution/reference", "github.com/opencontainers/"}},
-	"scan":                {project: []string{"bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
+	"scan":                {project: []string{"blobs", "bridge", "clairv2", "clairv4", "dockersave", "imageref", "platforms", "report"}},
 	"sidecar":             {project: []string{"blobs", "bridge", "clairv2", "clairv4", "containerdsource", "dockersave", "engine", "imageref", "platforms", "report", "scan", "store"}},
 	"doctor":              {project: []string{"blobs", "bridge", "clairv2", "clairv4", "containerdsource", "dockersave", "engine", "imageref", "platforms", "reach", "scan"}},
 	"cmd/layerbridge":     {project: []string{"bridge", "clairv2", "clairv4", "containerdsource", "dockersave", "doctor", "engine", "imageref", "internal/didyoumean", "platforms", "reach", "report", "scan", "sidecar", "store"}, env: true},
