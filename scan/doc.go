@@ -7,6 +7,16 @@
 // URLs and release the image. README's Development section draws the
 // packages and this flow.
 //
+// The load is watched (submit.go, a dockersave.Watcher): once inspect has
+// identified the image, Clair is asked whether it has indexed it already
+// (Clair 4 by the digest it indexes the image under, Clair 2 by its top
+// layer's name), and if so the load stops with ErrAlreadyIndexed and the
+// report is read without an export. Otherwise the layers are registered
+// and submitted as soon as the load knows them; each is served once the
+// load has read and verified it, so that Clair indexes while the export
+// goes on. A load that fails cancels the submission. Result.Timings tells
+// the stages as they overlapped.
+//
 // Clair is one value (Clair, built once by NewClair with the HTTP client,
 // credentials and logger of every request to it): the command builds it
 // where it reads the flags, and the sidecar and doctor take it as given.

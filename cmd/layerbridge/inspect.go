@@ -48,8 +48,12 @@ Flags:
 On a terminal, stderr shows the export's progress, then a summary line.
 
 The json format is
-    {"ref","id","platform","manifest_digest",
+    {"ref","id","platform","manifest_digest","index_digest",
      "layers":[{"digest","size","media_type","diff_id"}]}
+index_digest is what scans hand Clair 4 as the manifest hash: the
+manifest digest, or the config digest (the image ID) for an image whose
+manifest layerbridge synthesized (classic docker save, graphdriver
+daemons, podman).
 `
 
 type inspectOptions struct {
@@ -66,6 +70,7 @@ type inspectOutput struct {
 	ID             string             `json:"id"`
 	Platform       string             `json:"platform"`
 	ManifestDigest string             `json:"manifest_digest"`
+	IndexDigest    string             `json:"index_digest"`
 	Layers         []dockersave.Layer `json:"layers"`
 }
 
@@ -133,6 +138,7 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 		ID:             img.ID.String(),
 		Platform:       platforms.Format(img.Platform),
 		ManifestDigest: img.ManifestDigest.String(),
+		IndexDigest:    img.IndexDigest.String(),
 		Layers:         img.Layers(),
 	}
 	if o.format == "json" {
@@ -145,6 +151,9 @@ func runInspect(ctx context.Context, name string, args []string, e env, stdout, 
 	fmt.Fprintf(tw, "ID:\t%s\n", out.ID)
 	fmt.Fprintf(tw, "Platform:\t%s\n", out.Platform)
 	fmt.Fprintf(tw, "Manifest:\t%s\n", out.ManifestDigest)
+	if img.IndexDigest != img.ManifestDigest {
+		fmt.Fprintf(tw, "Clair key:\t%s (the config digest: the manifest is synthesized; scans key Clair on this)\n", out.IndexDigest)
+	}
 	if len(img.RepoTags) > 0 {
 		fmt.Fprintf(tw, "Tags:\t%s\n", strings.Join(img.RepoTags, ", "))
 	}

@@ -1,4 +1,4 @@
-// Command bench is what `make bench` runs (issue 8): it measures what
+// Command bench is what `make bench` runs (issues 8 and 18): it measures what
 // getting a local image to Clair costs with layerbridge against the Docker
 // daemon's own export, and prints one table with the issue's targets and a
 // PASS or MISS for each.
@@ -24,9 +24,15 @@
 // serves the stored layers from the bridge (bridge.New, in this process) on
 // loopback: one client reading the 1 GiB layer, 64 concurrent clients each
 // reading a 100 MiB layer, every body re-hashed. Last, it starts
-// PostgreSQL, a SecDB feed and Clair v4 with the harness and scans a new
-// image per run with scan.Run, timing export, index and match through the
-// loader and the Stage callback (typed, unlike log lines). With --profile
+// PostgreSQL, a SecDB feed and Clair v4 with the harness and, per round,
+// loads a new image (the demo root file system as a base layer and
+// --scan-layers layers of --scan-size random bytes, never seen by Clair),
+// then measures the floor for it, its first scan with an empty cache
+// (scan.Run; its overlapping stages from scan.Result.Timings) and a re-scan
+// with another empty cache, which must not export (Clair has indexed the
+// image: scan.Result.AlreadyIndexed, no layer fetched) and must find the
+// same. The floor runs before the scans in even rounds, after them in odd
+// ones. With --profile
 // DIR it also writes pprof profiles of an in-process cold export and of
 // serving.
 //

@@ -8,10 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"time"
-
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/bridge"
 	"github.com/layerbridge/layerbridge/dockersave"
@@ -21,28 +18,15 @@ import (
 	"github.com/layerbridge/layerbridge/store"
 )
 
-// scanTiming is one end-to-end scan, split where scan.Run's Stage callback
-// and its loader say.
+// scanTiming is one end-to-end scan: scan.Run's stages, which overlap
+// (Clair indexes the layers read so far while the export goes on), from
+// the start of the scan.
 type scanTiming struct {
-	export   time.Duration // Loader.Load: docker save into the cache
-	index    time.Duration // StageIndexing to StageMatching: Clair fetches the layers from the bridge and indexes them
-	match    time.Duration // StageMatching to the report
-	total    time.Duration // scan.Run, including Clair API detection and the layer server's start
-	findings int
-	fetched  int64 // layer bytes the bridge served to Clair
-}
-
-// timedLoader times the export inside a scan.
-type timedLoader struct {
-	l *dockersave.Loader
-	d *time.Duration
-}
-
-func (t timedLoader) Load(ctx context.Context, ref string, p *ocispec.Platform, opts ...dockersave.LoadOption) (dockersave.Image, func(), error) {
-	start := time.Now()
-	img, release, err := t.l.Load(ctx, ref, p, opts...)
-	*t.d = time.Since(start)
-	return img, release, err
+	timings        scan.Timings
+	total          time.Duration // the layer server's start and scan.Run
+	alreadyIndexed bool          // Clair knew the image: nothing exported
+	findings       int
+	fetched        int64 // layer bytes the bridge served to Clair
 }
 
 // runScan scans ref (already in the daemon) with a fresh, empty image cache
@@ -55,8 +39,6 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 	}
 	defer cache.Close()
 	var t scanTiming
-	var mu sync.Mutex
-	var marks = map[scan.Stage]time.Time{}
 	start := time.Now()
 	// The layer server, as the scan command starts it.
 	lep, err := reach.Listen(ctx, clairURL, reach.ListenOptions{})
@@ -69,30 +51,24 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 	go func() { served <- hs.Serve(lep.Listener) }()
 	res, err := scan.Run(ctx, scan.Config{
 		Image:  ref,
-		Loader: timedLoader{l: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)), d: &t.export},
+		Loader: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep)),
 		Clair:  scan.NewClair(clairURL, scan.APIv4, scan.ClairOptions{}),
 		Server: layers,
 		Base:   lep.Base,
 		Reason: lep.Reason,
-		Stage: func(s scan.Stage) {
-			mu.Lock()
-			marks[s] = time.Now()
-			mu.Unlock()
-		},
 	})
+	t.total = time.Since(start)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	if hs.Shutdown(sctx) != nil {
 		hs.Close()
 	}
 	cancel()
 	<-served
-	end := time.Now()
 	if err != nil {
 		return t, fmt.Errorf("scan %s: %w", ref, err)
 	}
-	t.total = end.Sub(start)
-	t.index = marks[scan.StageMatching].Sub(marks[scan.StageIndexing])
-	t.match = end.Sub(marks[scan.StageMatching])
+	t.timings = res.Timings
+	t.alreadyIndexed = res.AlreadyIndexed
 	t.findings = len(res.Report.Findings)
 	for _, f := range res.Fetches {
 		t.fetched += f.Bytes
@@ -131,13 +107,14 @@ func rootfsFiles(root string) ([]tarFile, error) {
 	return files, err
 }
 
-// scanImage is the image of one scan, one layer: the demo image's root file
-// system (an Alpine package database with known vulnerable versions), a file
-// naming n and a file of size random bytes seeded by n, so that Clair has
-// never seen the layer and downloads size bytes of it from the bridge.
-func scanImage(files []tarFile, n string, size int64) imageSpec {
+// scanImage is the image of one scan: a base layer (the demo image's root
+// file system, an Alpine package database with known vulnerable versions,
+// and a file naming n) and layers of size random bytes each, seeded by n, so
+// that Clair has never seen any layer and downloads all of them from the
+// bridge.
+func scanImage(files []tarFile, n string, layers int, size int64) imageSpec {
 	body := []byte(n + "\n")
 	f := append(append([]tarFile(nil), files...), tarFile{name: "etc/layerbridge-bench-nonce", mode: 0o644, body: body})
 	sort.SliceStable(f, func(i, j int) bool { return f[i].name < f[j].name })
-	return imageSpec{name: "scan-" + n, layers: 1, layerSize: size, nonce: n, files: f}
+	return imageSpec{name: "scan-" + n, layers: 1 + layers, layerSize: size, nonce: n, files: f, baseLayer: true}
 }

@@ -40,6 +40,9 @@ type imageSpec struct {
 	// have seen); files, when set, are added to the first layer.
 	nonce string
 	files []tarFile
+	// baseLayer makes the first layer hold the files alone (a base image's
+	// root file system), without random bytes.
+	baseLayer bool
 }
 
 // tarFile is a regular file placed in a layer.
@@ -51,7 +54,12 @@ type tarFile struct {
 
 func (s imageSpec) tag() string { return "layerbridge-bench:" + s.name }
 
-func (s imageSpec) totalBytes() int64 { return int64(s.layers) * s.layerSize }
+func (s imageSpec) totalBytes() int64 {
+	if s.baseLayer {
+		return int64(s.layers-1) * s.layerSize
+	}
+	return int64(s.layers) * s.layerSize
+}
 
 // The three shapes of issue 8.
 var benchImages = []imageSpec{
@@ -86,7 +94,7 @@ func (s imageSpec) writeLayer(w io.Writer, i int) error {
 			}
 		}
 	}
-	if s.layerSize > 0 {
+	if s.layerSize > 0 && (i > 0 || !s.baseLayer) {
 		hdr := &tar.Header{
 			Typeflag: tar.TypeReg, Name: fmt.Sprintf("bench-%s-%03d.bin", s.name, i),
 			Mode: 0o644, Size: s.layerSize, ModTime: mtime, Format: tar.FormatPAX,

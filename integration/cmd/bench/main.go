@@ -42,7 +42,7 @@ Builds the benchmark images in the local Docker daemon (once: they are kept,
 labelled ` + benchLabel + `), measures docker save, the naive save-and-untar,
 layerbridge inspect cold and warm, the bridge serving layers on loopback and
 end-to-end scans against Clair v4 started on loopback, and prints one table
-with the targets of issue 8. Run in the integration module directory; the
+with the targets of issues 8 and 18. Run in the integration module directory; the
 drop-caches modes need root. Progress goes to stderr, the table to stdout.
 
 flags:
@@ -60,6 +60,7 @@ type options struct {
 	layerbridge  string
 	baseline     string
 	scanSize     int64
+	scanLayers   int
 	runs         int
 	images       []string
 	pageCache    string
@@ -89,7 +90,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	images := strings.Join(names, ",")
 	fs.StringVar(&o.layerbridge, "layerbridge", "", "the layerbridge binary to run (required)")
 	fs.StringVar(&o.baseline, "baseline", "", "another layerbridge binary (for example the previous version) measured cold and warm alongside, for before/after comparisons")
-	fs.Int64Var(&o.scanSize, "scan-size", 100<<20, "bytes of random content added to the scanned image, so that Clair downloads that much from the bridge")
+	fs.Int64Var(&o.scanSize, "scan-size", 64<<20, "bytes of random content in each random layer of the scanned images, so that Clair downloads that much per layer from the bridge")
+	fs.IntVar(&o.scanLayers, "scan-layers", 6, "random layers of the scanned images, on top of their base layer")
 	fs.IntVar(&o.runs, "runs", 5, "runs of every measurement (each figure is their median)")
 	fs.StringVar(&images, "images", images, "benchmark images to measure, comma-separated")
 	fs.StringVar(&o.pageCache, "page-cache", cacheBoth, "before each export and download: keep the page cache, drop it (sync; echo 3 > /proc/sys/vm/drop_caches), or both (two sets of rows)")
@@ -152,6 +154,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.scanSize < 0 {
 		return o, fmt.Errorf("--scan-size %d: negative", o.scanSize)
+	}
+	if o.scanLayers < 0 || o.scanLayers > 100 {
+		return o, fmt.Errorf("--scan-layers %d: want 0 to 100", o.scanLayers)
 	}
 	return o, nil
 }
@@ -520,37 +525,97 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 		return nil, err
 	}
 	for r := range o.runs {
-		if err := settle(false); err != nil {
-			return nil, err
-		}
-		b, err := describe(scanImage(files, nonce(), o.scanSize))
+		b, err := describe(scanImage(files, nonce(), o.scanLayers, o.scanSize))
 		if err != nil {
 			return nil, err
 		}
 		if _, err := ensureImage(ctx, docker, b); err != nil {
 			return nil, err
 		}
-		dir := filepath.Join(work, fmt.Sprintf("scan-%d", r))
-		t, err := runScan(ctx, eng, ep, dir, clairURL, b.spec.tag())
-		os.RemoveAll(dir)
+		err = scanRound(ctx, r, log, docker, eng, ep, clairURL, work, b, add)
 		if _, rerr := docker.ImageRemove(ctx, b.id.String(), imageRemoveOptions()); rerr != nil && err == nil {
 			err = rerr
 		}
 		if err != nil {
 			return nil, err
 		}
-		if t.findings == 0 {
-			return nil, fmt.Errorf("scan %s: clair reported no findings; the demo root file system has known vulnerable packages", b.spec.tag())
-		}
-		add("", "scan", "export", t.export.Seconds())
-		add("", "scan", "index", t.index.Seconds())
-		add("", "scan", "match", t.match.Seconds())
-		add("", "scan", "total", t.total.Seconds())
-		add("", "scan", "findings", float64(t.findings))
-		log.Info("scanned", "image", b.spec.tag(), "export", t.export.Round(time.Millisecond), "index", t.index.Round(time.Millisecond),
-			"match", t.match.Round(time.Millisecond), "total", t.total.Round(time.Millisecond), "findings", t.findings, "served_bytes", t.fetched)
 	}
 	return &stack.Timings, nil
+}
+
+// scanRound measures one new image (never seen by Clair): the floor
+// (docker save to discard), its first scan with an empty cache, and a
+// re-scan with another empty cache, which Clair answers from its index. The
+// floor runs first in even rounds and last in odd ones.
+func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, eng engine.Client, ep engine.Endpoint, clairURL *url.URL, work string, b *builtImage, add func(mode, image, what string, v float64)) error {
+	floor := func() (time.Duration, error) {
+		if err := settle(false); err != nil {
+			return 0, err
+		}
+		d, n, err := measureFloor(ctx, docker, b.id)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("save %s: empty stream", b.spec.tag())
+		}
+		return d, err
+	}
+	scanOnce := func(name string) (scanTiming, error) {
+		if err := settle(false); err != nil {
+			return scanTiming{}, err
+		}
+		dir := filepath.Join(work, fmt.Sprintf("scan-%d-%s", r, name))
+		defer os.RemoveAll(dir)
+		return runScan(ctx, eng, ep, dir, clairURL, b.spec.tag())
+	}
+	var fl time.Duration
+	var err error
+	if r%2 == 0 {
+		if fl, err = floor(); err != nil {
+			return err
+		}
+	}
+	first, err := scanOnce("first")
+	if err != nil {
+		return err
+	}
+	switch {
+	case first.alreadyIndexed:
+		return fmt.Errorf("scan %s: clair says it indexed an image it has never seen", b.spec.tag())
+	case first.findings == 0:
+		return fmt.Errorf("scan %s: clair reported no findings; the demo root file system has known vulnerable packages", b.spec.tag())
+	}
+	again, err := scanOnce("again")
+	if err != nil {
+		return err
+	}
+	switch {
+	case !again.alreadyIndexed:
+		return fmt.Errorf("re-scan %s: exported again, though clair had indexed it", b.spec.tag())
+	case again.fetched != 0:
+		return fmt.Errorf("re-scan %s: clair fetched %d layer bytes", b.spec.tag(), again.fetched)
+	case again.findings != first.findings:
+		return fmt.Errorf("re-scan %s: %d findings, the first scan had %d", b.spec.tag(), again.findings, first.findings)
+	}
+	if r%2 == 1 {
+		if fl, err = floor(); err != nil {
+			return err
+		}
+	}
+	tm := first.timings
+	for what, v := range map[string]time.Duration{
+		"floor": fl, "first": first.total, "again": again.total,
+		"export-end": tm.Export.End, "index-start": tm.Index.Start, "index-end": tm.Index.End,
+		"match-start": tm.Match.Start, "match-end": tm.Match.End,
+	} {
+		add("", "scan", what, v.Seconds())
+	}
+	add("", "scan", "first/floor", first.total.Seconds()/fl.Seconds())
+	add("", "scan", "again/floor", again.total.Seconds()/fl.Seconds())
+	add("", "scan", "findings", float64(first.findings))
+	add("", "scan", "fetched", float64(first.fetched))
+	log.Info("scanned", "image", b.spec.tag(), "floor", fl.Round(time.Millisecond), "first", first.total.Round(time.Millisecond),
+		"export_end", tm.Export.End.Round(time.Millisecond), "index", fmt.Sprintf("%s..%s", tm.Index.Start.Round(time.Millisecond), tm.Index.End.Round(time.Millisecond)),
+		"match_end", tm.Match.End.Round(time.Millisecond), "again", again.total.Round(time.Millisecond), "findings", first.findings, "served_bytes", first.fetched)
+	return nil
 }
 
 // layerbridgeVersion is the first line of `layerbridge version`.

@@ -51,7 +51,7 @@ var (
 	unitCores   = unit{func(v float64) string { return fmt.Sprintf("%.2f", v) }}
 )
 
-// target is a goal from issue 8, checked on one statistic of a row.
+// target is a goal from issue 8 or 18, checked on one statistic of a row.
 type target struct {
 	text  string                // as printed, e.g. "<= 1.15x"
 	stat  func(samples) float64 // which statistic is checked (median, max)
