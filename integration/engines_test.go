@@ -470,6 +470,9 @@ func TestPodman(t *testing.T) {
 const (
 	alpineConfig   = "sha256:a187dde48cd289ac374ad8539930628314bc581a481cdb41409c9289419ddb72"
 	alpineManifest = "sha256:244bc8b74c5345321e0e99b8c5dd1afeeaf55a4aed4e2d424d3f4af395822e1e"
+	// alpineSynthesizedManifest is the manifest layerbridge writes for it
+	// when it is exported without one (graphdriver engines, docker save).
+	alpineSynthesizedManifest = "sha256:a7b891c632c48dedd869f649facad1026abad6bd77dcdcc0eef09dcba4b5c225"
 )
 
 // TestContainerdImport: the harness's containerd of its own (for the

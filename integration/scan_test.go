@@ -250,6 +250,30 @@ func TestScanFixtureWithRealClair(t *testing.T) {
 		}
 	})
 
+	// Issue 18: with an empty cache (a fresh CI runner), an image Clair has
+	// indexed is not exported again: its report is read at once.
+	t.Run("re-scan with an empty cache, clair v4", func(t *testing.T) {
+		cache := t.TempDir()
+		r := layerbridge(t, withTimeout(t, 3*time.Minute), nil, "scan", "--clair", stack.Clair.URL, "--cache-dir", cache,
+			"--log-level", "debug", "-f", "json", ref)
+		rep := decodeReport(t, r)
+		checkFindings(t, "re-scan via clair v4.9", rep.findings(), alpine311V4, 17, 9)
+		for _, want := range []string{`msg="clair has indexed this image already: not exported"`, "manifest=" + alpineConfig} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("debug log lacks %q", want)
+			}
+		}
+		for _, unwanted := range []string{`msg="layer fetched"`, `msg=exported`} {
+			if strings.Contains(r.stderr, unwanted) {
+				t.Errorf("debug log has %q: the image was exported or served again", unwanted)
+			}
+		}
+		if rep.Image.ManifestDigest != alpineConfig {
+			t.Errorf("manifest digest %s, want %s (the first scan's)", rep.Image.ManifestDigest, alpineConfig)
+		}
+		checkNoBlobs(t, cache)
+	})
+
 	t.Run("second scan is a cache hit", func(t *testing.T) {
 		r := layerbridge(t, withTimeout(t, time.Minute), nil, "inspect", "--cache-dir", daemonCache, "--log-level", "debug", ref)
 		if r.code != 0 || !strings.Contains(r.stdout, "cache hit, not exported again") {
@@ -286,6 +310,11 @@ func TestScanFixtureWithRealClair(t *testing.T) {
 				t.Errorf("api = %q", rep.Clair.API)
 			}
 		}
+		// Clair 2 knows the top layer now: an empty cache exports nothing.
+		cache := t.TempDir()
+		rep := decodeReport(t, layerbridge(t, withTimeout(t, 2*time.Minute), nil, "scan", "--clair", standin.URL, "--clair-api", "v2", "--cache-dir", cache, "-f", "json", ref))
+		checkFindings(t, "re-scan via the clair v2 stand-in", rep.findings(), alpine311V2, 3, 3)
+		checkNoBlobs(t, cache)
 	})
 
 	t.Run("wrong api", func(t *testing.T) {
@@ -333,6 +362,18 @@ func TestScanFixtureWithRealClair(t *testing.T) {
 			t.Errorf("clair tried to reach public hosts: %v", ext)
 		}
 	})
+}
+
+// checkNoBlobs fails t if the image cache in dir holds any blob.
+func checkNoBlobs(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("the cache holds %d blobs: the image was exported", len(entries))
+	}
 }
 
 // TestScanWithPSK scans through a Clair that requires pre-shared-key JWTs.
