@@ -233,14 +233,29 @@ func ensureImage(ctx context.Context, d dockerAPI, b *builtImage) (loaded bool, 
 	if err := harness.ReadJSONMessages(res, nil); err != nil {
 		return false, fmt.Errorf("load %s: %w", b.spec.tag(), err)
 	}
-	ins, err := d.ImageInspect(ctx, b.id.String())
-	if err != nil {
+	if _, err := engineID(ctx, d, b); err != nil {
 		return false, fmt.Errorf("load %s: %w", b.spec.tag(), err)
 	}
-	if ins.ID != b.id.String() {
-		return false, fmt.Errorf("load %s: daemon has id %s, want %s", b.spec.tag(), ins.ID, b.id)
-	}
 	return true, nil
+}
+
+// engineID returns the ID the daemon gives b, loaded under its tag, after
+// checking that it holds b's layers: b's config digest on a graphdriver
+// daemon, the digest of the manifest it made on load on Docker 29's
+// containerd image store.
+func engineID(ctx context.Context, d dockerAPI, b *builtImage) (digest.Digest, error) {
+	ins, err := d.ImageInspect(ctx, b.spec.tag())
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", b.spec.tag(), err)
+	}
+	var layers []digest.Digest
+	for _, l := range ins.RootFS.Layers {
+		layers = append(layers, digest.Digest(l))
+	}
+	if ins.ID != b.id.String() && !slices.Equal(layers, b.diffIDs) {
+		return "", fmt.Errorf("%s is %s with layers %v, not the image generated (%s)", b.spec.tag(), ins.ID, layers, b.id)
+	}
+	return digest.Parse(ins.ID)
 }
 
 // removeImages removes every image labelled benchLabel whose ID is not in

@@ -48,6 +48,12 @@ drop-caches modes need root. Progress goes to stderr, the table to stdout.
 flags:
 `
 
+// Engines of the scan rows (--scan-engine).
+const (
+	scanEngineDaemon   = "daemon"
+	scanEngineDocker29 = "docker29"
+)
+
 // Page cache modes: measure with whatever the page cache holds, or empty it
 // before every export and download, or both.
 const (
@@ -61,6 +67,7 @@ type options struct {
 	baseline     string
 	scanSize     int64
 	scanLayers   int
+	scanEngine   string
 	runs         int
 	images       []string
 	pageCache    string
@@ -92,6 +99,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.baseline, "baseline", "", "another layerbridge binary (for example the previous version) measured cold and warm alongside, for before/after comparisons")
 	fs.Int64Var(&o.scanSize, "scan-size", 64<<20, "bytes of random content in each random layer of the scanned images, so that Clair downloads that much per layer from the bridge")
 	fs.IntVar(&o.scanLayers, "scan-layers", 6, "random layers of the scanned images, on top of their base layer")
+	fs.StringVar(&o.scanEngine, "scan-engine", scanEngineDaemon, "engine the scanned images are loaded into and exported from: "+scanEngineDaemon+
+		" (the local Docker daemon, as for the other rows) or "+scanEngineDocker29+" (a Docker Engine 29.8.1 with the containerd image store, built and started as make test does; root)")
 	fs.IntVar(&o.runs, "runs", 5, "runs of every measurement (each figure is their median)")
 	fs.StringVar(&images, "images", images, "benchmark images to measure, comma-separated")
 	fs.StringVar(&o.pageCache, "page-cache", cacheBoth, "before each export and download: keep the page cache, drop it (sync; echo 3 > /proc/sys/vm/drop_caches), or both (two sets of rows)")
@@ -154,6 +163,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.scanSize < 0 {
 		return o, fmt.Errorf("--scan-size %d: negative", o.scanSize)
+	}
+	if o.scanEngine != scanEngineDaemon && o.scanEngine != scanEngineDocker29 {
+		return o, fmt.Errorf("--scan-engine %q: want %s or %s", o.scanEngine, scanEngineDaemon, scanEngineDocker29)
 	}
 	if o.scanLayers < 0 || o.scanLayers > 100 {
 		return o, fmt.Errorf("--scan-layers %d: want 0 to 100", o.scanLayers)
@@ -504,8 +516,29 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 	if err != nil {
 		return nil, fmt.Errorf("--scan-rootfs: %w", err)
 	}
+	getenv := os.Getenv
+	if o.scanEngine == scanEngineDocker29 {
+		log.Info("starting a docker engine 29 with the containerd image store (building it the first time takes minutes)")
+		d, err := harness.StartDockerd(ctx, harness.EngineOptions{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		cli, err := d.Client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer cli.Close()
+		docker = cli
+		getenv = func(k string) string {
+			if k == "DOCKER_HOST" {
+				return d.Host
+			}
+			return os.Getenv(k)
+		}
+	}
 	home, _ := os.UserHomeDir()
-	ep, err := engine.ResolveEndpoint("", os.Getenv, engine.DockerConfigDir(os.Getenv, home))
+	ep, err := engine.ResolveEndpoint("", getenv, engine.DockerConfigDir(getenv, home))
 	if err != nil {
 		return nil, err
 	}
@@ -533,7 +566,7 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 			return nil, err
 		}
 		err = scanRound(ctx, r, log, docker, eng, ep, clairURL, work, b, add)
-		if _, rerr := docker.ImageRemove(ctx, b.id.String(), imageRemoveOptions()); rerr != nil && err == nil {
+		if _, rerr := docker.ImageRemove(ctx, b.spec.tag(), imageRemoveOptions()); rerr != nil && err == nil {
 			err = rerr
 		}
 		if err != nil {
@@ -548,11 +581,15 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 // re-scan with another empty cache, which Clair answers from its index. The
 // floor runs first in even rounds and last in odd ones.
 func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, eng engine.Client, ep engine.Endpoint, clairURL *url.URL, work string, b *builtImage, add func(mode, image, what string, v float64)) error {
+	id, err := engineID(ctx, docker, b)
+	if err != nil {
+		return err
+	}
 	floor := func() (time.Duration, error) {
 		if err := settle(false); err != nil {
 			return 0, err
 		}
-		d, n, err := measureFloor(ctx, docker, b.id)
+		d, n, err := measureFloor(ctx, docker, id)
 		if err == nil && n == 0 {
 			err = fmt.Errorf("save %s: empty stream", b.spec.tag())
 		}
@@ -567,7 +604,6 @@ func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, e
 		return runScan(ctx, eng, ep, dir, clairURL, b.spec.tag())
 	}
 	var fl time.Duration
-	var err error
 	if r%2 == 0 {
 		if fl, err = floor(); err != nil {
 			return err

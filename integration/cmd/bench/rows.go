@@ -103,8 +103,12 @@ func buildTable(o options, in tableInput) *table {
 	}
 	if v := in.data[key{"", "scan", "first"}]; len(v) > 0 {
 		get := func(what string) samples { return in.data[key{"", "scan", what}] }
-		t.section(fmt.Sprintf("end-to-end scans against Clair v4.9 (harness): a new image per round (alpine package database + %d x %d MiB random layers), empty cache",
-			o.scanLayers, o.scanSize>>20))
+		engine := "the local docker daemon"
+		if o.scanEngine == scanEngineDocker29 {
+			engine = "docker engine 29.8.1, containerd image store (harness)"
+		}
+		t.section(fmt.Sprintf("end-to-end scans against Clair v4.9 (harness) on %s: a new image per round (alpine package database + %d x %d MiB random layers), empty cache",
+			engine, o.scanLayers, o.scanSize>>20))
 		t.add(row{measure: "floor: docker save via the API, to discard", image: "scan", unit: unitSeconds, values: get("floor")})
 		t.add(row{measure: "first scan (image new to clair), total", image: "scan", unit: unitSeconds, values: get("first")})
 		t.add(row{measure: "  first / floor (per round)", image: "scan", unit: unitRatio, values: get("first/floor"),
