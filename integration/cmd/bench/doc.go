@@ -32,7 +32,9 @@
 // with another empty cache, which must not export (Clair has indexed the
 // image: scan.Result.AlreadyIndexed, no layer fetched) and must find the
 // same. The floor runs before the scans in even rounds, after them in odd
-// ones. With --profile
+// ones. With --scan-engine docker29 the scanned images live on a Docker
+// Engine 29 with the containerd image store, which the harness builds and
+// starts as the integration tests do. With --profile
 // DIR it also writes pprof profiles of an in-process cold export and of
 // serving.
 //
