@@ -89,21 +89,13 @@ func (d *daemon) ImageSave(_ context.Context, ids []string, _ ...client.ImageSav
 // against the Clair at clair.
 func daemonConfig(t *testing.T, d *daemon, clair string) (Config, *store.Store) {
 	t.Helper()
-	cache, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	u, err := url.Parse(clair)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache := emptyCache(t)
 	srv, base := serveLayers(t)
 	ep := engine.Endpoint{Host: "unix:///fake/docker.sock", Source: "test"}
 	return Config{
 		Image:  "alpine:3.11",
 		Loader: dockersave.NewLoader(cache, dockersave.WithEngine(d, ep)),
-		Clair:  NewClair(u, APIv4, ClairOptions{Backoff: noWait}),
+		Clair:  NewClair(parseURL(t, clair), APIv4, ClairOptions{Backoff: noWait}),
 		Server: srv,
 		Base:   base,
 	}, cache

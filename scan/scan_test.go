@@ -30,15 +30,6 @@ func noWait(ctx context.Context, _ int) error { return ctx.Err() }
 // configure its clients (their Backoff returns at once).
 func newConfig(t *testing.T, clair string, opts ...func(*ClairOptions)) Config {
 	t.Helper()
-	cache, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cache.Close() })
-	u, err := url.Parse(clair)
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := ClairOptions{Backoff: noWait}
 	for _, f := range opts {
 		f(&o)
@@ -46,11 +37,32 @@ func newConfig(t *testing.T, clair string, opts ...func(*ClairOptions)) Config {
 	srv, base := serveLayers(t)
 	return Config{
 		Image:  alpineArchive,
-		Loader: dockersave.NewLoader(cache),
-		Clair:  NewClair(u, APIAuto, o),
+		Loader: dockersave.NewLoader(emptyCache(t)),
+		Clair:  NewClair(parseURL(t, clair), APIAuto, o),
 		Server: srv,
 		Base:   base,
 	}
+}
+
+// emptyCache opens an image cache in a new directory, closed when the test
+// ends.
+func emptyCache(t *testing.T) *store.Store {
+	t.Helper()
+	cache, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	return cache
+}
+
+func parseURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // serveLayers runs a layer server with opts on loopback until the test
