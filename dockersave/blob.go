@@ -128,6 +128,10 @@ type stager struct {
 	// directMinSize (tests: -1 turns direct I/O off).
 	direct    *directio.Pool
 	directMin int64
+	// pageCache writes large blobs through the page cache with the same
+	// pipeline, for loads whose blobs are read again at once (a scan's
+	// layers, which Clair downloads as soon as they are staged).
+	pageCache bool
 	// syncs, when set (by readArchive, which waits for them), fsyncs and
 	// closes staging files in the background while the stream is read.
 	syncs *backgroundSyncs

@@ -121,7 +121,7 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (_ Image, _ *store
 		// write them past it and have Clair's downloads read them back
 		// from the disk (measured in make bench: the first scan of a new
 		// 6 x 64 MiB image, issue 18).
-		st.directMin = -1
+		st.pageCache = true
 		live := l.watchExport(ctx, req, t, identity, st)
 		// After commit: from then on the store serves the blobs.
 		defer func() { live.finish(err) }()

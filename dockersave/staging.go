@@ -41,6 +41,9 @@ func (st *stager) stagingWriterFor(f *os.File, size int64, h hash.Hash) stagingW
 		if st.direct == nil {
 			st.direct = directio.NewPool()
 		}
+		if st.pageCache {
+			return directio.NewPageCacheWriter(f, h, st.direct)
+		}
 		if dw, err := directio.NewWriter(f, h, st.direct); err == nil {
 			return dw
 		}

@@ -92,8 +92,20 @@ func NewWriter(f *os.File, h hash.Hash, pool *Pool) (*Writer, error) {
 	if err := SetDirect(f, true); err != nil {
 		return nil, err
 	}
+	return startPipeline(f, h, pool, true), nil
+}
+
+// NewPageCacheWriter is the same pipeline writing through the page cache,
+// for a file that is read again at once (a layer Clair downloads as soon
+// as it is staged): reading and hashing still use two cores, and the
+// reader finds the bytes in memory.
+func NewPageCacheWriter(f *os.File, h hash.Hash, pool *Pool) *Writer {
+	return startPipeline(f, h, pool, false)
+}
+
+func startPipeline(f *os.File, h hash.Hash, pool *Pool, direct bool) *Writer {
 	d := &Writer{
-		f: f, h: h, free: pool.free, direct: true,
+		f: f, h: h, free: pool.free, direct: direct,
 		hashq: make(chan chunk, Buffers), writeq: make(chan chunk, Buffers),
 	}
 	d.hashed.Add(1)
@@ -102,7 +114,7 @@ func NewWriter(f *os.File, h hash.Hash, pool *Pool) (*Writer, error) {
 	for range writers {
 		go d.writeChunks()
 	}
-	return d, nil
+	return d
 }
 
 func (d *Writer) hash() {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +37,19 @@ func randomBytes(n int, seed uint64) []byte {
 		b[i] = byte(r.Uint32())
 	}
 	return b
+}
+
+// newPageCacheWriter is newWriter with NewPageCacheWriter, which works on
+// every file system.
+func newPageCacheWriter(t *testing.T, pool *Pool) (*Writer, *os.File, *bytes.Buffer) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "blob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	hashed := &bytes.Buffer{}
+	return NewPageCacheWriter(f, hashWriter{hashed}, pool), f, hashed
 }
 
 // newWriter opens a new file in a temporary directory and a Writer on it;
@@ -66,15 +80,24 @@ func (hashWriter) BlockSize() int      { return 1 }
 // Writer's entries (ReadFrom, as from a bufio.Reader, and Write) and checks
 // that the file and the hash got every byte in order and that every chunk
 // is back in the pool.
+// The page-cache pipeline (NewPageCacheWriter) gets the same checks.
 func TestWriterExactBytes(t *testing.T) {
 	pool := NewPool()
 	sizes := []int{0, 1, Align - 1, Align, Align + 1, Chunk - 1, Chunk, Chunk + 1,
 		3*Chunk + 5, Buffers*Chunk + Align + 17, 2*Buffers*Chunk - 1}
 	for i, size := range sizes {
 		data := randomBytes(size, uint64(i))
-		for _, how := range []string{"ReadFrom", "Write"} {
+		for _, how := range []string{"ReadFrom", "Write", "page cache/ReadFrom", "page cache/Write"} {
 			t.Run(fmt.Sprintf("%s/%d", how, size), func(t *testing.T) {
-				w, f, hashed := newWriter(t, pool)
+				var w *Writer
+				var f *os.File
+				var hashed *bytes.Buffer
+				if cached, ok := strings.CutPrefix(how, "page cache/"); ok {
+					how = cached
+					w, f, hashed = newPageCacheWriter(t, pool)
+				} else {
+					w, f, hashed = newWriter(t, pool)
+				}
 				r := &chunkyReader{data: data, rng: rand.New(rand.NewPCG(uint64(i), 1))}
 				var err error
 				if how == "ReadFrom" {
