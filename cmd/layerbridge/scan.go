@@ -32,7 +32,8 @@ const scanHelp = `Usage:
 Exports IMAGE from the local Docker daemon (or reads it from an archive
 or from containerd), serves its layers over HTTP on an address Clair can
 reach, asks Clair to index and match them, and prints the vulnerability
-report.
+report. Clair is asked first: an image it has indexed already is not
+exported, and Clair indexes the layers while the export goes on.
 
 IMAGE is a daemon reference or image ID (alpine:3.11, sha256:…), or
     docker-archive:PATH   a "docker save" tar, optionally gzip-compressed
