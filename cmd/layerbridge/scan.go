@@ -491,9 +491,26 @@ func loadIgnoreFile(path string) (*report.IgnoreRules, error) {
 	return rules, nil
 }
 
-// writeFileAtomic writes a file through a temporary file in the same
-// directory, so that a failed run never leaves a partial report behind.
+// writeFileAtomic writes a report file through a temporary file in the
+// same directory, so that a failed run never leaves a partial report
+// behind. A path that is not a regular file (-o /dev/null, /dev/stdout, a
+// FIFO) is written in place: renaming over it would replace the device
+// with a file. A symbolic link is followed, and the file it names replaced.
 func writeFileAtomic(path string, write func(io.Writer) error) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		if err := write(f); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/testwait"
 )
 
 const (
@@ -124,6 +126,64 @@ func TestScanOutputFile(t *testing.T) {
 		if strings.HasSuffix(e.Name(), ".tmp") {
 			t.Errorf("temporary file %s left behind", e.Name())
 		}
+	}
+}
+
+// TestScanOutputNotARegularFile: -o names what the user has, and a scan
+// writes into it without replacing it: a FIFO (as /dev/null or /dev/stdout
+// would be a device) gets the report and stays a FIFO; a symbolic link stays
+// a link, and the file it names gets the report.
+func TestScanOutputNotARegularFile(t *testing.T) {
+	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
+	defer v4.Close()
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+
+	fifo := filepath.Join(dir, "report.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo) // opens once the scan opens it for writing
+		got <- b
+	}()
+	t.Cleanup(func() { // a reader still waiting (the scan failed) gets EOF
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	code, _, stderr := runCLI(t, testEnv(t, nil), "scan", "--cache-dir", cache, "--clair", v4.URL, "-f", "json", "-o", fifo, alpineArchive)
+	if code != 0 {
+		t.Fatalf("-o FIFO: exit %d, stderr %s", code, stderr)
+	}
+	if b := testwait.Recv(t, got, "the report through the FIFO"); !json.Valid(b) || !strings.Contains(string(b), "CVE-2021-3450") {
+		t.Errorf("the FIFO's reader got %.200q, want the json report", b)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("%s is no longer a FIFO: %v %v", fifo, fi.Mode(), err)
+	}
+
+	target := filepath.Join(dir, "reports", "latest.json")
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "report.json")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, testEnv(t, nil), "scan", "--cache-dir", cache, "--clair", v4.URL, "-f", "json", "-o", link, alpineArchive)
+	if code != 0 {
+		t.Fatalf("-o symlink: exit %d, stderr %s", code, stderr)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("%s is no longer a symbolic link: %v %v", link, fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(target); err != nil || !json.Valid(b) {
+		t.Errorf("the link's target holds %.100q (%v), want the json report", b, err)
 	}
 }
 
