@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/internal/fulldisk"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/store"
 )
@@ -288,20 +289,11 @@ func TestKilledDuringExport(t *testing.T) {
 	}
 }
 
-const diskFullHelperEnv = "LAYERBRIDGE_TEST_DISK_FULL"
-
 // TestDiskFullHelper is not a test: TestDiskFullDuringExport runs the test
-// binary again with it, in a mount namespace of its own, where it mounts a
-// 2 MiB tmpfs on the directory its environment names and exports images
-// larger than that into a store there.
+// binary again with it (fulldisk.Run), where it mounts a 2 MiB tmpfs and
+// exports images larger than that into a store there.
 func TestDiskFullHelper(t *testing.T) {
-	dir := os.Getenv(diskFullHelperEnv)
-	if dir == "" {
-		t.Skip("helper process for TestDiskFullDuringExport")
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=2m"); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
+	dir := fulldisk.Dir(t, "2m")
 	s, err := store.Open(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
@@ -333,43 +325,13 @@ func TestDiskFullHelper(t *testing.T) {
 		t.Fatalf("an image that fits, after the disk was full: %v", err)
 	}
 	checkImage(t, s, img)
-	fmt.Println("disk full: ok")
 }
 
-// TestDiskFullDuringExport fills the disk during exports: a small tmpfs
-// mounted in a private mount namespace (the test binary is run again in a
-// new one, so the mount is invisible to everything else and goes away with
-// it). Each export fails with ENOSPC, frees all it wrote, keeps the store
-// consistent, and an export that fits succeeds afterwards. It needs root
-// (CAP_SYS_ADMIN): elsewhere it is skipped, except in CI (CI=true), where
-// it fails.
+// TestDiskFullDuringExport fills the disk during exports (a tmpfs of its
+// own, see fulldisk). Each export fails with ENOSPC, frees all it wrote,
+// keeps the store consistent, and an export that fits succeeds afterwards.
 func TestDiskFullDuringExport(t *testing.T) {
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot run in CI: "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Getuid() != 0 {
-		unavailable("mounting a tmpfs needs root")
-	}
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullHelper$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), diskFullHelperEnv+"="+mnt)
-	// A new mount namespace; Go makes its mounts private, so the tmpfs
-	// does not propagate to the parent's.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || strings.Contains(string(out), "mount tmpfs on") {
-		unavailable("no private mount namespace with a tmpfs here: %v\n%s", err, out)
-	}
-	if err != nil || !strings.Contains(string(out), "disk full: ok") {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
+	mnt := fulldisk.Run(t, "TestDiskFullHelper")
 	// The mount was the helper's alone.
 	var st unix.Statfs_t
 	if err := unix.Statfs(mnt, &st); err != nil || st.Type == unix.TMPFS_MAGIC && !isTmpfs(filepath.Dir(mnt)) {

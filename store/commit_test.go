@@ -5,19 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
-	"github.com/layerbridge/layerbridge/internal/testwait"
+	"github.com/layerbridge/layerbridge/internal/fulldisk"
 )
 
 // TestFailedCommitLeavesNothing: a Commit that fails after publishing
@@ -278,20 +275,11 @@ func TestCommitKilledBeforeIndex(t *testing.T) {
 	}
 }
 
-const diskFullHelperEnv = "LAYERBRIDGE_TEST_COMMIT_DISK_FULL"
-
 // TestCommitDiskFullHelper is not a test: TestCommitDiskFull runs the test
-// binary again with it, in a mount namespace of its own, where it mounts a
-// small tmpfs on the directory its environment names, fills it once an
-// image is staged, and commits the image.
+// binary again with it (fulldisk.Run), where it mounts a small tmpfs, fills
+// it once an image is staged, and commits the image.
 func TestCommitDiskFullHelper(t *testing.T) {
-	dir := os.Getenv(diskFullHelperEnv)
-	if dir == "" {
-		t.Skip("helper process for TestCommitDiskFull")
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
+	dir := fulldisk.Dir(t, "1m")
 	s, err := Open(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
@@ -347,41 +335,11 @@ func TestCommitDiskFullHelper(t *testing.T) {
 	}
 	pin.Release()
 	checkStored(t, s, rec)
-	if !t.Failed() {
-		fmt.Println("disk full: ok")
-	}
 }
 
-// TestCommitDiskFull fails a Commit on a full disk (a tmpfs in a private
-// mount namespace: the test binary is run again in a new one, so the mount
-// is invisible to everything else and goes away with it): index.json cannot
-// be written once the blobs are published, and the store is left as it was.
-// It needs root (CAP_SYS_ADMIN): elsewhere it is skipped, except in CI
-// (CI=true), where it fails.
+// TestCommitDiskFull fails a Commit on a full disk (a tmpfs of its own,
+// see fulldisk): index.json cannot be written once the blobs are published,
+// and the store is left as it was.
 func TestCommitDiskFull(t *testing.T) {
-	unavailable := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot run in CI: "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Getuid() != 0 {
-		unavailable("mounting a tmpfs needs root")
-	}
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	mustDo(t, os.Mkdir(mnt, 0o755))
-	cmd := exec.CommandContext(testwait.Context(t), os.Args[0], "-test.run=^TestCommitDiskFullHelper$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), diskFullHelperEnv+"="+mnt)
-	// A new mount namespace; Go makes its mounts private, so the tmpfs
-	// does not propagate to the parent's.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || strings.Contains(string(out), "mount tmpfs on") {
-		unavailable("no private mount namespace with a tmpfs here: %v\n%s", err, out)
-	}
-	if err != nil || !strings.Contains(string(out), "disk full: ok") {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	t.Logf("helper:\n%s", out)
+	fulldisk.Run(t, "TestCommitDiskFullHelper")
 }
