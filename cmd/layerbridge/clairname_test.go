@@ -13,9 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/fakeengine"
 )
 
 // Clair's container as the fake daemons below run it: named
@@ -31,7 +31,7 @@ const (
 // finding Clair's container: ping, info, the container list (Clair's
 // container at ip on clair-network, whose gateway is gw) and its
 // inspection (with its alias).
-func serveContainerDaemon(t *testing.T, sock, ip, gw string) {
+func serveContainerDaemon(t *testing.T, ip, gw string) (sock string) {
 	t.Helper()
 	endpoint := fmt.Sprintf(`{"IPAddress":%q,"IPPrefixLen":8,"Gateway":%q}`, ip, gw)
 	aliased := fmt.Sprintf(`{"IPAddress":%q,"IPPrefixLen":8,"Gateway":%q,"Aliases":[%q,"c1a1r0000000"]}`, ip, gw, clairAlias)
@@ -55,13 +55,7 @@ func serveContainerDaemon(t *testing.T, sock, ip, gw string) {
 			io.WriteString(w, `{"message":"not found"}`)
 		}
 	})
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	return strings.TrimPrefix(fakeengine.Start(t, h).Host, "unix://")
 }
 
 // A Clair that only Docker's DNS knows by name, reached from the host by
@@ -79,8 +73,7 @@ func TestScanClairByContainerName(t *testing.T) {
 	clair.Start()
 	defer clair.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	sock := filepath.Join(shortDir(t), "docker.sock")
-	serveContainerDaemon(t, sock, "127.0.0.2", "127.0.0.1")
+	sock := serveContainerDaemon(t, "127.0.0.2", "127.0.0.1")
 	e := testEnv(t, map[string]string{"DOCKER_HOST": "unix://" + sock})
 
 	for _, name := range []string{clairName, clairAlias} {
@@ -114,8 +107,7 @@ func TestScanClairByContainerName(t *testing.T) {
 // daemon's container names and aliases. A container this host has no
 // interface for: what was found, and the two ways out, exactly.
 func TestScanClairByNameErrors(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "docker.sock")
-	serveContainerDaemon(t, sock, "10.98.0.2", "10.98.0.1")
+	sock := serveContainerDaemon(t, "10.98.0.2", "10.98.0.1")
 	e := testEnv(t, map[string]string{"DOCKER_HOST": "unix://" + sock})
 	var st syscall.Stat_t
 	if err := syscall.Stat(sock, &st); err != nil {
@@ -160,8 +152,7 @@ func TestScanClairByNameErrors(t *testing.T) {
 
 // serve follows the same rule, and its docker run line runs the sidecar.
 func TestServeClairByNameUnroutable(t *testing.T) {
-	sock := filepath.Join(shortDir(t), "docker.sock")
-	serveContainerDaemon(t, sock, "10.98.0.2", "10.98.0.1")
+	sock := serveContainerDaemon(t, "10.98.0.2", "10.98.0.1")
 	e := testEnv(t, map[string]string{"DOCKER_HOST": "unix://" + sock})
 	code, _, stderr := runCLI(t, e, "serve", "--cache-dir", filepath.Join(t.TempDir(), "cache"), "--listen", "127.0.0.1:0", "--clair", "http://"+clairAlias+":6060")
 	if code != 1 {

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,9 +12,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/layerbridge/layerbridge/internal/fakeclair"
+	"github.com/layerbridge/layerbridge/internal/fakeengine"
 )
 
 // TestDoctorJSON: the json format is a list of objects with exactly the
@@ -90,8 +89,7 @@ func TestScanDebugLogExplainsEveryDecision(t *testing.T) {
 	defer v4.Close()
 	v2 := httptest.NewServer(&fakeclair.V2{Samples: samples})
 	defer v2.Close()
-	sock := filepath.Join(shortDir(t), "docker.sock")
-	serveFakeDaemon(t, sock)
+	sock := serveFakeDaemon(t)
 	e := testEnv(t, map[string]string{"DOCKER_HOST": "unix://" + sock})
 	cache := filepath.Join(t.TempDir(), "cache")
 
@@ -190,7 +188,7 @@ func shortDir(t *testing.T) string {
 // serveFakeDaemon answers, on a unix socket, the Engine API calls a scan of
 // alpine:3.11 makes, exporting the fixture's docker save archive, like a
 // Docker 20.10 daemon on the graphdriver store.
-func serveFakeDaemon(t *testing.T, sock string) {
+func serveFakeDaemon(t *testing.T) (sock string) {
 	t.Helper()
 	f, err := os.Open("../../testdata/fixtures/alpine-3.11-docker-save.tar.gz")
 	if err != nil {
@@ -229,11 +227,5 @@ func serveFakeDaemon(t *testing.T, sock string) {
 			io.WriteString(w, `{"message":"not found"}`)
 		}
 	})
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	return strings.TrimPrefix(fakeengine.Start(t, h).Host, "unix://")
 }

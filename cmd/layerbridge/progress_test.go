@@ -66,8 +66,7 @@ func screenLines(out string) []string {
 func TestProgressOnATerminal(t *testing.T) {
 	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer v4.Close()
-	sock := filepath.Join(shortDir(t), "docker.sock")
-	serveFakeDaemon(t, sock)
+	sock := serveFakeDaemon(t)
 	e := testEnv(t, map[string]string{"DOCKER_HOST": "unix://" + sock})
 	cache := filepath.Join(t.TempDir(), "cache")
 
@@ -134,8 +133,7 @@ func TestProgressOnATerminal(t *testing.T) {
 func TestNoProgressWithoutATerminal(t *testing.T) {
 	v4 := httptest.NewServer(&fakeclair.V4{Samples: samples})
 	defer v4.Close()
-	sock := filepath.Join(shortDir(t), "docker.sock")
-	serveFakeDaemon(t, sock)
+	sock := serveFakeDaemon(t)
 	e := testEnv(t, map[string]string{"DOCKER_HOST": "unix://" + sock})
 
 	code, _, stderr := runCLI(t, e, "scan", "--cache-dir", filepath.Join(t.TempDir(), "cache"), "--clair", v4.URL, "alpine:3.11")
