@@ -3,7 +3,6 @@ package dockersave
 import (
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/internal/fakeengine"
 	"github.com/layerbridge/layerbridge/platforms"
 )
 
@@ -127,21 +127,8 @@ func (d *docker29) handler(t *testing.T) http.Handler {
 
 func startDocker29(t *testing.T) (*docker29, *Loader) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "lbd29")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "d.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := &docker29{}
-	srv := &http.Server{Handler: d.handler(t)}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	ep := engine.Endpoint{Host: "unix://" + sock, Source: "--docker-host"}
+	ep := engine.Endpoint{Host: fakeengine.Start(t, d.handler(t)).Host, Source: "--docker-host"}
 	c, err := engine.NewClient(ep)
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/internal/fakeengine"
 	"github.com/layerbridge/layerbridge/internal/testwait"
 	"github.com/layerbridge/layerbridge/store"
 )
@@ -404,20 +405,7 @@ func fakeDaemonHandler(apiVersion string, f *fakeEngine) http.Handler {
 // fakeDaemon serves the Engine API over a unix socket, so the real moby
 // client is exercised without Docker.
 func fakeDaemon(t *testing.T, apiVersion string, f *fakeEngine) engine.Endpoint {
-	dir, err := os.MkdirTemp("", "lbd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "d.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: fakeDaemonHandler(apiVersion, f)}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return engine.Endpoint{Host: "unix://" + sock, Source: "--docker-host"}
+	return engine.Endpoint{Host: fakeengine.Start(t, fakeDaemonHandler(apiVersion, f)).Host, Source: "--docker-host"}
 }
 
 // TestTLSEndpoint: a tcp:// endpoint with a CA file talks TLS.

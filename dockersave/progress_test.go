@@ -1,15 +1,12 @@
 package dockersave
 
 import (
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/layerbridge/layerbridge/engine"
+	"github.com/layerbridge/layerbridge/internal/fakeengine"
 )
 
 // progressLog records what WithLoadProgress reports.
@@ -45,19 +42,7 @@ func TestLoadProgressExpected(t *testing.T) {
 		}
 	})
 	t.Run("containerd store", func(t *testing.T) {
-		dir, err := os.MkdirTemp("", "lbprog")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		ln, err := net.Listen("unix", filepath.Join(dir, "d.sock"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: (&docker29{}).handler(t)}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-		ep := engine.Endpoint{Host: "unix://" + filepath.Join(dir, "d.sock"), Source: "--docker-host"}
+		ep := engine.Endpoint{Host: fakeengine.Start(t, (&docker29{}).handler(t)).Host, Source: "--docker-host"}
 		c, err := engine.NewClient(ep)
 		if err != nil {
 			t.Fatal(err)
