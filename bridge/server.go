@@ -315,7 +315,34 @@ func (s *Server) serveLayer(w http.ResponseWriter, r *http.Request) {
 	// ServeContent handles HEAD, Range and If-* and sends a file with
 	// sendfile when the connection allows it. The zero modtime keeps
 	// Last-Modified out: the digest is the validator.
-	http.ServeContent(cw, r, "", time.Time{}, blobs.ReadSeeker(blob))
+	if _, ok := blobs.File(blob); ok {
+		http.ServeContent(cw, r, "", time.Time{}, blobs.ReadSeeker(blob))
+		return
+	}
+	// Other blobs may fail while read (a blob still being written that
+	// fails its checks): the response is then cut, never completed.
+	rs := &readRecorder{ReadSeeker: blobs.ReadSeeker(blob)}
+	http.ServeContent(cw, r, "", time.Time{}, rs)
+	if rs.err != nil {
+		f.Err = fmt.Errorf("%w after %d of %d bytes: %w", ErrInterrupted, cw.n, size, rs.err)
+		// Closes the connection without ending the body: the client
+		// sees a broken download, not a short one that looks whole.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// readRecorder keeps the first error other than io.EOF of a read.
+type readRecorder struct {
+	io.ReadSeeker
+	err error
+}
+
+func (r *readRecorder) Read(p []byte) (int, error) {
+	n, err := r.ReadSeeker.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 func (s *Server) logFetch(f Fetch) {

@@ -492,3 +492,77 @@ func TestServeBlobThatIsNoFile(t *testing.T) {
 		t.Errorf("Range: status %d, body %x; want 206 and bytes 10-19", rec.Code, rec.Body.Bytes())
 	}
 }
+
+// failingBlob is a blob whose reads fail from byte failAt on, as a blob
+// still being written does when it fails its checks.
+type failingBlob struct {
+	data   []byte
+	failAt int64
+}
+
+var errBlobFailed = errors.New("blob failed its checks while written")
+
+func (b failingBlob) Size() int64  { return int64(len(b.data)) }
+func (b failingBlob) Close() error { return nil }
+func (b failingBlob) ReadAt(p []byte, off int64) (int, error) {
+	if off >= b.failAt {
+		return 0, errBlobFailed
+	}
+	n := copy(p, b.data[off:min(int64(len(b.data)), b.failAt)])
+	if n < len(p) {
+		return n, errBlobFailed
+	}
+	return n, nil
+}
+
+type failingBlobs map[digest.Digest]failingBlob
+
+func (m failingBlobs) Blob(_ context.Context, d digest.Digest) (blobs.Blob, error) {
+	b, ok := m[d]
+	if !ok {
+		return nil, fmt.Errorf("open blob %s: %w", d, fs.ErrNotExist)
+	}
+	return b, nil
+}
+
+// TestBlobFailingMidBodyIsABrokenDownload: when a blob's bytes fail to be
+// read after the response began (a layer served while it is exported that
+// fails verification), the client gets a download that breaks, never a
+// body that ends as if whole, and the fetch is recorded as interrupted.
+func TestBlobFailingMidBodyIsABrokenDownload(t *testing.T) {
+	content := bytes.Repeat([]byte("layer bytes "), 100000)
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(content), Size: int64(len(content))}
+	fetches := make(chan Fetch, 1)
+	srv := New(WithFetchObserver(func(f Fetch) { fetches <- f }))
+	ts := httptest.NewServer(NewHTTPServer(srv, nil, Limits{}).Handler)
+	defer ts.Close()
+	base, _ := url.Parse(ts.URL)
+	failAt := int64(len(content) / 2)
+	g, err := srv.Register(base, "failing", failingBlobs{desc.Digest: {data: content, failAt: failAt}}, []ocispec.Descriptor{desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := g.URL(desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200: the failure comes after the response began", resp.StatusCode)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("reading the body: %v after %d bytes, want an unexpected EOF", err, len(got))
+	}
+	if int64(len(got)) > failAt || !bytes.Equal(got, content[:len(got)]) {
+		t.Errorf("got %d bytes, want at most the %d readable, equal to the blob's", len(got), failAt)
+	}
+	f := testwait.Recv(t, fetches, "the fetch record")
+	if !errors.Is(f.Err, ErrInterrupted) || !errors.Is(f.Err, errBlobFailed) || f.Bytes > failAt {
+		t.Errorf("fetch recorded as %d bytes, error %v; want interrupted by the blob's failure", f.Bytes, f.Err)
+	}
+}

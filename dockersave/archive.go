@@ -272,11 +272,25 @@ func (a *archive) entry(ctx context.Context, t *tar.Reader, tr *trackingReader, 
 		if hdr.Size > maxSmallFile {
 			return archiveErr(a.image, hdr.Name, fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, hdr.Size, maxSmallFile))
 		}
+		if dir, file := path.Split(name); a.st.legacy != nil && file == "json" {
+			// A layer directory's v1 config names the layers before
+			// their bytes arrive (legacyLayers).
+			b, err := io.ReadAll(t)
+			if err != nil {
+				return a.streamErr(ctx, tr, hdr.Name, err)
+			}
+			a.st.legacy.learn(strings.TrimSuffix(dir, "/"), b)
+			return nil
+		}
 		if _, err := io.Copy(io.Discard, t); err != nil {
 			return a.streamErr(ctx, tr, hdr.Name, err)
 		}
 	case classBlob:
-		b, err := a.st.stage(t, hdr.Size, want, name)
+		expect := want
+		if expect == "" && a.st.legacy != nil && reLegacyTar.MatchString(name) {
+			expect, _ = a.st.legacy.diffID(path.Dir(name))
+		}
+		b, err := a.st.stage(t, hdr.Size, want, expect, name)
 		if err != nil {
 			var se *sourceError
 			if errors.As(err, &se) {

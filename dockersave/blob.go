@@ -128,16 +128,25 @@ type stager struct {
 	// directMinSize (tests: -1 turns direct I/O off).
 	direct    *directio.Pool
 	directMin int64
-	// pageCache writes large blobs through the page cache with the same
-	// pipeline, for loads whose blobs are read again at once (a scan's
-	// layers, which Clair downloads as soon as they are staged).
-	pageCache bool
 	// syncs, when set (by readArchive, which waits for them), fsyncs and
 	// closes staging files in the background while the stream is read.
 	syncs *backgroundSyncs
 	// onStaged, when set, is told of each new blob once it is staged
 	// (hashed, its size and name checked), from the staging goroutine.
 	onStaged func(*stagedBlob)
+	// onStaging, when set, is told of each blob whose digest is expected
+	// before its bytes are read (its name, or what its legacy layer
+	// directory stands for: see legacy) once its staging file exists; it
+	// returns the function told how much of the file is written as it
+	// grows, or nil not to follow the blob. A followed blob then reaches
+	// onStaged under that digest, or onAbandoned.
+	onStaging func(expect digest.Digest, size int64, tmp string) (written func(int64))
+	// onAbandoned is told that a followed blob will not be staged under
+	// the digest it was expected to have, and why.
+	onAbandoned func(expect digest.Digest, err error)
+	// legacy, when set, names the layers of a legacy docker save archive
+	// before they are read.
+	legacy *legacyLayers
 }
 
 func newStager(s *store.Store, progress func(int64)) *stager {
@@ -170,10 +179,14 @@ func (p progressReader) Read(b []byte) (int, error) {
 // want, when set, is the digest the content must have (the blob's name).
 // A blob already in the store under want is hashed but not written again:
 // its staging name is a hard link to the stored copy (see LinkStaging).
-func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry string) (b *stagedBlob, err error) {
+// expect, when set, is the digest the content should have (want, or what
+// its legacy layer directory stands for): onStaging may follow its
+// staging file as it is written.
+func (st *stager) stage(r io.Reader, size int64, want, expect digest.Digest, entry string) (b *stagedBlob, err error) {
 	var f *os.File
 	var tmp string
 	var sw stagingWriter
+	following := false
 	h := sha256.New()
 	var w io.Writer = h
 	if want != "" {
@@ -184,11 +197,19 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 		if err != nil {
 			return nil, err
 		}
-		sw = st.stagingWriterFor(f, size, h)
+		var written func(int64)
+		if expect != "" && size > 0 && st.onStaging != nil {
+			written = st.onStaging(expect, size, tmp)
+		}
+		following = written != nil
+		sw = st.stagingWriterFor(f, size, h, written)
 		w = sw
 	}
 	defer func() {
 		if err != nil {
+			if following {
+				st.onAbandoned(expect, err)
+			}
 			if sw != nil {
 				sw.Abort()
 			}
@@ -218,6 +239,10 @@ func (st *stager) stage(r io.Reader, size int64, want digest.Digest, entry strin
 	}
 	if err := checkDigest(got, want); err != nil {
 		return nil, err
+	}
+	if following && got != expect {
+		following = false
+		st.onAbandoned(expect, fmt.Errorf("%w: %s holds %s", ErrDigestMismatch, entry, got))
 	}
 	if prev, ok := st.blobs[got]; ok {
 		// Same content under another name: keep the first copy.

@@ -116,11 +116,6 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (_ Image, _ *store
 	st := newStager(l.store, req.progressFor(t.exportSize()))
 	defer st.cleanup()
 	if req.Watch != nil {
-		// Clair reads each layer as soon as it is staged: write the
-		// staging files through the page cache rather than past it, which
-		// had Clair's downloads read them back from the disk (measured in
-		// make bench: the first scan of a new 6 x 64 MiB image).
-		st.pageCache = true
 		live := l.watchExport(ctx, req, t, identity, st)
 		// After commit: from then on the store serves the blobs.
 		defer func() { live.finish(err) }()
@@ -156,13 +151,26 @@ func (l *Loader) watchExport(ctx context.Context, req Request, t daemonTarget, i
 	for _, d := range id.DiffIDs {
 		want[d] = true
 	}
-	live := newLiveBlobs(l.store, func(b *stagedBlob) error {
+	live := newLiveBlobs(l.store, req.Log, req.Ref, func(b *stagedBlob) error {
 		if !want[b.DiffID] {
 			return fmt.Errorf("%w: blob %s is %s uncompressed, which is none of the image's diff ids", ErrDiffIDMismatch, b.Digest, b.DiffID)
 		}
 		return nil
 	})
+	// Blobs whose digests are known before their bytes arrive are served
+	// while they are written.
+	st.onStaging, st.onAbandoned = live.following, live.abandoned
 	if t.synthesized() {
+		// The layers are the diff IDs: nothing else is served. A legacy
+		// archive's layer directories are named by v1 IDs, which the
+		// diff IDs and one directory's json give.
+		st.onStaging = func(d digest.Digest, size int64, tmp string) func(int64) {
+			if !want[d] {
+				return nil
+			}
+			return live.following(d, size, tmp)
+		}
+		st.legacy = newLegacyLayers(id.DiffIDs)
 		layers := make([]ocispec.Descriptor, len(id.DiffIDs))
 		for i, d := range id.DiffIDs {
 			layers[i] = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d}

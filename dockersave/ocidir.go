@@ -84,7 +84,7 @@ func (o *layout) get(d digest.Digest, size int64) (*stagedBlob, error) {
 	if size >= 0 && fi.Size() != size {
 		return nil, archiveErr(o.image, name, fmt.Errorf("%w: %d bytes, descriptor says %d", ErrSizeMismatch, fi.Size(), size))
 	}
-	b, err := o.st.stage(f, fi.Size(), d, name)
+	b, err := o.st.stage(f, fi.Size(), d, d, name)
 	if err != nil {
 		return nil, archiveErr(o.image, name, err)
 	}

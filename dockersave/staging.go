@@ -31,8 +31,9 @@ type stagingWriter interface {
 }
 
 // stagingWriterFor returns the writer for a staging file that will hold
-// size bytes (-1: unknown), hashing them into h.
-func (st *stager) stagingWriterFor(f *os.File, size int64, h hash.Hash) stagingWriter {
+// size bytes (-1: unknown), hashing them into h. written, when not nil, is
+// told how long the prefix of the file is that is written, as it grows.
+func (st *stager) stagingWriterFor(f *os.File, size int64, h hash.Hash, written func(int64)) stagingWriter {
 	minSize := st.directMin
 	if minSize == 0 {
 		minSize = directMinSize
@@ -41,15 +42,35 @@ func (st *stager) stagingWriterFor(f *os.File, size int64, h hash.Hash) stagingW
 		if st.direct == nil {
 			st.direct = directio.NewPool()
 		}
-		if st.pageCache {
-			return directio.NewPageCacheWriter(f, h, st.direct)
-		}
 		if dw, err := directio.NewWriter(f, h, st.direct); err == nil {
+			if written != nil {
+				dw.OnWritten(written)
+			}
 			return dw
 		}
 	}
-	st.out.Reset(f)
+	if written != nil {
+		st.out.Reset(&reportingFile{f: f, written: written})
+	} else {
+		st.out.Reset(f)
+	}
 	return bufferedWriter{st: st, f: f, h: h}
+}
+
+// reportingFile tells, after each write, how much of the file is written.
+type reportingFile struct {
+	f       *os.File
+	n       int64
+	written func(int64)
+}
+
+func (r *reportingFile) Write(p []byte) (int, error) {
+	n, err := r.f.Write(p)
+	if n > 0 {
+		r.n += int64(n)
+		r.written(r.n)
+	}
+	return n, err
 }
 
 // bufferedWriter writes through the stager's reused bufio.Writer and the

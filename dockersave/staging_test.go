@@ -74,7 +74,7 @@ func TestStageWritesExactBytes(t *testing.T) {
 					if direct {
 						st.directMin = 1
 					}
-					b, err := st.stage(newChunky(data, uint64(i)), int64(len(data)), want, "entry")
+					b, err := st.stage(newChunky(data, uint64(i)), int64(len(data)), want, want, "entry")
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -101,7 +101,7 @@ func TestStageLargeBlobsSequentially(t *testing.T) {
 	var blobs [][]byte
 	for i := range 3 {
 		data := randomLayer(t, directMinSize+i*directio.Align+i)
-		b, err := st.stage(newChunky(data, uint64(i)), int64(len(data)), "", "entry")
+		b, err := st.stage(newChunky(data, uint64(i)), int64(len(data)), "", "", "entry")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,18 +137,18 @@ func TestStageDirectFailures(t *testing.T) {
 	data := randomLayer(t, directMinSize+directio.Chunk/2)
 	broken := errors.New("connection reset")
 
-	_, err := st.stage(&failingReader{r: newChunky(data[:directMinSize-5], 1), err: broken}, int64(len(data)), "", "entry")
+	_, err := st.stage(&failingReader{r: newChunky(data[:directMinSize-5], 1), err: broken}, int64(len(data)), "", "", "entry")
 	if !errors.Is(err, broken) {
 		t.Errorf("broken stream: err %v, want %v", err, broken)
 	}
-	_, err = st.stage(newChunky(data, 2), int64(len(data)), digest.FromString("something else"), "entry")
+	_, err = st.stage(newChunky(data, 2), int64(len(data)), digest.FromString("something else"), "", "entry")
 	if !errors.Is(err, ErrDigestMismatch) {
 		t.Errorf("wrong content: err %v, want ErrDigestMismatch", err)
 	}
 	if entries, err := os.ReadDir(filepath.Join(s.Dir(), stagingDir)); err != nil || len(entries) != 0 {
 		t.Errorf("staging area after failures: %v (err %v), want empty", entries, err)
 	}
-	b, err := st.stage(newChunky(data, 3), int64(len(data)), digest.FromBytes(data), "entry")
+	b, err := st.stage(newChunky(data, 3), int64(len(data)), digest.FromBytes(data), "", "entry")
 	if err != nil || !bytes.Equal(stagedContent(t, s, b), data) {
 		t.Errorf("stage after failures: %v", err)
 	}

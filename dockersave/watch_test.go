@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -259,5 +261,75 @@ func TestWatchFailedExport(t *testing.T) {
 	}
 	if err := testwait.Recv(t, waited, "the waiting request"); !errors.Is(err, errLoadFailed) {
 		t.Fatalf("waiting request: %v, want it to fail with the load", err)
+	}
+}
+
+// TestWatchServesLegacyLayersWhileWritten: in a real legacy docker save
+// archive (14 layers, directories named by v1 IDs), a layer is served while
+// the export is still writing it: its first bytes are read while the rest
+// of the layer has not arrived, and the whole, once it has, is the layer.
+func TestWatchServesLegacyLayersWhileWritten(t *testing.T) {
+	fixture := filepath.Join(fixturesDir, "dive-test-docker-image.tar")
+	saved := readSavedLegacy(t, fixture)
+	archive, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, pw := newPipeEngine(t)
+	f.archive = archive
+	f.inspect.ID = "sha256:" + strings.TrimSuffix(saved.config, ".json")
+	f.inspect.RootFS.Layers = nil
+	for _, d := range saved.diffIDs {
+		f.inspect.RootFS.Layers = append(f.inspect.RootFS.Layers, d.String())
+	}
+	w := newRecordingWatcher()
+	l := daemonLoader(openTestStore(t), f)
+	done := make(chan error, 1)
+	go func() {
+		_, release, err := l.Load(t.Context(), "dive-test:latest", nil, WithWatcher(w))
+		if err == nil {
+			release()
+		}
+		done <- err
+	}()
+	testwait.Recv(t, w.layersSeen, "the layers announced before the export")
+	w.mu.Lock()
+	opener := w.opener
+	w.mu.Unlock()
+
+	// The base layer (1.3 MB): the export stops 90% into it.
+	base := saved.layers[0]
+	end := endOfEntry(t, archive, base+"/layer.tar")
+	size := int64(len(layerBytes(t, archive, end)))
+	cut := end - (size+511)/512*512 + size*9/10
+	if _, err := pw.Write(archive[:cut]); err != nil {
+		t.Fatal(err)
+	}
+	b, err := opener.Blob(testwait.Context(t), saved.diffIDs[0])
+	if err != nil {
+		t.Fatalf("base layer while the export writes it: %v", err)
+	}
+	defer b.Close()
+	if b.Size() != size {
+		t.Errorf("served as %d bytes, the layer has %d", b.Size(), size)
+	}
+	head := make([]byte, 64<<10)
+	if _, err := b.ReadAt(head, 0); err != nil {
+		t.Fatalf("first bytes of the base layer while the export writes it: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the load ended (%v) before the rest of the export was sent", err)
+	default:
+	}
+	go func() {
+		pw.Write(archive[cut:])
+		pw.Close()
+	}()
+	if got := readBlob(t, b); digest.FromBytes(got) != saved.diffIDs[0] || !bytes.Equal(got[:len(head)], head) {
+		t.Fatalf("served %d bytes that are not the base layer", len(got))
+	}
+	if err := testwait.Recv(t, done, "the load"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -218,13 +218,88 @@ func TestCorruptLayerNeverReachesClairWhole(t *testing.T) {
 		t.Errorf("clair received complete layers %v", fake.Completed())
 	}
 	for _, f := range res.Fetches {
-		if f.Status == 200 {
-			t.Errorf("the corrupt layer was served: %+v", f)
+		if f.Status == 200 && f.Err == nil {
+			t.Errorf("the corrupt layer was served whole: %+v", f)
 		}
 	}
 	if imgs, err := cache.Images(); err != nil || len(imgs) != 0 {
 		t.Errorf("the cache holds %d images (%v), want none", len(imgs), err)
 	}
+}
+
+// TestLayerFailingMidStreamReachesClairBroken: Clair downloads a layer
+// while the export writes it; when the rest of the layer turns out not to
+// be the image's diff ID, Clair's download breaks after the bytes it had,
+// its body never ends as if whole, and the scan fails with the export's
+// verification error.
+func TestLayerFailingMidStreamReachesClairBroken(t *testing.T) {
+	fake := &fakeclair.V4{Samples: samples}
+	clair := httptest.NewServer(fake)
+	defer clair.Close()
+	d := newDaemon(t)
+	corrupt := bytes.Clone(d.archive)
+	mid := len(corrupt) / 2 // inside the layer's 5.8 MB
+	corrupt[mid+len(corrupt)/8] ^= 0xff
+	streaming := make(chan struct{})
+	var once sync.Once
+	// The export sends the first half, waits until Clair's download of
+	// the layer has received bytes, then sends the corrupt rest.
+	d.export = func([]byte) io.ReadCloser {
+		pr, pw := io.Pipe()
+		go func() {
+			pw.Write(corrupt[:mid])
+			testwait.Recv(t, streaming, "clair's download receiving the layer's first bytes")
+			pw.Write(corrupt[mid:])
+			pw.Close()
+		}()
+		return pr
+	}
+	cfg, cache := daemonConfig(t, d, clair.URL)
+	srv := bridge.New()
+	h := bridge.NewHTTPServer(srv, nil, bridge.Limits{}).Handler
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&firstBodyWrite{ResponseWriter: w, once: &once, wrote: streaming}, r)
+	}))
+	defer ts.Close()
+	cfg.Server = srv
+	cfg.Base, _ = url.Parse(ts.URL)
+	res, err := Run(t.Context(), cfg)
+	if !errors.Is(err, dockersave.ErrDiffIDMismatch) {
+		t.Fatalf("scan: %v, want the export's diff id mismatch", err)
+	}
+	if len(fake.Completed()) != 0 {
+		t.Errorf("clair received complete layers %v", fake.Completed())
+	}
+	cut := false
+	for _, f := range res.Fetches {
+		if f.Status == 200 && f.Err == nil {
+			t.Errorf("the corrupt layer was served whole: %+v", f)
+		}
+		if f.Bytes > 0 && errors.Is(f.Err, bridge.ErrInterrupted) {
+			cut = true
+		}
+	}
+	if !cut {
+		t.Errorf("no download was cut after its first bytes: %+v", res.Fetches)
+	}
+	if imgs, err := cache.Images(); err != nil || len(imgs) != 0 {
+		t.Errorf("the cache holds %d images (%v), want none", len(imgs), err)
+	}
+}
+
+// firstBodyWrite closes wrote once the response's body has begun.
+type firstBodyWrite struct {
+	http.ResponseWriter
+	once  *sync.Once
+	wrote chan struct{}
+}
+
+func (w *firstBodyWrite) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	if n > 0 {
+		w.once.Do(func() { close(w.wrote) })
+	}
+	return n, err
 }
 
 // TestRescanClair2: Clair 2 is asked for the image's top layer (named from

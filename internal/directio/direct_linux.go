@@ -37,3 +37,29 @@ func SetDirect(f *os.File, on bool) error {
 	}
 	return nil
 }
+
+// pread makes one read of f at off (a direct read that reaches the end of
+// the file is short; another at the unaligned offset after it would fail).
+func pread(f *os.File, b []byte, off int64) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var opErr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			n, opErr = unix.Pread(int(fd), b, off)
+			if opErr != unix.EINTR {
+				return
+			}
+		}
+	})
+	if err == nil {
+		err = opErr
+	}
+	if err != nil {
+		return n, fmt.Errorf("direct read at %d: %w", off, err)
+	}
+	return n, nil
+}

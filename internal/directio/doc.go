@@ -1,9 +1,8 @@
-// Package directio writes files with direct I/O (O_DIRECT) through a
-// pipeline that reads, hashes and writes on different goroutines (Writer),
-// for the staging files of large blobs: the page cache is bypassed and
-// hashing gets a core of its own. On file systems or systems without direct
-// I/O, NewWriter fails and the caller writes through the page cache.
-// NewPageCacheWriter runs the same pipeline through the page cache, for
-// files read again at once (a scan's layers, which Clair downloads as soon
-// as they are staged).
+// Package directio writes and reads files with direct I/O (O_DIRECT), for
+// the staging files of large blobs. A Writer runs a pipeline that reads,
+// hashes and writes on different goroutines: the page cache is bypassed and
+// hashing gets a core of its own. A Reader reads such a file back (a scan's
+// layers, which Clair downloads while they are staged) without filling the
+// page cache. On file systems or systems without direct I/O, NewWriter and
+// NewReader fail and the caller goes through the page cache.
 package directio

@@ -81,6 +81,46 @@ type Writer struct {
 	mu     sync.Mutex
 	err    error
 	direct bool // O_DIRECT still set on f
+	// written is told the length of the file's written prefix (see
+	// OnWritten); mark is that length, and ahead the chunks written past
+	// it, by offset.
+	written func(int64)
+	mark    int64
+	ahead   map[int64]int
+}
+
+// OnWritten has fn told, each time it grows, how long the prefix of the
+// file is that is written (readable from the file by others), from the
+// goroutine that wrote it and with the Writer's lock held: keep fn fast.
+// Set it before the first Write.
+func (d *Writer) OnWritten(fn func(n int64)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.written = fn
+	d.ahead = make(map[int64]int)
+}
+
+// wroteAt records that n bytes at off are in the file.
+func (d *Writer) wroteAt(off int64, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.written == nil || n == 0 {
+		return
+	}
+	d.ahead[off] = n
+	grew := false
+	for {
+		m, ok := d.ahead[d.mark]
+		if !ok {
+			break
+		}
+		delete(d.ahead, d.mark)
+		d.mark += int64(m)
+		grew = true
+	}
+	if grew {
+		d.written(d.mark)
+	}
 }
 
 // NewWriter turns on O_DIRECT for f (empty, open for writing) and starts
@@ -93,14 +133,6 @@ func NewWriter(f *os.File, h hash.Hash, pool *Pool) (*Writer, error) {
 		return nil, err
 	}
 	return startPipeline(f, h, pool, true), nil
-}
-
-// NewPageCacheWriter is the same pipeline writing through the page cache,
-// for a file that is read again at once (a layer Clair downloads as soon
-// as it is staged): reading and hashing still use two cores, and the
-// reader finds the bytes in memory.
-func NewPageCacheWriter(f *os.File, h hash.Hash, pool *Pool) *Writer {
-	return startPipeline(f, h, pool, false)
 }
 
 func startPipeline(f *os.File, h hash.Hash, pool *Pool, direct bool) *Writer {
@@ -132,6 +164,8 @@ func (d *Writer) writeChunks() {
 		if c.write > 0 && d.failed() == nil {
 			if err := d.writeAt(c.buf[:c.write], c.off); err != nil {
 				d.fail(err)
+			} else {
+				d.wroteAt(c.off, c.write)
 			}
 		}
 		d.free <- c.buf[:0]
@@ -272,6 +306,7 @@ func (d *Writer) Finish() error {
 		if _, err := d.f.WriteAt(tail, tailOff); err != nil {
 			return fmt.Errorf("write staging file: %w", err)
 		}
+		d.wroteAt(tailOff, len(tail))
 	}
 	return nil
 }

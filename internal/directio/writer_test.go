@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -39,19 +38,6 @@ func randomBytes(n int, seed uint64) []byte {
 	return b
 }
 
-// newPageCacheWriter is newWriter with NewPageCacheWriter, which works on
-// every file system.
-func newPageCacheWriter(t *testing.T, pool *Pool) (*Writer, *os.File, *bytes.Buffer) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(t.TempDir(), "blob"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	hashed := &bytes.Buffer{}
-	return NewPageCacheWriter(f, hashWriter{hashed}, pool), f, hashed
-}
-
 // newWriter opens a new file in a temporary directory and a Writer on it;
 // it skips the test where the file system refuses direct I/O.
 func newWriter(t *testing.T, pool *Pool) (*Writer, *os.File, *bytes.Buffer) {
@@ -79,25 +65,28 @@ func (hashWriter) BlockSize() int      { return 1 }
 // TestWriterExactBytes writes files of awkward sizes through both of the
 // Writer's entries (ReadFrom, as from a bufio.Reader, and Write) and checks
 // that the file and the hash got every byte in order and that every chunk
-// is back in the pool.
-// The page-cache pipeline (NewPageCacheWriter) gets the same checks.
+// is back in the pool, and that OnWritten reported a growing prefix that
+// was in the file each time, ending with the whole.
 func TestWriterExactBytes(t *testing.T) {
 	pool := NewPool()
 	sizes := []int{0, 1, Align - 1, Align, Align + 1, Chunk - 1, Chunk, Chunk + 1,
 		3*Chunk + 5, Buffers*Chunk + Align + 17, 2*Buffers*Chunk - 1}
 	for i, size := range sizes {
 		data := randomBytes(size, uint64(i))
-		for _, how := range []string{"ReadFrom", "Write", "page cache/ReadFrom", "page cache/Write"} {
+		for _, how := range []string{"ReadFrom", "Write"} {
 			t.Run(fmt.Sprintf("%s/%d", how, size), func(t *testing.T) {
-				var w *Writer
-				var f *os.File
-				var hashed *bytes.Buffer
-				if cached, ok := strings.CutPrefix(how, "page cache/"); ok {
-					how = cached
-					w, f, hashed = newPageCacheWriter(t, pool)
-				} else {
-					w, f, hashed = newWriter(t, pool)
-				}
+				w, f, hashed := newWriter(t, pool)
+				var marks []int64
+				var early error
+				w.OnWritten(func(n int64) {
+					prefix := make([]byte, n)
+					if _, err := f.ReadAt(prefix, 0); err != nil && early == nil {
+						early = fmt.Errorf("read the %d bytes reported written: %w", n, err)
+					} else if !bytes.Equal(prefix, data[:n]) && early == nil {
+						early = fmt.Errorf("the %d bytes reported written differ from the data", n)
+					}
+					marks = append(marks, n)
+				})
 				r := &chunkyReader{data: data, rng: rand.New(rand.NewPCG(uint64(i), 1))}
 				var err error
 				if how == "ReadFrom" {
@@ -120,6 +109,17 @@ func TestWriterExactBytes(t *testing.T) {
 				}
 				if len(pool.free) != Buffers {
 					t.Errorf("%d of %d buffers back after Finish", len(pool.free), Buffers)
+				}
+				if early != nil {
+					t.Error(early)
+				}
+				for k := 1; k < len(marks); k++ {
+					if marks[k] <= marks[k-1] {
+						t.Fatalf("written prefix reported as %d after %d", marks[k], marks[k-1])
+					}
+				}
+				if size > 0 && (len(marks) == 0 || marks[len(marks)-1] != int64(size)) {
+					t.Errorf("written prefixes %v, want them to end with %d", marks, size)
 				}
 			})
 		}
