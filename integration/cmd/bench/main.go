@@ -79,6 +79,8 @@ type options struct {
 	skipExport   bool
 	skipServe    bool
 	skipScan     bool
+	skipBound    bool
+	scanLog      string
 	removeImages bool
 }
 
@@ -108,10 +110,12 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.feed, "feed", "testdata/secdb", "Alpine SecDB directory Clair is fed")
 	fs.StringVar(&o.demoRootfs, "scan-rootfs", "testdata/demo-image/rootfs", "root file system of the image scanned end to end")
 	fs.StringVar(&o.clairCache, "clair-cache-dir", "", "where the Clair binary is cached (default ~/.cache/layerbridge)")
-	fs.StringVar(&o.profileDir, "profile", "", "also write pprof profiles (cpu and alloc of an in-process cold export of the first image, cpu of serving) to this directory")
+	fs.StringVar(&o.profileDir, "profile", "", "also write pprof profiles (cpu and alloc of an in-process cold export of the first image, cpu of serving, cpu of the first end-to-end scan) to this directory")
 	fs.BoolVar(&o.skipExport, "skip-export", false, "do not measure exports (the images are still stored once, for serving)")
 	fs.BoolVar(&o.skipServe, "skip-serve", false, "do not measure serving")
 	fs.BoolVar(&o.skipScan, "skip-scan", false, "do not start Clair nor scan")
+	fs.BoolVar(&o.skipBound, "skip-bound", false, "do not measure the bound of a first scan (docker save while Clair indexes the same layers from a warm cache; an image more per round)")
+	fs.StringVar(&o.scanLog, "scan-log", "", "append each scan's debug log (JSON lines, with the time since the scan started as since_ms) to this file: what was exported and served when")
 	fs.BoolVar(&o.removeImages, "remove-images", false, "remove every benchmark image from the daemon and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -557,6 +561,15 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 	if err != nil {
 		return nil, err
 	}
+	var scanLog io.Writer
+	if o.scanLog != "" {
+		f, err := os.OpenFile(o.scanLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("--scan-log: %w", err)
+		}
+		defer f.Close()
+		scanLog = f
+	}
 	for r := range o.runs {
 		b, err := describe(scanImage(files, nonce(), o.scanLayers, o.scanSize))
 		if err != nil {
@@ -565,7 +578,24 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 		if _, err := ensureImage(ctx, docker, b); err != nil {
 			return nil, err
 		}
-		err = scanRound(ctx, r, log, docker, eng, ep, clairURL, work, b, add)
+		err = scanRound(ctx, r, log, docker, eng, ep, clairURL, work, b, scanLog, o.profileDir, add)
+		if _, rerr := docker.ImageRemove(ctx, b.spec.tag(), imageRemoveOptions()); rerr != nil && err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		if o.skipBound {
+			continue
+		}
+		// The bound needs an image of its own that Clair has never seen.
+		if b, err = describe(scanImage(files, nonce(), o.scanLayers, o.scanSize)); err != nil {
+			return nil, err
+		}
+		if _, err := ensureImage(ctx, docker, b); err != nil {
+			return nil, err
+		}
+		err = boundRound(ctx, log, docker, eng, ep, clairURL, work, b, r, add)
 		if _, rerr := docker.ImageRemove(ctx, b.spec.tag(), imageRemoveOptions()); rerr != nil && err == nil {
 			err = rerr
 		}
@@ -580,7 +610,7 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 // (docker save to discard), its first scan with an empty cache, and a
 // re-scan with another empty cache, which Clair answers from its index. The
 // floor runs first in even rounds and last in odd ones.
-func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, eng engine.Client, ep engine.Endpoint, clairURL *url.URL, work string, b *builtImage, add func(mode, image, what string, v float64)) error {
+func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, eng engine.Client, ep engine.Endpoint, clairURL *url.URL, work string, b *builtImage, scanLog io.Writer, profileDir string, add func(mode, image, what string, v float64)) error {
 	id, err := engineID(ctx, docker, b)
 	if err != nil {
 		return err
@@ -601,7 +631,14 @@ func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, e
 		}
 		dir := filepath.Join(work, fmt.Sprintf("scan-%d-%s", r, name))
 		defer os.RemoveAll(dir)
-		return runScan(ctx, eng, ep, dir, clairURL, b.spec.tag())
+		if profileDir != "" && r == 0 && name == "first" {
+			stop, err := startCPUProfile(filepath.Join(profileDir, "scan-cpu.pprof"))
+			if err != nil {
+				return scanTiming{}, err
+			}
+			defer stop()
+		}
+		return runScan(ctx, eng, ep, dir, clairURL, b.spec.tag(), scanLog)
 	}
 	var fl time.Duration
 	if r%2 == 0 {
@@ -651,6 +688,43 @@ func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, e
 	log.Info("scanned", "image", b.spec.tag(), "floor", fl.Round(time.Millisecond), "first", first.total.Round(time.Millisecond),
 		"export_end", tm.Export.End.Round(time.Millisecond), "index", fmt.Sprintf("%s..%s", tm.Index.Start.Round(time.Millisecond), tm.Index.End.Round(time.Millisecond)),
 		"match_end", tm.Match.End.Round(time.Millisecond), "again", again.total.Round(time.Millisecond), "findings", first.findings, "served_bytes", first.fetched)
+	return nil
+}
+
+// boundRound measures, for a new image b, the floor and the bound of a
+// first scan (measureBound), in alternating order.
+func boundRound(ctx context.Context, log *slog.Logger, docker dockerAPI, eng engine.Client, ep engine.Endpoint, clairURL *url.URL, work string, b *builtImage, r int, add func(mode, image, what string, v float64)) error {
+	id, err := engineID(ctx, docker, b)
+	if err != nil {
+		return err
+	}
+	floor := func() (time.Duration, error) {
+		if err := settle(false); err != nil {
+			return 0, err
+		}
+		d, _, err := measureFloor(ctx, docker, id)
+		return d, err
+	}
+	var fl, bound time.Duration
+	if r%2 == 1 {
+		if fl, err = floor(); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(work, fmt.Sprintf("bound-%d", r))
+	defer os.RemoveAll(dir)
+	if bound, err = measureBound(ctx, docker, eng, ep, dir, clairURL, b.spec.tag(), id); err != nil {
+		return err
+	}
+	if r%2 == 0 {
+		if fl, err = floor(); err != nil {
+			return err
+		}
+	}
+	add("", "scan", "bound-floor", fl.Seconds())
+	add("", "scan", "bound", bound.Seconds())
+	add("", "scan", "bound/floor", bound.Seconds()/fl.Seconds())
+	log.Info("bound", "image", b.spec.tag(), "floor", fl.Round(time.Millisecond), "bound", bound.Round(time.Millisecond))
 	return nil
 }
 

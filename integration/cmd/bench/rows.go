@@ -123,6 +123,11 @@ func buildTable(o options, in tableInput) *table {
 		t.add(row{measure: "  re-scan / floor (per round)", image: "scan", unit: unitRatio, values: get("again/floor"),
 			target: atMost(0.05, "median <= 0.05x", median)})
 		t.add(row{measure: "findings", image: "scan", unit: unitCount, values: get("findings")})
+		if b := get("bound"); len(b) > 0 {
+			t.add(row{measure: "bound of a first scan (another new image): its floor", image: "scan", unit: unitSeconds, values: get("bound-floor")})
+			t.add(row{measure: "  docker save to discard while clair indexes the same", image: "scan", unit: unitSeconds, values: b})
+			t.add(row{measure: "  layers from a warm cache from the first byte on", image: "scan", unit: unitRatio, values: get("bound/floor")})
+		}
 	}
 	t.footer = append(t.footer,
 		"cold and warm run the layerbridge binary (inspect --format json --cache-dir DIR IMAGE) as a user would; serving and scans link bridge and scan in-process.",
