@@ -162,17 +162,11 @@ func TestExportFailsWhileClairIndexes(t *testing.T) {
 		return pr
 	}
 	cfg, cache := daemonConfig(t, d, clair.URL)
-	// The layer server, behind a handler that tells when Clair's request
-	// arrives.
-	srv := bridge.New()
-	h := bridge.NewHTTPServer(srv, nil, bridge.Limits{}).Handler
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The layer server tells when Clair's request arrives.
+	serveLayersThrough(t, &cfg, func(w http.ResponseWriter) http.ResponseWriter {
 		once.Do(func() { close(asked) })
-		h.ServeHTTP(w, r)
-	}))
-	defer ts.Close()
-	cfg.Server = srv
-	cfg.Base, _ = url.Parse(ts.URL)
+		return w
+	})
 	res, err := Run(t.Context(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "daemon went away") {
 		t.Fatalf("scan: %v, want the export's failure", err)
@@ -255,14 +249,9 @@ func TestLayerFailingMidStreamReachesClairBroken(t *testing.T) {
 		return pr
 	}
 	cfg, cache := daemonConfig(t, d, clair.URL)
-	srv := bridge.New()
-	h := bridge.NewHTTPServer(srv, nil, bridge.Limits{}).Handler
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&firstBodyWrite{ResponseWriter: w, once: &once, wrote: streaming}, r)
-	}))
-	defer ts.Close()
-	cfg.Server = srv
-	cfg.Base, _ = url.Parse(ts.URL)
+	serveLayersThrough(t, &cfg, func(w http.ResponseWriter) http.ResponseWriter {
+		return &firstBodyWrite{ResponseWriter: w, once: &once, wrote: streaming}
+	})
 	res, err := Run(t.Context(), cfg)
 	if !errors.Is(err, dockersave.ErrDiffIDMismatch) {
 		t.Fatalf("scan: %v, want the export's diff id mismatch", err)
@@ -285,6 +274,20 @@ func TestLayerFailingMidStreamReachesClairBroken(t *testing.T) {
 	if imgs, err := cache.Images(); err != nil || len(imgs) != 0 {
 		t.Errorf("the cache holds %d images (%v), want none", len(imgs), err)
 	}
+}
+
+// serveLayersThrough has cfg's layers served by a layer server of their
+// own whose responses go through wrap, which sees each request arrive.
+func serveLayersThrough(t *testing.T, cfg *Config, wrap func(http.ResponseWriter) http.ResponseWriter) {
+	t.Helper()
+	srv := bridge.New()
+	h := bridge.NewHTTPServer(srv, nil, bridge.Limits{}).Handler
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(wrap(w), r)
+	}))
+	t.Cleanup(ts.Close)
+	cfg.Server = srv
+	cfg.Base, _ = url.Parse(ts.URL)
 }
 
 // firstBodyWrite closes wrote once the response's body has begun.

@@ -570,36 +570,34 @@ func measureScans(ctx context.Context, o options, log *slog.Logger, docker docke
 		defer f.Close()
 		scanLog = f
 	}
-	for r := range o.runs {
+	// withNewImage runs fn on an image Clair has never seen, loaded for it
+	// and removed after.
+	withNewImage := func(fn func(b *builtImage) error) error {
 		b, err := describe(scanImage(files, nonce(), o.scanLayers, o.scanSize))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := ensureImage(ctx, docker, b); err != nil {
-			return nil, err
+			return err
 		}
-		err = scanRound(ctx, r, log, docker, eng, ep, clairURL, work, b, scanLog, o.profileDir, add)
+		err = fn(b)
 		if _, rerr := docker.ImageRemove(ctx, b.spec.tag(), imageRemoveOptions()); rerr != nil && err == nil {
 			err = rerr
 		}
-		if err != nil {
+		return err
+	}
+	for r := range o.runs {
+		if err := withNewImage(func(b *builtImage) error {
+			return scanRound(ctx, r, log, docker, eng, ep, clairURL, work, b, scanLog, o.profileDir, add)
+		}); err != nil {
 			return nil, err
 		}
 		if o.skipBound {
 			continue
 		}
-		// The bound needs an image of its own that Clair has never seen.
-		if b, err = describe(scanImage(files, nonce(), o.scanLayers, o.scanSize)); err != nil {
-			return nil, err
-		}
-		if _, err := ensureImage(ctx, docker, b); err != nil {
-			return nil, err
-		}
-		err = boundRound(ctx, log, docker, eng, ep, clairURL, work, b, r, add)
-		if _, rerr := docker.ImageRemove(ctx, b.spec.tag(), imageRemoveOptions()); rerr != nil && err == nil {
-			err = rerr
-		}
-		if err != nil {
+		if err := withNewImage(func(b *builtImage) error {
+			return boundRound(ctx, log, docker, eng, ep, clairURL, work, b, r, add)
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -615,16 +613,7 @@ func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, e
 	if err != nil {
 		return err
 	}
-	floor := func() (time.Duration, error) {
-		if err := settle(false); err != nil {
-			return 0, err
-		}
-		d, n, err := measureFloor(ctx, docker, id)
-		if err == nil && n == 0 {
-			err = fmt.Errorf("save %s: empty stream", b.spec.tag())
-		}
-		return d, err
-	}
+	floor := func() (time.Duration, error) { return scanFloor(ctx, docker, id, b.spec.tag()) }
 	scanOnce := func(name string) (scanTiming, error) {
 		if err := settle(false); err != nil {
 			return scanTiming{}, err
@@ -691,6 +680,19 @@ func scanRound(ctx context.Context, r int, log *slog.Logger, docker dockerAPI, e
 	return nil
 }
 
+// scanFloor is the floor of a scan of image id (tagged tag): docker save to
+// discard, after the machine settled.
+func scanFloor(ctx context.Context, docker dockerAPI, id digest.Digest, tag string) (time.Duration, error) {
+	if err := settle(false); err != nil {
+		return 0, err
+	}
+	d, n, err := measureFloor(ctx, docker, id)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("save %s: empty stream", tag)
+	}
+	return d, err
+}
+
 // boundRound measures, for a new image b, the floor and the bound of a
 // first scan (measureBound), in alternating order.
 func boundRound(ctx context.Context, log *slog.Logger, docker dockerAPI, eng engine.Client, ep engine.Endpoint, clairURL *url.URL, work string, b *builtImage, r int, add func(mode, image, what string, v float64)) error {
@@ -698,13 +700,7 @@ func boundRound(ctx context.Context, log *slog.Logger, docker dockerAPI, eng eng
 	if err != nil {
 		return err
 	}
-	floor := func() (time.Duration, error) {
-		if err := settle(false); err != nil {
-			return 0, err
-		}
-		d, _, err := measureFloor(ctx, docker, id)
-		return d, err
-	}
+	floor := func() (time.Duration, error) { return scanFloor(ctx, docker, id, b.spec.tag()) }
 	var fl, bound time.Duration
 	if r%2 == 1 {
 		if fl, err = floor(); err != nil {
