@@ -32,11 +32,15 @@
 // with another empty cache, which must not export (Clair has indexed the
 // image: scan.Result.AlreadyIndexed, no layer fetched) and must find the
 // same. The floor runs before the scans in even rounds, after them in odd
-// ones. With --scan-engine docker29 the scanned images live on a Docker
+// ones. Unless --skip-bound, each round then loads another new image for
+// the bound of a first scan: its floor, and docker save read to discard
+// while Clair indexes the same layers from a cache filled beforehand, from
+// the export's first byte on (what a client costing nothing would reach).
+// With --scan-engine docker29 the scanned images live on a Docker
 // Engine 29 with the containerd image store, which the harness builds and
-// starts as the integration tests do. With --profile
-// DIR it also writes pprof profiles of an in-process cold export and of
-// serving.
+// starts as the integration tests do. --scan-log FILE appends each scan's
+// debug log to FILE. With --profile DIR it also writes pprof profiles of an
+// in-process cold export, of serving and of the first scan.
 //
 // Run it from the integration module directory:
 //
