@@ -141,11 +141,12 @@ func (l *Loader) loadDaemon(ctx context.Context, req Request) (_ Image, _ *store
 }
 
 // watchExport serves the blobs of the export of t as they are staged
-// (Watcher.Layers), each once its digest and diff ID are checked against
-// what the daemon listed: at once for a graphdriver export, whose layers
-// are the uncompressed diff IDs; on the containerd image store, once the
-// platform's manifest has been read from the export, which names them.
-// The caller finishes the returned board when the load ends.
+// (Watcher.Layers; whole only once their digest and diff ID are checked
+// against what the daemon listed), and announces the layers: at once for a
+// graphdriver export, whose layers are the uncompressed diff IDs; on the
+// containerd image store, once the platform's manifest has been read from
+// the export, which names them. The caller finishes the returned board
+// when the load ends.
 func (l *Loader) watchExport(ctx context.Context, req Request, t daemonTarget, id Identity, st *stager) *liveBlobs {
 	want := make(map[digest.Digest]bool, len(id.DiffIDs))
 	for _, d := range id.DiffIDs {

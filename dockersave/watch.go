@@ -31,12 +31,17 @@ type Watcher interface {
 	Identified(ctx context.Context, id Identity) error
 	// Layers gives the image's layers as they will be served (digests of
 	// the bytes Clair downloads, oldest first; sizes may be 0 when not
-	// known yet) and an opener of them. The opener serves a layer once the
-	// load has read it and checked it (its digest, and its diff ID against
-	// the image's); a layer not read yet is waited for, as long as the
-	// request's context allows, and fails once the load fails. After the
-	// load has returned, the opener serves from the store for as long as
-	// the load's release is not called.
+	// known yet) and an opener of them. The opener serves a layer from the
+	// moment the load starts writing it, when its digest is known before
+	// its bytes (its name in the archive, or its legacy layer directory):
+	// reads wait for the bytes, and the last byte is served only once the
+	// whole layer is checked (its digest, and its diff ID against the
+	// image's), so a layer that fails them is never read whole. Other
+	// layers are served once read and checked. A layer not reached yet is
+	// waited for, as long as the request's context allows; everything
+	// fails once the load fails. After the load has returned, the opener
+	// serves from the store for as long as the load's release is not
+	// called.
 	Layers(ctx context.Context, layers []ocispec.Descriptor, opener blobs.Opener)
 }
 
@@ -65,8 +70,9 @@ func WithWatcher(w Watcher) LoadOption {
 }
 
 // liveBlobs serves the blobs of one load as the load stages them (see
-// Watcher.Layers): a blob is served once staged and accepted, from its
-// staging file; once the load has committed, from the store.
+// Watcher.Layers): a blob expected under its digest while it is written
+// (growingBlob), any other once staged and accepted, from its staging
+// file; once the load has committed, from the store.
 type liveBlobs struct {
 	store *store.Store
 	log   *slog.Logger
