@@ -249,15 +249,20 @@ func (lb *liveBlobs) Blob(ctx context.Context, d digest.Digest) (blobs.Blob, err
 	}
 }
 
-// reopen opens the file f is open on anew, so that each reader has its own
-// offset (the layer server seeks), even after the staging file was renamed
-// into blobs/ or removed.
+// reopen opens the staged blob f is open on anew (see reopenFile).
 func reopen(f *os.File) (blobs.Blob, error) {
-	g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	g, err := reopenFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("reopen staged blob: %w", err)
 	}
 	return openDirect(g)
+}
+
+// reopenFile opens the file f is open on anew, so that each reader has a
+// descriptor (and flags, such as O_DIRECT) of its own, even after the
+// staging file was renamed into blobs/ or removed.
+func reopenFile(f *os.File) (*os.File, error) {
+	return os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 }
 
 // openDirect returns a Blob reading f, which it then owns: a large blob,
@@ -373,7 +378,7 @@ func (g *growingBlob) wait(ctx context.Context, end int64) (int64, error) {
 // reader opens the blob for one request, bounded by ctx; the caller holds
 // the board's lock, so the blob has not ended yet.
 func (g *growingBlob) reader(ctx context.Context) (blobs.Blob, error) {
-	f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(g.f.Fd())))
+	f, err := reopenFile(g.f)
 	if err != nil {
 		return nil, fmt.Errorf("reopen blob being staged: %w", err)
 	}
