@@ -171,19 +171,9 @@ func TestExportFailsWhileClairIndexes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "daemon went away") {
 		t.Fatalf("scan: %v, want the export's failure", err)
 	}
-	if len(fake.Completed()) != 0 {
-		t.Errorf("clair received complete layers %v of a failed export", fake.Completed())
-	}
+	checkNothingWhole(t, fake, res, cache)
 	if fake.IndexPosts() != 1 {
 		t.Errorf("%d index requests, want the one made while the export ran", fake.IndexPosts())
-	}
-	for _, f := range res.Fetches {
-		if f.Status == 200 && f.Err == nil {
-			t.Errorf("layer served whole despite the failed export: %+v", f)
-		}
-	}
-	if imgs, err := cache.Images(); err != nil || len(imgs) != 0 {
-		t.Errorf("the cache holds %d images (%v), want none", len(imgs), err)
 	}
 	for _, dir := range []string{"blobs/sha256", "tmp"} {
 		entries, _ := os.ReadDir(filepath.Join(cache.Dir(), dir))
@@ -208,17 +198,7 @@ func TestCorruptLayerNeverReachesClairWhole(t *testing.T) {
 	if !errors.Is(err, dockersave.ErrDiffIDMismatch) {
 		t.Fatalf("scan: %v, want the export's diff id mismatch", err)
 	}
-	if len(fake.Completed()) != 0 {
-		t.Errorf("clair received complete layers %v", fake.Completed())
-	}
-	for _, f := range res.Fetches {
-		if f.Status == 200 && f.Err == nil {
-			t.Errorf("the corrupt layer was served whole: %+v", f)
-		}
-	}
-	if imgs, err := cache.Images(); err != nil || len(imgs) != 0 {
-		t.Errorf("the cache holds %d images (%v), want none", len(imgs), err)
-	}
+	checkNothingWhole(t, fake, res, cache)
 }
 
 // TestLayerFailingMidStreamReachesClairBroken: Clair downloads a layer
@@ -256,20 +236,30 @@ func TestLayerFailingMidStreamReachesClairBroken(t *testing.T) {
 	if !errors.Is(err, dockersave.ErrDiffIDMismatch) {
 		t.Fatalf("scan: %v, want the export's diff id mismatch", err)
 	}
-	if len(fake.Completed()) != 0 {
-		t.Errorf("clair received complete layers %v", fake.Completed())
-	}
+	checkNothingWhole(t, fake, res, cache)
 	cut := false
 	for _, f := range res.Fetches {
-		if f.Status == 200 && f.Err == nil {
-			t.Errorf("the corrupt layer was served whole: %+v", f)
-		}
 		if f.Bytes > 0 && errors.Is(f.Err, bridge.ErrInterrupted) {
 			cut = true
 		}
 	}
 	if !cut {
 		t.Errorf("no download was cut after its first bytes: %+v", res.Fetches)
+	}
+}
+
+// checkNothingWhole checks what a scan whose export failed leaves: Clair
+// downloaded no layer whole, the layer server served none whole, and the
+// cache holds no image.
+func checkNothingWhole(t *testing.T, fake *fakeclair.V4, res *Result, cache *store.Store) {
+	t.Helper()
+	if len(fake.Completed()) != 0 {
+		t.Errorf("clair received complete layers %v", fake.Completed())
+	}
+	for _, f := range res.Fetches {
+		if f.Status == 200 && f.Err == nil {
+			t.Errorf("a layer was served whole: %+v", f)
+		}
 	}
 	if imgs, err := cache.Images(); err != nil || len(imgs) != 0 {
 		t.Errorf("the cache holds %d images (%v), want none", len(imgs), err)
