@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,31 +58,21 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 		})).With("scan", ref, "cache", filepath.Base(cacheDir))
 		log.Debug("scan started", "at", start.Format(time.RFC3339Nano))
 	}
-	// The layer server, as the scan command starts it.
-	lep, err := reach.Listen(ctx, clairURL, reach.ListenOptions{})
+	ls, err := startScanLayerServer(ctx, clairURL, log)
 	if err != nil {
 		return scanTiming{}, err
 	}
-	layers := bridge.New(bridge.WithLogger(log))
-	hs := bridge.NewHTTPServer(layers, nil, bridge.Limits{})
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(lep.Listener) }()
 	res, err := scan.Run(ctx, scan.Config{
 		Image:  ref,
 		Loader: dockersave.NewLoader(cache, dockersave.WithEngine(eng, ep), dockersave.WithLogger(log)),
 		Clair:  scan.NewClair(clairURL, scan.APIv4, scan.ClairOptions{}),
-		Server: layers,
-		Base:   lep.Base,
-		Reason: lep.Reason,
+		Server: ls.layers,
+		Base:   ls.ep.Base,
+		Reason: ls.ep.Reason,
 		Logger: log,
 	})
 	t.total = time.Since(start)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	if hs.Shutdown(sctx) != nil {
-		hs.Close()
-	}
-	cancel()
-	<-served
+	ls.stop(ctx)
 	if err != nil {
 		return t, fmt.Errorf("scan %s: %w", ref, err)
 	}
@@ -92,6 +83,37 @@ func runScan(ctx context.Context, eng engine.Client, ep engine.Endpoint, cacheDi
 		t.fetched += f.Bytes
 	}
 	return t, nil
+}
+
+// scanLayerServer is the layer server of one scan, on the address Clair
+// reaches, started as the scan command starts it (serve.go's layerServer
+// is the one on loopback of the serving rows).
+type scanLayerServer struct {
+	layers *bridge.Server
+	ep     reach.Endpoint
+	hs     *http.Server
+	served chan error
+}
+
+func startScanLayerServer(ctx context.Context, clairURL *url.URL, log *slog.Logger) (*scanLayerServer, error) {
+	ep, err := reach.Listen(ctx, clairURL, reach.ListenOptions{})
+	if err != nil {
+		return nil, err
+	}
+	layers := bridge.New(bridge.WithLogger(log))
+	ls := &scanLayerServer{layers: layers, ep: ep, hs: bridge.NewHTTPServer(layers, nil, bridge.Limits{}), served: make(chan error, 1)}
+	go func() { ls.served <- ls.hs.Serve(ep.Listener) }()
+	return ls, nil
+}
+
+// stop shuts the server down, closing it when requests still run after 10 s.
+func (ls *scanLayerServer) stop(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ls.hs.Shutdown(sctx) != nil {
+		ls.hs.Close()
+	}
+	<-ls.served
 }
 
 // rootfsFiles reads a directory tree into the files of one layer (sorted,
@@ -171,22 +193,11 @@ func measureBound(ctx context.Context, docker dockerAPI, eng engine.Client, ep e
 	if err := settle(false); err != nil {
 		return 0, err
 	}
-	lep, err := reach.Listen(ctx, clairURL, reach.ListenOptions{})
+	ls, err := startScanLayerServer(ctx, clairURL, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return 0, err
 	}
-	layers := bridge.New()
-	hs := bridge.NewHTTPServer(layers, nil, bridge.Limits{})
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(lep.Listener) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if hs.Shutdown(sctx) != nil {
-			hs.Close()
-		}
-		cancel()
-		<-served
-	}()
+	defer ls.stop(ctx)
 
 	start := time.Now()
 	rc, err := docker.ImageSave(ctx, []string{id.String()})
@@ -207,9 +218,9 @@ func measureBound(ctx context.Context, docker dockerAPI, eng engine.Client, ep e
 		Image:  ref,
 		Loader: loader,
 		Clair:  scan.NewClair(clairURL, scan.APIv4, scan.ClairOptions{}),
-		Server: layers,
-		Base:   lep.Base,
-		Reason: lep.Reason,
+		Server: ls.layers,
+		Base:   ls.ep.Base,
+		Reason: ls.ep.Reason,
 	})
 	if serr := <-saved; serr != nil && err == nil {
 		err = fmt.Errorf("save %s: %w", id, serr)
